@@ -1,0 +1,58 @@
+"""Turn a face region into a model input. Imported by training/ *and* the app.
+
+A face must look the same to a model at training and at serving time, so this
+is the only place where crops are cut, grayscaled, equalized, resized and
+scaled. Steps: crop (box + margin, borders replicated) → grayscale →
+histogram equalization → resize → float32 in [0, 1], shape (size, size, 1).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def expand_box(box, margin: float) -> tuple[int, int, int, int]:
+    """(x, y, w, h) grown by `margin` * size on every side, as (x0, y0, x1, y1)."""
+    x, y, w, h = box
+    dx, dy = round(w * margin), round(h * margin)
+    return int(x - dx), int(y - dy), int(x + w + dx), int(y + h + dy)
+
+
+def crop_face(image: np.ndarray, box, margin: float) -> np.ndarray:
+    """Cut the box plus margin out of `image`; parts outside it repeat the edge pixels.
+
+    Replicating (rather than dropping) out-of-image parts keeps the face centred
+    and the aspect ratio square for faces at the border of a photo.
+    """
+    h_img, w_img = image.shape[:2]
+    x0, y0, x1, y1 = expand_box(box, margin)
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x1 - w_img), max(0, y1 - h_img)
+    crop = image[max(0, y0):min(h_img, y1), max(0, x0):min(w_img, x1)]
+    if pad_l or pad_t or pad_r or pad_b:
+        crop = cv2.copyMakeBorder(crop, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    return crop
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """RGB (H, W, 3) or gray (H, W) / (H, W, 1) uint8 → gray (H, W) uint8."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return image.reshape(image.shape[0], image.shape[1])
+
+
+def prepare_face(face: np.ndarray, size: int) -> np.ndarray:
+    """A face crop (RGB or gray uint8) → float32 (size, size, 1) in [0, 1]."""
+    gray = cv2.equalizeHist(to_gray(face))
+    # INTER_AREA averages when shrinking (no aliasing); INTER_LINEAR when enlarging.
+    interp = cv2.INTER_AREA if gray.shape[0] > size else cv2.INTER_LINEAR
+    gray = cv2.resize(gray, (size, size), interpolation=interp)
+    return (gray.astype(np.float32) / 255.0)[..., None]
+
+
+def prepare_faces(image: np.ndarray, boxes, size: int, margin: float) -> np.ndarray:
+    """All faces of one image as a batch (N, size, size, 1), ready for one model call."""
+    batch = np.zeros((len(boxes), size, size, 1), np.float32)
+    for i, box in enumerate(boxes):
+        batch[i] = prepare_face(crop_face(image, box, margin), size)
+    return batch

@@ -1,0 +1,133 @@
+"""Shared training machinery: seeds, augmentation, tf.data input, LR schedule, checkpoints, resume."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def set_seeds(seed: int) -> None:
+    import keras
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
+    """Random flip, small rotation/shift/zoom and brightness/contrast, applied to a batch in [0, 1]."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+    geometric = keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(rotation_deg / 360.0, fill_mode="reflect", seed=seed + 1),
+        layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed + 2),
+        layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 3),
+    ])
+
+    def augment(x):
+        x = geometric(x, training=True)
+        n = tf.shape(x)[0]
+        contrast = tf.random.uniform((n, 1, 1, 1), 0.8, 1.2)
+        brightness = tf.random.uniform((n, 1, 1, 1), -0.1, 0.1)
+        mean = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
+        return tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 1.0)
+    return augment
+
+
+def train_dataset(x, targets, weights, batch_size: int, augment, seed: int):
+    """Shuffled, augmented, prefetched batches. `targets` may be an array or a dict of arrays."""
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices((x, targets, weights))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda a, b, c: (augment(a), b, c), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def cosine_lr(peak: float, epochs: int, warmup: int = 2):
+    """Epoch → learning rate: linear warm-up, then cosine decay to 1% of peak."""
+    def lr(epoch, _current=None):
+        if epoch < warmup:
+            return peak * (epoch + 1) / warmup
+        t = (epoch - warmup) / max(1, epochs - warmup)
+        return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return lr
+
+
+class EpochTimer:
+    """Adds seconds per epoch to the logs (so the CSV log records the training wall time)."""
+    def __new__(cls):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.time()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs["epoch_seconds"] = time.time() - self.t0
+        return _Timer()
+
+
+def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int):
+    """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`)."""
+    import keras
+    return [
+        keras.callbacks.LearningRateScheduler(cosine_lr(peak_lr, epochs)),
+        EpochTimer(),
+        keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
+        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True),
+        keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
+    ]
+
+
+def resume_point(run_dir: Path) -> tuple[object | None, int]:
+    """(model from last.keras, epochs done) if `run_dir` holds an interrupted run, else (None, 0)."""
+    import keras
+    log, last = run_dir / "log.csv", run_dir / "last.keras"
+    if not (log.exists() and last.exists()):
+        return None, 0
+    with open(log) as f:
+        done = len(list(csv.DictReader(f)))
+    return keras.models.load_model(last), done
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    with open(run_dir / "log.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def export_inference_model(model, path: Path) -> None:
+    """Save weights + architecture only (no optimizer state): what the app loads."""
+    import keras
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean.save(path)
+
+
+def verbosity() -> int:
+    """Keras progress bar on a terminal, one line per epoch in a log file."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow to `threads` CPU threads (0 = all), e.g. to train two models side by side."""
+    if threads:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -1,0 +1,91 @@
+"""Network definitions, Keras-examples style: one compact build function per model.
+
+The shipped networks are small VGG-style stacks sized for CPU training and
+serving; the seed designs are kept as `*_baseline` (trainable with --arch baseline).
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def conv_bn_relu(x, filters: int, kernel: int = 3, stride: int = 1):
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def vgg_trunk(x, widths, reps, dropout_step: float, stem_stride: int = 1):
+    """Blocks of `reps[i]` 3x3 conv-BN-ReLU at `widths[i]` filters, each closed by max-pool + dropout.
+
+    stem_stride=2 halves the resolution in the very first conv (cheap on large inputs).
+    """
+    for i, (filters, n) in enumerate(zip(widths, reps)):
+        for j in range(n):
+            x = conv_bn_relu(x, filters, stride=stem_stride if i == j == 0 else 1)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(dropout_step * (i + 1))(x)
+    return layers.GlobalAveragePooling2D()(x)
+
+
+def build_emotion_model(size=48, n_classes=7, widths=(24, 48, 96, 192), reps=(1, 2, 2, 2)):
+    inputs = keras.Input((size, size, 1), name="face")
+    x = vgg_trunk(inputs, widths, reps, dropout_step=0.05)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="visage_emotion")
+
+
+def build_emotion_baseline(size=48, n_classes=7):
+    """The seed 'Mood Prediction Model' (documented baseline; ~10x the compute of the shipped one)."""
+    inputs = keras.Input((size, size, 1), name="face")
+    x = conv_bn_relu(inputs, 32)
+    x = conv_bn_relu(x, 64)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Dropout(0.25)(x)
+    for filters, kernel in ((128, 5), (512, 3), (512, 3)):
+        x = conv_bn_relu(x, filters, kernel)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    for units in (256, 512):
+        x = layers.Dense(units, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Dropout(0.25)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="mood_baseline")
+
+
+# Ages are predicted as offset + scale * z so that the linear unit starts near typical ages.
+AGE_OFFSET, AGE_SCALE = 33.0, 20.0
+
+
+def age_gender_heads(features):
+    x = layers.Dense(128, activation="relu")(features)
+    x = layers.Dropout(0.3)(x)
+    age = layers.Dense(1)(x)
+    age = layers.Rescaling(AGE_SCALE, offset=AGE_OFFSET, name="age")(age)
+    gender = layers.Dense(1, activation="sigmoid", name="gender")(x)   # P(female)
+    return {"age": age, "gender": gender}
+
+
+def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2)):
+    """One trunk, two heads: age in years (regression) and P(female)."""
+    inputs = keras.Input((size, size, 1), name="face")
+    features = vgg_trunk(inputs, widths, reps, dropout_step=0.05, stem_stride=2)
+    return keras.Model(inputs, age_gender_heads(features), name="visage_age_gender")
+
+
+def build_age_gender_baseline(size=128):
+    """The seed 'Age Prediction Model' trunk (Conv 32-64-128 → dense head), with the same two heads."""
+    inputs = keras.Input((size, size, 1), name="face")
+    x = inputs
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    return keras.Model(inputs, age_gender_heads(x), name="age_baseline")

@@ -1,0 +1,99 @@
+"""Train the age + gender CNN (one trunk, two heads) on UTKFace.
+
+    python -m training.train_age_gender --data-dir ../shared/data/utkface --epochs 50
+
+Faces are cut the way the app cuts them (Haar box + margin on the padded chip,
+see training/data_utk.py) unless --crops chip. Checkpoints every epoch into
+--run-dir (last.keras, best.keras by validation loss, log.csv); the same command
+resumes. Then `python -m training.evaluate_age_gender` scores and ships it.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+INPUT_SIZE = 64
+MARGIN = 0.15          # crop = Haar box grown by 15% on each side (the app uses this too, via the card)
+AGE_LOSS_WEIGHT = 0.1  # age L1 in years vs. gender cross-entropy
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with UTKFace/ (and optionally splits.csv)")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("--arch", choices=["visage", "baseline"], default="visage")
+    p.add_argument("--crops", choices=["haar", "chip"], default="haar",
+                   help="haar: serving-style crops (default); chip: the tight aligned chips as they are")
+    p.add_argument("--no-age-balance", action="store_true", help="do not re-weight rare age bands")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
+    p.add_argument("--no-jit", action="store_true")
+    return p.parse_args(argv)
+
+
+def age_band_weights(age: np.ndarray) -> np.ndarray:
+    """Square-root inverse frequency of each sample's decade (few children and 70+), mean 1."""
+    decade = np.minimum(age.astype(int) // 10, 8)
+    counts = np.bincount(decade, minlength=9).astype(np.float64)
+    w = np.sqrt(counts.sum() / np.maximum(counts, 1))[decade]
+    return (w / w.mean()).astype(np.float32)
+
+
+def input_size(arch: str) -> int:
+    return 128 if arch == "baseline" else INPUT_SIZE
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from training.common import configure_threads, set_seeds
+    configure_threads(args.threads)
+    set_seeds(args.seed)
+    import keras
+    from training import data_utk, models
+    from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
+                                 verbosity, write_json)
+
+    size = input_size(args.arch)
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit)
+    train, val = data["train"], data["val"]
+    weights = (np.ones(len(train["age"]), np.float32) if args.no_age_balance else age_band_weights(train["age"]))
+    print(f"train {len(train['age'])}, val {len(val['age'])}; crops {args.crops}: {data['crop_stats']}", flush=True)
+
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    model, done = resume_point(args.run_dir)
+    if model is None:
+        model = (models.build_age_gender_model if args.arch == "visage" else models.build_age_gender_baseline)(size)
+        model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
+                      loss={"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()},
+                      loss_weights={"age": AGE_LOSS_WEIGHT, "gender": 1.0},
+                      metrics={"age": ["mae"], "gender": ["accuracy"]}, jit_compile=not args.no_jit)
+        model.summary(print_fn=lambda s, **k: print(s, flush=True))
+    else:
+        print(f"resuming {args.run_dir} after epoch {done}", flush=True)
+
+    augment = make_augmenter(rotation_deg=10, shift=0.08, zoom=0.1, seed=args.seed)
+    targets = {"age": train["age"][:, None], "gender": train["gender"][:, None]}
+    ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
+    val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
+    t0 = time.time()
+    model.fit(ds, validation_data=val_data, epochs=args.epochs, initial_epoch=done,
+              callbacks=checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs),
+              verbose=verbosity())
+    write_json(args.run_dir / "run.json", {
+        "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
+        "age_balance": not args.no_age_balance, "epochs": args.epochs, "batch_size": args.batch_size,
+        "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
+        "crop_stats": data["crop_stats"], "fallback_box": data["fallback_box"], "data_dir": str(args.data_dir),
+        "last_session_seconds": time.time() - t0})
+
+
+if __name__ == "__main__":
+    main()
