@@ -122,3 +122,28 @@ def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0) -> d
         np.savez(cache, dropped=dropped, **{f"{k}_{a}": np.asarray(getattr(out[k], a))
                                             for k in ("train", "public", "private") for a in ("x", "y", "paths")})
     return out
+
+
+def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4, pad: float = 0.25) -> float:
+    """The crop margin that makes a Haar-detected face framed like a FER2013 image.
+
+    FER2013 images are face crops of their own framing; the serving detector
+    runs on (upscaled, padded) training images, and the median detected box
+    width w (as a share of the image) gives margin = (1/w - 1) / 2.
+    """
+    from app.pipeline.detect import HaarFaceDetector
+    detector = HaarFaceDetector()
+    widths = []
+    for img in x[:: max(1, len(x) // n)]:
+        gray = cv2.resize((img[..., 0] * 255).astype(np.uint8), None, fx=upscale, fy=upscale,
+                          interpolation=cv2.INTER_LINEAR)
+        side = gray.shape[0]
+        p = int(pad * side)
+        padded = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_REPLICATE)
+        for bx, by, bw, bh in detector.detect(padded):
+            if bw > 0.4 * side and abs(bx + bw / 2 - p - side / 2) < 0.2 * side:
+                widths.append(bw / side)
+                break
+    if not widths:      # too few images to measure (smoke runs): the detector's own framing
+        return 0.0
+    return round(float((1 / np.median(widths) - 1) / 2), 3)

@@ -1,0 +1,96 @@
+"""Data loaders on small fixture folders made here (no dataset needed)."""
+import cv2
+import numpy as np
+import pytest
+
+from training import data_fer, data_utk
+
+
+def write_gray(path, value, size=48):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.full((size, size), value, np.uint8)
+    img[10:20, 10:30] = 255 - value          # some structure, so images differ
+    cv2.imwrite(str(path), img)
+
+
+@pytest.fixture
+def fer_dir(tmp_path):
+    for label, name in enumerate(data_fer.EMOTIONS):
+        for i in range(label + 1):                     # angry 1, disgust 2, ... neutral 7 images
+            write_gray(tmp_path / "train" / name / f"Training_{label}{i}.jpg", 10 * label + i)
+        write_gray(tmp_path / "test" / name / f"PublicTest_{label}.jpg", 100 + label)
+        write_gray(tmp_path / "test" / name / f"PrivateTest_{label}.jpg", 180 + label)
+    # a training image that is a pixel copy of a test image must be dropped
+    write_gray(tmp_path / "train" / "happy" / "Training_copy.jpg", 100 + 3)
+    return tmp_path
+
+
+def test_fer_loader_reads_class_folders_and_splits(fer_dir):
+    data = data_fer.load_fer(fer_dir)
+    assert data_fer.EMOTIONS == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert np.bincount(data["train"].y).tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert len(data["public"].y) == len(data["private"].y) == 7
+    assert data["dropped_duplicates"] == 1
+    x = data["train"].x
+    assert x.shape[1:] == (48, 48, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_fer_loader_names_a_missing_class_folder(fer_dir):
+    import shutil
+    shutil.rmtree(fer_dir / "train" / "disgust")
+    with pytest.raises(FileNotFoundError, match="disgust"):
+        data_fer.load_fer(fer_dir)
+
+
+def test_fer_soft_targets_blend_votes_and_drop_non_faces(fer_dir):
+    split = data_fer.load_fer(fer_dir)["train"]
+    face, nonface = split.paths[0], split.paths[1]
+    votes = {face: np.array([5, 0, 0, 0, 0, 0, 5, 0], np.float32),          # half anger, half neutral
+             nonface: np.array([1, 0, 0, 0, 0, 0, 0, 9], np.float32)}       # mostly "not a face"
+    targets, keep = data_fer.soft_targets(split, votes, "blend")
+    assert keep[0] and not keep[1] and keep[2:].all()
+    assert targets[0].tolist() == pytest.approx([0.75, 0, 0, 0, 0, 0, 0.25])   # original label: angry
+    assert np.allclose(targets.sum(1), 1)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("26_1_2_20170116174525125.jpg.chip.jpg", (26, 1, 2)),
+    ("1_0_0_20161219140623097.jpg.chip.jpg", (1, 0, 0)),
+    ("116_1_0_20170120134921760.jpg.chip.jpg", (116, 1, 0)),
+    ("39_1_20170116174525125.jpg.chip.jpg", (39, 1, None)),      # real files lack the race field
+    ("61_1_20170109142408075.jpg.chip.jpg", (61, 1, None)),
+])
+def test_utk_filename_parser(name, expected):
+    item = data_utk.parse_filename(name)
+    assert (item.age, item.gender, item.race) == expected
+
+
+@pytest.mark.parametrize("name", ["readme.txt", "abc_1_2_3.jpg", "0_0_0_2017.jpg", "30_5_0_2017.jpg"])
+def test_utk_filename_parser_rejects_odd_names(name):
+    assert data_utk.parse_filename(name) is None
+
+
+def test_hash_split_is_deterministic_and_roughly_80_10_10():
+    names = [f"{i % 90 + 1}_{i % 2}_{i % 5}_2017{i:09d}.jpg.chip.jpg" for i in range(5000)]
+    first = [data_utk.hash_split(n) for n in names]
+    assert first == [data_utk.hash_split(n) for n in names]
+    share = {s: first.count(s) / len(first) for s in ("train", "val", "test")}
+    assert share["train"] == pytest.approx(0.8, abs=0.03) and share["val"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_utk_list_items_uses_splits_csv_when_present(tmp_path):
+    (tmp_path / "UTKFace").mkdir()
+    (tmp_path / "splits.csv").write_text("filename,age,gender,race,split\n"
+                                         "20_0_1_x.jpg.chip.jpg,20,0,1,train\n"
+                                         "39_1_x.jpg.chip.jpg,39,1,,test\n")
+    items = data_utk.list_items(tmp_path)
+    assert [i.age for i in items["train"]] == [20] and items["test"][0].race is None and items["val"] == []
+
+
+def test_utk_list_items_without_csv_splits_by_hash(tmp_path):
+    (tmp_path / "UTKFace").mkdir()
+    for i in range(30):
+        write_gray(tmp_path / "UTKFace" / f"{i + 1}_{i % 2}_0_2017{i:05d}.jpg.chip.jpg", i)
+    (tmp_path / "UTKFace" / "notes.jpg").write_bytes(b"")
+    items = data_utk.list_items(tmp_path)
+    assert sum(len(v) for v in items.values()) == 30

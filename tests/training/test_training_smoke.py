@@ -1,0 +1,54 @@
+"""Train each model for one short epoch on a handful of real images, then evaluate and export it.
+
+Needs the datasets in ../shared/data (skipped with a reason when absent).
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+pytestmark = pytest.mark.skipif(not (DATA / "fer2013").is_dir() or not (DATA / "utkface").is_dir(),
+                                reason=f"datasets not found at {DATA} (see its README)")
+
+
+def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path):
+    from training import evaluate_emotion, train_emotion
+    run = tmp_path / "run"
+    train_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
+                        "--epochs", "1", "--batch-size", "16"])
+    assert (run / "last.keras").exists() and (run / "best.keras").exists()
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
+    evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
+                           "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+    card = json.loads((tmp_path / "models" / "emotion.json").read_text())
+    assert (tmp_path / "models" / "emotion.keras").exists()
+    assert card["outputs"]["emotion"]["labels"][0] == "angry" and card["input"]["size"] == 48
+    assert 0 <= card["metrics"]["private_test"]["accuracy"] <= 1
+    assert card["training"]["epochs_run"] == 1
+    assert (tmp_path / "reports" / "emotion_confusion.png").stat().st_size > 1000
+
+
+def test_emotion_training_resumes_after_the_last_epoch(tmp_path):
+    from training import train_emotion
+    args = ["--data-dir", str(DATA / "fer2013"), "--run-dir", str(tmp_path), "--limit", "70", "--batch-size", "16"]
+    train_emotion.main(args + ["--epochs", "1"])
+    train_emotion.main(args + ["--epochs", "2"])        # picks up at epoch 2, does not start over
+    assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 3
+
+
+def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
+    from training import evaluate_age_gender, train_age_gender
+    run = tmp_path / "run"
+    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+                           "--epochs", "1", "--batch-size", "16"])
+    assert (run / "best.keras").exists()
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+    card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
+    assert (tmp_path / "models" / "age_gender.keras").exists()
+    assert card["outputs"]["gender"]["positive_label"] == "female"
+    assert card["outputs"]["age"]["interval"]["coverage"] == 0.8
+    assert set(card["metrics"]["fairness_test"]) >= {"gender=male", "gender=female"}
+    assert card["metrics"]["test"]["age"]["mae"] > 0

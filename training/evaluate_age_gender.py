@@ -1,0 +1,143 @@
+"""Score a trained age + gender model on the UTKFace test split and ship it with its model card.
+
+    python -m training.evaluate_age_gender --data-dir ../shared/data/utkface --run-dir runs/age_gender
+
+The age interval and the gender calibration check come from `val`; every
+reported number comes from `test`, which was never used for selection. Writes
+models/age_gender.keras, models/age_gender.json and plots in reports/.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
+    p.add_argument("--checkpoint", default="best.keras")
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    p.add_argument("--limit", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def predict(model, x):
+    out = model.predict(x, batch_size=512, verbose=0)
+    return out["age"][:, 0], out["gender"][:, 0]
+
+
+def fairness_table(split: dict, age_pred, p_female) -> dict:
+    """Gender accuracy and age MAE for each race group and each gender."""
+    from training.data_utk import GENDERS, RACES
+    from training.metrics import age_report, binary_report
+    groups = {f"race={r}": split["race"] == i for i, r in enumerate(RACES)}
+    groups |= {f"gender={g}": split["gender"] == i for i, g in enumerate(GENDERS)}
+    table = {}
+    for name, sel in groups.items():
+        if sel.any():
+            table[name] = {"n": int(sel.sum()),
+                           "gender_accuracy": binary_report(split["gender"][sel], p_female[sel])["accuracy"],
+                           "age_mae": age_report(split["age"][sel], age_pred[sel])["mae"]}
+    return table
+
+
+def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    a.scatter(age_true, age_pred, s=3, alpha=0.3)
+    a.plot([0, 100], [0, 100], "k--", lw=1)
+    a.set_xlabel("true age"), a.set_ylabel("predicted age"), a.set_title("UTKFace test: predicted vs true")
+    names = list(bands)
+    b.bar(names, [bands[n]["mae"] or 0 for n in names], color="#4c72b0")
+    for i, n in enumerate(names):
+        b.text(i, (bands[n]["mae"] or 0) + 0.1, f"{bands[n]['mae']:.1f}\n(n={bands[n]['n']})", ha="center", fontsize=8)
+    b.set_xlabel("true age band"), b.set_ylabel("MAE (years)"), b.set_title("Age error by band")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+    from training import data_utk
+    from training.common import export_inference_model, read_log, write_json
+    from training.evaluate_emotion import single_face_latency_ms
+    from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
+                                  residual_interval)
+    from training.train_age_gender import MARGIN, input_size
+
+    run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
+    size = input_size(run.get("arch", "visage"))
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit)
+    model = keras.models.load_model(args.run_dir / args.checkpoint)
+    val, test = data["val"], data["test"]
+
+    val_age, val_female = predict(model, val["x"])
+    interval = residual_interval(val["age"], val_age, coverage=0.8)
+    test_age, test_female = predict(model, test["x"])
+    age = age_report(test["age"], test_age)
+    gender = binary_report(test["gender"], test_female) | {"positive_label": "female"}
+    metrics = {
+        "test": {"age": age, "gender": gender,
+                 "age_interval_coverage": interval_coverage(test["age"], test_age, interval["below"], interval["above"]),
+                 "gender_calibration": expected_calibration_error(test["gender"], test_female)},
+        "val": {"age_mae": age_report(val["age"], val_age)["mae"],
+                "gender_accuracy": binary_report(val["gender"], val_female)["accuracy"],
+                "gender_calibration": expected_calibration_error(val["gender"], val_female)},
+        "fairness_test": fairness_table(test, test_age, test_female),
+        "latency_ms_single_face": single_face_latency_ms(model, size),
+    }
+    if not args.limit:   # the same model on the tight chips, for the train/serve framing comparison
+        chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir)["test"]
+        chip_age, chip_female = predict(model, chips["x"])
+        metrics["test_on_tight_chips"] = {"age_mae": age_report(chips["age"], chip_age)["mae"],
+                                          "gender_accuracy": binary_report(chips["gender"], chip_female)["accuracy"]}
+
+    export_inference_model(model, args.models_dir / "age_gender.keras")
+    plot_age(test["age"], test_age, age["mae_by_band"], args.reports_dir / "age_gender_test.png")
+    log = read_log(args.run_dir)
+    best_epoch = int(np.argmin([r["val_loss"] for r in log])) + 1 if log else None
+    card = {
+        "name": "age_gender",
+        "file": "age_gender.keras",
+        "version": dt.date.today().isoformat() + f"-e{best_epoch}",
+        "date": dt.date.today().isoformat(),
+        "task": "age in years (regression) and gender (binary), one network with two heads",
+        "input": {"size": size, "margin": MARGIN, "channels": 1,
+                  "preprocessing": "app.pipeline.preprocess.prepare_faces: crop (Haar box + margin), grayscale, "
+                                   f"histogram equalization, resize to {size}x{size}, pixel/255"},
+        "outputs": {"age": {"kind": "regression", "unit": "years", "interval": interval},
+                    "gender": {"kind": "sigmoid", "positive_label": "female", "negative_label": "male"}},
+        "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
+                 "selection": "val (best epoch by validation loss)", "benchmark": "test",
+                 "train_images": run.get("train_images"), "crops": run.get("crops"),
+                 "crop_stats": data["crop_stats"], "fallback_box": data["fallback_box"],
+                 "age_balance": run.get("age_balance")},
+        "architecture": {"name": model.name, "parameters": int(model.count_params()),
+                         "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},
+        "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "best_epoch": best_epoch,
+                     "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
+                     "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),
+                     "curve": [{"epoch": i + 1, "val_age_mae": r["val_age_mae"],
+                                "val_gender_accuracy": r["val_gender_accuracy"]} for i, r in enumerate(log)]},
+        "metrics": metrics,
+    }
+    write_json(args.models_dir / "age_gender.json", card)
+    write_json(args.reports_dir / "age_gender_eval.json", metrics)
+    print(f"test age MAE {age['mae']:.2f}, CS@5 {age['cs5']:.3f}; gender accuracy {gender['accuracy']:.4f}; "
+          f"80% interval -{interval['below']:.1f}/+{interval['above']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Score a trained emotion model on FER2013 PrivateTest and ship it with its model card.
+
+    python -m training.evaluate_emotion --data-dir ../shared/data/fer2013 --run-dir runs/emotion
+
+Model selection (best epoch, whether flip test-time augmentation is used) is
+decided on PublicTest only; PrivateTest is the reported benchmark. Writes
+models/emotion.keras, models/emotion.json (the card the app reads) and
+reports/emotion_confusion.png.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--run-dir", type=Path, default=Path("runs/emotion"))
+    p.add_argument("--checkpoint", default="best.keras", help="file in --run-dir to evaluate")
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    p.add_argument("--limit", type=int, default=0, help="evaluate on about N images per split (smoke tests)")
+    return p.parse_args(argv)
+
+
+def predict_probs(model, x: np.ndarray, flip: bool) -> np.ndarray:
+    probs = model.predict(x, batch_size=512, verbose=0)
+    if flip:   # average with the mirrored face: expressions are (nearly) left-right symmetric
+        probs = 0.5 * (probs + model.predict(x[:, :, ::-1], batch_size=512, verbose=0))
+    return probs
+
+
+def single_face_latency_ms(model, size: int, calls: int = 200) -> dict:
+    """Median/p90 of single-face calls after warm-up, called the way the app calls it."""
+    import time
+    x = np.random.default_rng(0).random((1, size, size, 1), np.float32)
+    for _ in range(20):
+        model(x, training=False)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        model(x, training=False)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "calls": calls}
+
+
+def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+    from training import data_fer
+    from training.common import export_inference_model, read_log, write_json
+    from training.metrics import classification_report
+
+    data = data_fer.load_fer(args.data_dir, None if args.limit else args.cache_dir, limit=args.limit)
+    model = keras.models.load_model(args.run_dir / args.checkpoint)
+    labels = data_fer.EMOTIONS
+    public, private = data["public"], data["private"]
+
+    # Decide on flip-TTA with PublicTest only.
+    public_acc = {flip: float((predict_probs(model, public.x, flip).argmax(1) == public.y).mean()) for flip in (False, True)}
+    use_flip = public_acc[True] > public_acc[False]
+    private_probs = {flip: predict_probs(model, private.x, flip) for flip in (False, True)}
+    report = classification_report(private.y, private_probs[use_flip].argmax(1), labels)
+    report_other = classification_report(private.y, private_probs[not use_flip].argmax(1), labels)
+
+    log = read_log(args.run_dir)
+    run = __import__("json").loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
+    margin = data_fer.serving_margin(data["train"].x)
+    model_file = args.models_dir / "emotion.keras"
+    export_inference_model(model, model_file)
+    latency = single_face_latency_ms(model, data_fer.INPUT_SIZE)
+    plot_confusion(np.array(report["confusion_matrix"]["rows_true_cols_pred"]), labels,
+                   f"FER2013 PrivateTest — accuracy {report['accuracy']:.1%}", args.reports_dir / "emotion_confusion.png")
+
+    best_epoch = int(np.argmax([r["val_accuracy"] for r in log])) + 1 if log else None
+    card = {
+        "name": "emotion",
+        "file": "emotion.keras",
+        "version": dt.date.today().isoformat() + f"-e{best_epoch}",
+        "date": dt.date.today().isoformat(),
+        "task": "facial expression, 7 classes",
+        "input": {"size": data_fer.INPUT_SIZE, "margin": margin, "channels": 1,
+                  "preprocessing": "app.pipeline.preprocess.prepare_faces: crop (Haar box + margin), grayscale, "
+                                   "histogram equalization, resize to 48x48, pixel/255"},
+        "outputs": {"emotion": {"kind": "softmax", "labels": labels}},
+        "test_time_augmentation": {"horizontal_flip": bool(use_flip), "public_test_accuracy": public_acc},
+        "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",
+                 "selection": "PublicTest (best epoch by accuracy)", "benchmark": "PrivateTest (original labels)",
+                 "train_images": run.get("train_images"), "dropped_test_copies": data["dropped_duplicates"],
+                 "labels": run.get("labels")},
+        "architecture": {"name": model.name, "parameters": int(model.count_params()),
+                         "summary": "see training/models.py (build_emotion_model / build_emotion_baseline)"},
+        "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "best_epoch": best_epoch,
+                     "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
+                     "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),
+                     "curve": [{"epoch": i + 1, "train_accuracy": r["accuracy"], "public_accuracy": r["val_accuracy"]}
+                               for i, r in enumerate(log)]},
+        "metrics": {"private_test": report,
+                    "private_test_without_chosen_tta" if use_flip else "private_test_with_flip_tta": {
+                        "accuracy": report_other["accuracy"], "macro_f1": report_other["macro_f1"]},
+                    "latency_ms_single_face": latency},
+    }
+    write_json(args.models_dir / "emotion.json", card)
+    write_json(args.reports_dir / "emotion_eval.json", card["metrics"])
+    print(f"PrivateTest accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} "
+          f"(flip TTA: {use_flip}); latency median {latency['median']:.2f} ms; margin {margin}; -> {model_file}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Evaluation metrics as plain NumPy (no scikit-learn needed), each returning JSON-ready values."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return m
+
+
+def classification_report(y_true, y_pred, labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    tp = np.diag(cm).astype(float)
+    precision = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
+    recall = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return {
+        "accuracy": float(tp.sum() / max(1, cm.sum())),
+        "macro_f1": float(f1.mean()),
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(cm[i].sum())} for i, name in enumerate(labels)},
+        "confusion_matrix": {"labels": labels, "rows_true_cols_pred": cm.tolist()},
+    }
+
+
+def binary_report(y_true, p_positive, threshold: float = 0.5) -> dict:
+    """Accuracy, precision, recall, F1 for the positive class (label 1)."""
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = (np.asarray(p_positive) >= threshold).astype(int)
+    tp = int(((y_pred == 1) & (y_true == 1)).sum())
+    fp = int(((y_pred == 1) & (y_true == 0)).sum())
+    fn = int(((y_pred == 0) & (y_true == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {"accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0, "precision": precision,
+            "recall": recall, "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "n": int(len(y_true))}
+
+
+def expected_calibration_error(y_true, p_positive, n_bins: int = 10) -> dict:
+    """ECE of P(positive) and the reliability table (mean predicted vs. observed rate per bin)."""
+    y_true, p = np.asarray(y_true, float), np.asarray(p_positive, float)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    table, ece = [], 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            conf, rate = float(p[sel].mean()), float(y_true[sel].mean())
+            ece += sel.mean() * abs(conf - rate)
+            table.append({"bin": [b / n_bins, (b + 1) / n_bins], "n": int(sel.sum()), "mean_predicted": conf,
+                          "observed": rate})
+    return {"ece": float(ece), "reliability": table}
+
+
+AGE_BANDS = [("0-12", 0, 12), ("13-19", 13, 19), ("20-39", 20, 39), ("40-59", 40, 59), ("60+", 60, 200)]
+
+
+def age_report(age_true, age_pred) -> dict:
+    """MAE, CS@5 (share within 5 years) and MAE per age band."""
+    t, p = np.asarray(age_true, float), np.asarray(age_pred, float)
+    err = np.abs(p - t)
+    bands = {}
+    for name, lo, hi in AGE_BANDS:
+        sel = (t >= lo) & (t <= hi)
+        bands[name] = {"mae": float(err[sel].mean()) if sel.any() else None, "n": int(sel.sum())}
+    return {"mae": float(err.mean()), "cs5": float((err <= 5).mean()), "n": int(len(t)), "mae_by_band": bands}
+
+
+def residual_interval(age_true, age_pred, coverage: float = 0.8) -> dict:
+    """Offsets so that [pred - below, pred + above] holds `coverage` of true ages (central interval)."""
+    r = np.asarray(age_true, float) - np.asarray(age_pred, float)
+    lo, hi = np.quantile(r, [(1 - coverage) / 2, 1 - (1 - coverage) / 2])
+    return {"coverage": coverage, "below": float(max(0.0, -lo)), "above": float(max(0.0, hi))}
+
+
+def interval_coverage(age_true, age_pred, below: float, above: float) -> float:
+    t, p = np.asarray(age_true, float), np.asarray(age_pred, float)
+    return float(((t >= p - below) & (t <= p + above)).mean())
