@@ -1,0 +1,41 @@
+"""Webcam pages: /capture (one still → the usual result page) and /live (continuous analysis).
+
+Both pages are static shells; the camera work happens in static/js/{capture,live}.js,
+which post frames to the same endpoints as uploads (POST /analyze and
+POST /api/v1/analyze), so the server has a single analysis path.
+
+Browsers only expose getUserMedia in a secure context: https:// or http://localhost
+(127.0.0.1 included). Served over plain http from another host, the camera is
+unavailable and the pages fall back to the upload form.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+bp = Blueprint("webcam", __name__)
+
+# Longer side of the frames live mode sends: the detector's cost grows with the pixel
+# count, and webcam faces stay well above its minimum face size at this scale
+# (measured with bench/bench_live.py --send-width, numbers in reports/live_benchmark.json).
+LIVE_SEND_WIDTH = 320
+LIVE_JPEG_QUALITY = 0.8
+# Temporal smoothing of live labels: observations averaged per tracked face, and the
+# box overlap (IoU) needed to count a detection as the same face as the previous frame.
+LIVE_SMOOTHING_WINDOW = 8
+LIVE_MATCH_IOU = 0.3
+
+
+@bp.get("/capture")
+def capture():
+    return render_template("capture.html")
+
+
+@bp.get("/live")
+def live():
+    settings = {
+        "sendWidth": LIVE_SEND_WIDTH,
+        "jpegQuality": LIVE_JPEG_QUALITY,
+        "smoothingWindow": LIVE_SMOOTHING_WINDOW,
+        "matchIou": LIVE_MATCH_IOU,
+    }
+    return render_template("live.html", settings=settings)

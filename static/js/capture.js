@@ -1,0 +1,33 @@
+// Capture page: preview the webcam; the Capture button puts the current frame into the
+// upload form's file input and submits it, so uploads and captures share one result page.
+import { openCamera, describeCameraError, showCameraFallback, grabFrame, canvasToJpeg } from "./camera.js";
+
+const video = document.getElementById("capture-video");
+const button = document.getElementById("capture-button");
+const status = document.getElementById("camera-status");
+const form = document.getElementById("upload-form");
+const fileInput = form.querySelector("input[type=file][name=image]");
+
+async function start() {
+  try {
+    await openCamera(video);
+  } catch (err) {
+    showCameraFallback(describeCameraError(err));
+    return;
+  }
+  status.textContent = `Camera ready (${video.videoWidth}×${video.videoHeight}).`;
+  button.disabled = false;
+}
+
+async function capture() {
+  button.disabled = true;
+  status.textContent = "Analyzing…";
+  const blob = await canvasToJpeg(grabFrame(video, document.createElement("canvas")), 0.92);
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], "capture.jpg", { type: "image/jpeg" }));
+  fileInput.files = transfer.files;
+  form.submit();
+}
+
+button.addEventListener("click", capture);
+start();

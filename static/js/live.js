@@ -1,0 +1,154 @@
+// Live mode: analyze the webcam stream continuously and draw smoothed faces over it.
+// One request in flight at a time: the next frame is grabbed only when the previous
+// answer is back, so frames the server has no time for are dropped, never queued.
+import { openCamera, describeCameraError, showCameraFallback, grabFrame, canvasToJpeg } from "./camera.js";
+import { FaceTracker } from "./tracker.js";
+
+const settings = JSON.parse(document.getElementById("live-settings").textContent);
+const video = document.getElementById("live-video");
+const overlay = document.getElementById("live-overlay");
+const faceList = document.getElementById("live-faces");
+const fpsOut = document.getElementById("live-fps");
+const latencyOut = document.getElementById("live-latency");
+const serverOut = document.getElementById("live-server");
+const status = document.getElementById("camera-status");
+const toggle = document.getElementById("live-toggle");
+
+const tracker = new FaceTracker({ window: settings.smoothingWindow, matchIou: settings.matchIou });
+const sendCanvas = document.createElement("canvas");
+let running = false;
+let looping = false;  // a loop() is alive (possibly awaiting its last request after a pause)
+
+// Frames per second over a sliding window of the last few seconds of answers.
+const FPS_WINDOW_MS = 2000;
+const answeredAt = [];
+
+function recordAnswer(roundTripMs, timing) {
+  const now = performance.now();
+  answeredAt.push(now);
+  while (answeredAt[0] < now - FPS_WINDOW_MS) answeredAt.shift();
+  const spanMs = now - answeredAt[0];
+  const fps = answeredAt.length > 1 ? ((answeredAt.length - 1) * 1000) / spanMs : 0;
+  fpsOut.textContent = fps.toFixed(1);
+  fpsOut.dataset.value = fps.toFixed(2);
+  latencyOut.textContent = `${Math.round(roundTripMs)} ms`;
+  latencyOut.dataset.value = roundTripMs.toFixed(1);
+  const serverMs = timing && timing.total;
+  serverOut.textContent = serverMs === undefined ? "–" : `${Math.round(serverMs)} ms`;
+}
+
+function faceLabel(s) {
+  return `${s.gender.label}, ${s.age}, ${s.emotion.label}`;
+}
+
+function draw(tracks) {
+  overlay.width = video.videoWidth;
+  overlay.height = video.videoHeight;
+  const ctx = overlay.getContext("2d");
+  const lineWidth = Math.max(2, overlay.width / 240);
+  ctx.lineWidth = lineWidth;
+  ctx.font = `${Math.round(lineWidth * 7)}px system-ui, sans-serif`;
+  ctx.textBaseline = "bottom";
+  let drawn = 0;
+  for (const track of tracks) {
+    if (track.missed) continue;  // a face not seen in this frame: keep its track, hide its box
+    const { x, y, w, h } = track.box;
+    const label = faceLabel(track.smoothed);
+    ctx.strokeStyle = "#34d399";
+    ctx.strokeRect(x, y, w, h);
+    const pad = lineWidth * 2;
+    const textWidth = ctx.measureText(label).width + 2 * pad;
+    const textHeight = lineWidth * 9;
+    const labelY = y > textHeight ? y : y + h + textHeight;  // above the box unless at the top edge
+    ctx.fillStyle = "rgba(6, 78, 59, 0.85)";
+    ctx.fillRect(x - lineWidth / 2, labelY - textHeight, textWidth, textHeight);
+    ctx.fillStyle = "#ecfdf5";
+    ctx.fillText(label, x + pad, labelY - lineWidth);
+    drawn += 1;
+  }
+  overlay.dataset.boxes = String(drawn);
+}
+
+// The tracks in the DOM as well as on the canvas: readable by tests and screen readers.
+function listFaces(tracks) {
+  const items = tracks.filter((track) => !track.missed).map((track) => {
+    const s = track.smoothed;
+    const li = document.createElement("li");
+    li.dataset.testid = "live-face";
+    Object.assign(li.dataset, {
+      trackId: track.id, age: s.age, gender: s.gender.label, emotion: s.emotion.label, frames: s.frames,
+    });
+    li.textContent = faceLabel(s);
+    return li;
+  });
+  faceList.replaceChildren(...items);
+}
+
+async function analyze(blob) {
+  const body = new FormData();
+  body.append("image", blob, "frame.jpg");
+  const response = await fetch(settings.apiUrl, { method: "POST", body });
+  const result = await response.json();
+  if (!response.ok) throw new Error(result.error || `HTTP ${response.status}`);
+  return result;
+}
+
+// Boxes come back in sent-frame pixels; the overlay is in video pixels.
+function toVideoPixels(faces, image) {
+  const scale = video.videoWidth / image.width;
+  return faces.map((face) => ({
+    ...face,
+    box: { x: face.box.x * scale, y: face.box.y * scale, w: face.box.w * scale, h: face.box.h * scale },
+  }));
+}
+
+async function loop() {
+  looping = true;
+  try {
+    await analyzeWhileRunning();
+  } finally {
+    looping = false;
+  }
+}
+
+async function analyzeWhileRunning() {
+  while (running) {
+    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, settings.sendWidth), settings.jpegQuality);
+    const started = performance.now();
+    let result;
+    try {
+      result = await analyze(blob);
+    } catch (err) {
+      status.textContent = `Analysis failed: ${err.message}. Retrying…`;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      continue;
+    }
+    recordAnswer(performance.now() - started, result.timing_ms);
+    const tracks = tracker.update(toVideoPixels(result.faces, result.image));
+    if (!running) break;  // paused while the request was out: leave the last picture
+    draw(tracks);
+    listFaces(tracks);
+    status.textContent = result.faces.length ? "" : "No face in view.";
+  }
+}
+
+function setRunning(on) {
+  running = on;
+  toggle.textContent = on ? "Pause" : "Resume";
+  if (on && !looping) loop();
+}
+
+async function start() {
+  try {
+    await openCamera(video);
+  } catch (err) {
+    showCameraFallback(describeCameraError(err));
+    return;
+  }
+  status.textContent = "";
+  toggle.disabled = false;
+  setRunning(true);
+}
+
+toggle.addEventListener("click", () => setRunning(!running));
+start();

@@ -1,0 +1,92 @@
+// Temporal smoothing for live mode: keep each face's identity across frames by box
+// overlap, and average its last few predictions so labels do not flicker.
+
+export function iou(a, b) {
+  const x0 = Math.max(a.x, b.x), y0 = Math.max(a.y, b.y);
+  const x1 = Math.min(a.x + a.w, b.x + b.w), y1 = Math.min(a.y + a.h, b.y + b.h);
+  const inter = Math.max(0, x1 - x0) * Math.max(0, y1 - y0);
+  const union = a.w * a.h + b.w * b.h - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+function median(values) {
+  const sorted = [...values].sort((p, q) => p - q);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+// Label with the highest summed score over the window (a probability-weighted vote).
+function topLabel(scores) {
+  let best = null;
+  for (const [label, score] of Object.entries(scores)) if (best === null || score > scores[best]) best = label;
+  return best;
+}
+
+function addScores(total, scores) {
+  for (const [label, score] of Object.entries(scores)) total[label] = (total[label] || 0) + score;
+  return total;
+}
+
+export class FaceTracker {
+  // window: observations averaged per face; matchIou: overlap that continues a track;
+  // maxMissed: frames a face may go undetected before its track is dropped.
+  constructor({ window = 8, matchIou = 0.3, maxMissed = 3 } = {}) {
+    Object.assign(this, { window, matchIou, maxMissed });
+    this.tracks = [];
+    this.nextId = 1;
+  }
+
+  // faces: the API's faces, boxes already in display pixels. Returns the visible tracks.
+  update(faces) {
+    const pairs = [];
+    faces.forEach((face, f) => this.tracks.forEach((track, t) => {
+      const overlap = iou(face.box, track.box);
+      if (overlap >= this.matchIou) pairs.push({ f, t, overlap });
+    }));
+    // Greedy best-overlap-first matching: plenty for the handful of faces in a webcam view.
+    pairs.sort((p, q) => q.overlap - p.overlap);
+    const usedFaces = new Set(), usedTracks = new Set();
+    for (const { f, t } of pairs) {
+      if (usedFaces.has(f) || usedTracks.has(t)) continue;
+      usedFaces.add(f); usedTracks.add(t);
+      this.observe(this.tracks[t], faces[f]);
+    }
+    this.tracks.forEach((track, t) => { if (!usedTracks.has(t)) track.missed += 1; });
+    this.tracks = this.tracks.filter((track) => track.missed <= this.maxMissed);
+    faces.forEach((face, f) => {
+      if (usedFaces.has(f)) return;
+      const track = { id: this.nextId++, box: face.box, history: [], missed: 0 };
+      this.observe(track, face);
+      this.tracks.push(track);
+    });
+    return this.tracks;
+  }
+
+  observe(track, face) {
+    track.missed = 0;
+    // Light box smoothing: follows motion within a couple of frames but hides detector jitter.
+    const k = track.history.length ? 0.5 : 1;
+    track.box = Object.fromEntries(["x", "y", "w", "h"].map((key) => [key, track.box[key] + k * (face.box[key] - track.box[key])]));
+    track.history.push({
+      age: face.age,
+      gender: { [face.gender.label]: face.gender.probability },
+      emotion: face.emotion.probabilities,
+    });
+    if (track.history.length > this.window) track.history.shift();
+    track.smoothed = smooth(track.history);
+  }
+}
+
+// The window's consensus: median age (robust to one odd frame), voted gender and emotion.
+function smooth(history) {
+  const n = history.length;
+  const gender = history.reduce((total, obs) => addScores(total, obs.gender), {});
+  const emotion = history.reduce((total, obs) => addScores(total, obs.emotion), {});
+  const genderLabel = topLabel(gender), emotionLabel = topLabel(emotion);
+  return {
+    age: Math.round(median(history.map((obs) => obs.age))),
+    gender: { label: genderLabel, probability: gender[genderLabel] / n },
+    emotion: { label: emotionLabel, probability: emotion[emotionLabel] / n },
+    frames: n,
+  };
+}
