@@ -10,14 +10,14 @@ unavailable and the pages fall back to the upload form.
 """
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, url_for
 
 bp = Blueprint("webcam", __name__)
 
 # Longer side of the frames live mode sends: the detector's cost grows with the pixel
 # count, and webcam faces stay well above its minimum face size at this scale
-# (measured with bench/bench_live.py --send-width, numbers in reports/live_benchmark.json).
-LIVE_SEND_WIDTH = 320
+# (measured with bench/bench_live.py --send-widths, numbers in reports/live_benchmark.json).
+LIVE_SEND_MAX_SIDE = 320
 LIVE_JPEG_QUALITY = 0.8
 # Temporal smoothing of live labels: observations averaged per tracked face, and the
 # box overlap (IoU) needed to count a detection as the same face as the previous frame.
@@ -33,7 +33,8 @@ def capture():
 @bp.get("/live")
 def live():
     settings = {
-        "sendWidth": LIVE_SEND_WIDTH,
+        "apiUrl": url_for("api.analyze"),
+        "sendMaxSide": LIVE_SEND_MAX_SIDE,
         "jpegQuality": LIVE_JPEG_QUALITY,
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
         "matchIou": LIVE_MATCH_IOU,

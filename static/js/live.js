@@ -51,7 +51,6 @@ function draw(tracks) {
   ctx.textBaseline = "bottom";
   let drawn = 0;
   for (const track of tracks) {
-    if (track.missed) continue;  // a face not seen in this frame: keep its track, hide its box
     const { x, y, w, h } = track.box;
     const label = faceLabel(track.smoothed);
     ctx.strokeStyle = "#34d399";
@@ -71,7 +70,7 @@ function draw(tracks) {
 
 // The tracks in the DOM as well as on the canvas: readable by tests and screen readers.
 function listFaces(tracks) {
-  const items = tracks.filter((track) => !track.missed).map((track) => {
+  const items = tracks.map((track) => {
     const s = track.smoothed;
     const li = document.createElement("li");
     li.dataset.testid = "live-face";
@@ -113,7 +112,7 @@ async function loop() {
 
 async function analyzeWhileRunning() {
   while (running) {
-    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, settings.sendWidth), settings.jpegQuality);
+    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, settings.sendMaxSide), settings.jpegQuality);
     const started = performance.now();
     let result;
     try {

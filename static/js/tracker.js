@@ -29,14 +29,15 @@ function addScores(total, scores) {
 
 export class FaceTracker {
   // window: observations averaged per face; matchIou: overlap that continues a track;
-  // maxMissed: frames a face may go undetected before its track is dropped.
-  constructor({ window = 8, matchIou = 0.3, maxMissed = 3 } = {}) {
-    Object.assign(this, { window, matchIou, maxMissed });
+  // minHits: detections before a face is shown (one-frame false positives never are);
+  // maxMissed: frames a face may go undetected (still shown) before its track is dropped.
+  constructor({ window = 8, matchIou = 0.3, minHits = 2, maxMissed = 3 } = {}) {
+    Object.assign(this, { window, matchIou, minHits, maxMissed });
     this.tracks = [];
     this.nextId = 1;
   }
 
-  // faces: the API's faces, boxes already in display pixels. Returns the visible tracks.
+  // faces: the API's faces, boxes already in display pixels. Returns the tracks to show.
   update(faces) {
     const pairs = [];
     faces.forEach((face, f) => this.tracks.forEach((track, t) => {
@@ -55,14 +56,15 @@ export class FaceTracker {
     this.tracks = this.tracks.filter((track) => track.missed <= this.maxMissed);
     faces.forEach((face, f) => {
       if (usedFaces.has(f)) return;
-      const track = { id: this.nextId++, box: face.box, history: [], missed: 0 };
+      const track = { id: this.nextId++, box: face.box, history: [], hits: 0, missed: 0 };
       this.observe(track, face);
       this.tracks.push(track);
     });
-    return this.tracks;
+    return this.tracks.filter((track) => track.hits >= this.minHits);
   }
 
   observe(track, face) {
+    track.hits += 1;
     track.missed = 0;
     // Light box smoothing: follows motion within a couple of frames but hides detector jitter.
     const k = track.history.length ? 0.5 : 1;
