@@ -1,0 +1,191 @@
+"""Benchmark the live-mode server path: fps and latency of POST /api/v1/analyze.
+
+Starts the real server (gunicorn wsgi:app on 127.0.0.1, a free port) and sends
+what live.js sends: a 640x480 webcam frame (skimage's astronaut, padded to
+4:3), downscaled to the send width, JPEG-encoded, one request in flight at a
+time. Prints fps and latency percentiles per send width and writes them, with
+the server's own timing_ms breakdown, to a JSON report.
+
+    python bench/bench_live.py                        # 640 (full frame) and 320 (live.js default)
+    python bench/bench_live.py --send-widths 640,480,320,240 --requests 300
+
+Not a test: numbers depend on the machine and on what else it is running
+(the report records the load average).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.browser.make_clip import face_frame  # noqa: E402  (the same face the browser tests film)
+
+API_PATH = "/api/v1/analyze"
+TARGET_FPS = 15
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, workers: int, models_dir: str | None) -> subprocess.Popen:
+    env = dict(os.environ)
+    if models_dir:
+        env["VISAGE_MODELS_DIR"] = models_dir
+    cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+           "--log-level", "warning", "wsgi:app"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+
+
+def wait_ready(port: int, server: subprocess.Popen, timeout: float = 180.0) -> float:
+    """Seconds until GET / answers 200 (models load at startup)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with code {server.returncode} before answering")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/")
+            if conn.getresponse().status == 200:
+                return time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.25)
+    raise SystemExit(f"server not ready after {timeout:.0f} s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)   # its own session: gunicorn master and workers only
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+def frame_jpeg(send_width: int, quality: int) -> bytes:
+    """The frame live.js would send: 640x480 → send_width wide, JPEG."""
+    frame = face_frame()
+    h, w = frame.shape[:2]
+    if send_width < w:
+        frame = cv2.resize(frame, (send_width, round(h * send_width / w)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def multipart(jpeg: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"frame.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def post(port: int, body: bytes, content_type: str) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", API_PATH, body=body, headers={"Content-Type": content_type})
+    response = conn.getresponse()
+    payload = response.read()
+    conn.close()
+    if response.status != 200:
+        raise SystemExit(f"{API_PATH} answered {response.status}: {payload[:300]!r}")
+    return json.loads(payload)
+
+
+def percentile(values, q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def run_width(port: int, send_width: int, quality: int, requests: int, warmup: int) -> dict:
+    jpeg = frame_jpeg(send_width, quality)
+    body, content_type = multipart(jpeg)
+    for _ in range(warmup):
+        post(port, body, content_type)
+    latencies, timings, faces = [], [], []
+    t0 = time.perf_counter()
+    for _ in range(requests):   # sequential: exactly one request in flight, like live.js
+        start = time.perf_counter()
+        result = post(port, body, content_type)
+        latencies.append((time.perf_counter() - start) * 1000)
+        timings.append(result.get("timing_ms", {}))
+        faces.append(len(result["faces"]))
+    wall = time.perf_counter() - t0
+    stages = sorted({k for t in timings for k, v in t.items() if isinstance(v, (int, float))})
+    return {
+        "send_width": send_width,
+        "send_height": round(480 * send_width / 640),
+        "jpeg_bytes": len(jpeg),
+        "requests": requests,
+        "fps": requests / wall,
+        "latency_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
+                       "p99": percentile(latencies, 99), "mean": statistics.fmean(latencies),
+                       "max": max(latencies)},
+        "server_timing_ms_median": {k: statistics.median(t[k] for t in timings if k in t) for k in stages},
+        "faces_found": {"min": min(faces), "max": max(faces)},
+        "meets_target": requests / wall >= TARGET_FPS,
+    }
+
+
+def load_conditions() -> dict:
+    return {"cpu_count": os.cpu_count(), "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--send-widths", default="640,320",
+                        help="comma-separated frame widths to send (640 = the full 640x480 frame)")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per width")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--jpeg-quality", type=int, default=80, help="live.js sends quality 0.8")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gunicorn workers (one request is in flight, so one is enough)")
+    parser.add_argument("--models-dir", help="VISAGE_MODELS_DIR for the server (default: the app's)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "live_benchmark.json")
+    args = parser.parse_args(argv)
+
+    port = free_port()
+    before = load_conditions()
+    server = start_server(port, args.workers, args.models_dir)
+    try:
+        startup_s = wait_ready(port, server)
+        results = [run_width(port, int(w), args.jpeg_quality, args.requests, args.warmup)
+                   for w in args.send_widths.split(",")]
+    finally:
+        stop_server(server)
+
+    report = {"target_fps": TARGET_FPS, "server": f"gunicorn --workers {args.workers} wsgi:app (127.0.0.1)",
+              "frame": "astronaut() padded to 640x480, downscaled to send_width", "startup_s": startup_s,
+              "load_before": before, "load_after": load_conditions(), "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"load average before: {before['loadavg_1_5_15']} on {before['cpu_count']} CPUs")
+    for r in results:
+        lat = r["latency_ms"]
+        print(f"{r['send_width']}x{r['send_height']}: {r['fps']:.1f} fps  "
+              f"latency p50 {lat['p50']:.1f} / p90 {lat['p90']:.1f} / p99 {lat['p99']:.1f} ms  "
+              f"faces {r['faces_found']}  {'OK' if r['meets_target'] else 'below'} {TARGET_FPS} fps")
+        print("   server timing_ms (median): " +
+              ", ".join(f"{k} {v:.1f}" for k, v in r["server_timing_ms_median"].items()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
