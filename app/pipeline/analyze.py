@@ -1,0 +1,77 @@
+"""The whole pipeline in one call: decode → detect → preprocess → predict → plain dict.
+
+Pages, API and CLI all go through `run_pipeline` / `analyze_bytes`, so they
+cannot disagree about what an image contains.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from app.pipeline.decode import decode_image
+from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
+from app.pipeline.errors import BadRequest
+from app.pipeline.predict import Predictor
+
+# One cascade per thread: sharing a CascadeClassifier across gunicorn threads is not documented as safe.
+_local = threading.local()
+
+
+def find_faces(image: np.ndarray, detector: str) -> list[tuple[int, int, int, int]]:
+    if detector == "none":
+        return whole_image_box(image)
+    if not hasattr(_local, "haar"):
+        _local.haar = HaarFaceDetector()
+    return _local.haar.detect(image)
+
+
+def check_detector(detector: str | None, default: str = "haar") -> str:
+    detector = (detector or default).strip().lower()
+    if detector not in DETECTORS:
+        raise BadRequest(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.", code="bad_detector")
+    return detector
+
+
+def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar",
+                 max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
+    """(answer dict, decoded RGB image). Raises InputError subclasses for bad input."""
+    detector = check_detector(detector)
+    timing = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timing[step] = round((now - clock) * 1000, 1)
+        clock = now
+
+    image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    lap("decode")
+    boxes = find_faces(image, detector)
+    lap("detect")
+    batches = predictor.prepare(image, boxes)
+    lap("preprocess")
+    outputs = predictor.predict(batches)
+    lap("predict")
+    timing["total"] = round(sum(timing.values()), 1)
+
+    faces = [{"box": {"x": x, "y": y, "w": w, "h": h}, **in_answer_order(out)}
+             for (x, y, w, h), out in zip(boxes, outputs)]
+    height, width = image.shape[:2]
+    answer = {"faces": faces, "image": {"width": width, "height": height},
+              "detector": detector, "models": dict(predictor.versions), "timing_ms": timing}
+    return answer, image
+
+
+FACE_FIELDS = ("age", "age_range", "age_group", "gender", "emotion")
+
+
+def in_answer_order(outputs: dict) -> dict:
+    """Documented fields first, in the documented order; any extra model outputs after them."""
+    return {**{k: outputs[k] for k in FACE_FIELDS if k in outputs}, **outputs}
+
+
+def analyze_bytes(data: bytes, predictor: Predictor, **options) -> dict:
+    return run_pipeline(data, predictor, **options)[0]

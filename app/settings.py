@@ -1,0 +1,34 @@
+"""Settings: defaults here, overridden by VISAGE_* environment variables, then by create_app(config)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "VISAGE_MODELS_DIR": str(REPO_ROOT / "models"),
+    "VISAGE_MAX_BYTES": 10 * 1024 * 1024,      # size of one uploaded image file
+    "VISAGE_MAX_PIXELS": 40_000_000,           # width * height; larger images are rejected before decoding
+    "VISAGE_DEFAULT_DETECTOR": "haar",
+}
+
+
+def _parse(default, raw: str):
+    """Environment values are strings; give them the type of their default."""
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"environment setting must be an integer, got {raw!r}") from None
+    return raw
+
+
+def from_environment(environ=os.environ) -> dict:
+    return {key: _parse(default, environ[key]) if key in environ else default
+            for key, default in DEFAULTS.items()}
+
+
+def request_size_limit(max_bytes: int) -> int:
+    """Whole-request cap for Flask: an image sent as base64 JSON is 4/3 its size, plus form overhead."""
+    return max_bytes * 4 // 3 + 64 * 1024
