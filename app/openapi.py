@@ -1,0 +1,86 @@
+"""The OpenAPI 3 description of /api/v1 (served at /api/v1/openapi.json; a test keeps it in sync with the routes)."""
+from __future__ import annotations
+
+from app.pipeline.predict import AGE_GROUPS, EMOTION_LABELS
+
+EMOTIONS = list(EMOTION_LABELS)
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def openapi_document() -> dict:
+    detector_schema = {"type": "string", "enum": ["haar", "none"], "default": "haar",
+                       "description": "haar: find faces; none: the whole image is one face crop"}
+    face = {
+        "type": "object",
+        "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],
+        "properties": {
+            "box": {"type": "object", "description": "face box in original image pixels",
+                    "properties": {k: {"type": "integer"} for k in ("x", "y", "w", "h")}},
+            "age": {"type": "number", "description": "estimated age in years, 1 decimal"},
+            "age_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                          "description": "calibrated interval [low, high] from the model card"},
+            "age_group": {"type": "string", "enum": list(AGE_GROUPS)},
+            "gender": {"type": "object", "properties": {
+                "label": {"type": "string", "enum": ["female", "male"]},
+                "probability": {"type": "number", "description": "probability of that label"}}},
+            "emotion": {"type": "object", "properties": {
+                "label": {"type": "string", "enum": EMOTIONS},
+                "probabilities": {"type": "object", "properties": {e: {"type": "number"} for e in EMOTIONS}}}},
+        },
+    }
+    analysis = {
+        "type": "object",
+        "required": ["faces", "image", "models", "timing_ms"],
+        "properties": {
+            "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}},
+            "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
+            "detector": {"type": "string"},
+            "models": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "model name → version"},
+            "timing_ms": {"type": "object", "additionalProperties": {"type": "number"},
+                          "description": "decode, detect, preprocess, predict, total"},
+        },
+    }
+    error = {"type": "object", "properties": {"error": {"type": "object", "required": ["code", "message"],
+             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Visage API", "version": "1",
+                 "description": "Estimates of age, gender and emotion from the appearance of faces in a photo. "
+                                "Estimates, not facts about a person; no identification."},
+        "paths": {
+            "/api/v1/analyze": {"post": {
+                "summary": "Analyze the faces in one image",
+                "parameters": [{"name": "detector", "in": "query", "required": False, "schema": detector_schema}],
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                        "image": {"type": "string", "format": "binary"}, "detector": detector_schema}}},
+                    "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
+                        "image": {"type": "string", "description": "base64 image bytes, or a data: URL"},
+                        "detector": detector_schema}}},
+                }},
+                "responses": {
+                    "200": {"description": "Analysis (faces is [] when no face is found)",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
+                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector"),
+                    "413": _error("Too large: too many bytes or too many pixels"),
+                    "415": _error("Not an image / unsupported image type or content type"),
+                    "422": _error("Image could not be decoded (truncated or corrupt)"),
+                },
+            }},
+            "/api/v1/health": {"get": {
+                "summary": "Models loaded and their versions",
+                "responses": {"200": {"description": "Healthy", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"status": {"type": "string"}, "models_loaded": {"type": "boolean"},
+                                                     "models": {"type": "object"}}}}}}},
+            }},
+            "/api/v1/openapi.json": {"get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {}}}},
+            }},
+        },
+        "components": {"schemas": {"Face": face, "Analysis": analysis, "Error": error}},
+    }

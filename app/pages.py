@@ -1,0 +1,53 @@
+"""HTML pages: the upload form (GET /) and the result page (POST /analyze)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from flask import Blueprint, current_app, render_template
+from PIL import Image
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.pipeline.detect import DETECTORS
+from app.pipeline.errors import InputError
+from app.uploads import analyze_request
+
+bp = Blueprint("pages", __name__)
+
+DISPLAY_MAX_SIDE = 1280     # the inline copy of the photo; boxes are placed in %, so any size works
+
+
+def form_page(error: str | None = None, status: int = 200):
+    return render_template("index.html", error=error, detectors=DETECTORS,
+                           default_detector=current_app.config["VISAGE_DEFAULT_DETECTOR"]), status
+
+
+@bp.get("/")
+def index():
+    return form_page()
+
+
+@bp.post("/analyze")
+def analyze():
+    try:
+        answer, image = analyze_request(allow_json=False)
+    except InputError as e:
+        return form_page(e.message, e.status)
+    return render_template("result.html", result=answer, image_url=inline_jpeg(image),
+                           detectors=DETECTORS, default_detector=answer["detector"])
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def upload_too_large(_e):
+    limit = current_app.config["VISAGE_MAX_BYTES"] / 1e6
+    return form_page(f"The file is too large; the limit is {limit:.1f} MB.", 413)
+
+
+def inline_jpeg(image: np.ndarray) -> str:
+    """The decoded (already upright) photo as a data: URL, so nothing uploaded touches the disk."""
+    picture = Image.fromarray(image)
+    picture.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
