@@ -1,0 +1,60 @@
+"""Without its models the app must refuse to start, naming the file and how to produce it."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from app import create_app
+from app.pipeline.errors import ModelUnavailable
+
+
+def start(models_dir):
+    return create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir)})
+
+
+def copy_models(models_dir, tmp_path):
+    target = tmp_path / "models"
+    shutil.copytree(models_dir, target)
+    return target
+
+
+def test_empty_models_dir(tmp_path):
+    with pytest.raises(ModelUnavailable, match=r"emotion\.json.*python -m training\.train_emotion"):
+        start(tmp_path)
+
+
+def test_missing_model_file(models_dir, tmp_path):
+    folder = copy_models(models_dir, tmp_path)
+    (folder / "age_gender.keras").unlink()
+    with pytest.raises(ModelUnavailable, match=r"age_gender\.keras.*training\.train_age_gender"):
+        start(folder)
+
+
+def test_unreadable_card(models_dir, tmp_path):
+    folder = copy_models(models_dir, tmp_path)
+    (folder / "emotion.json").write_text("{not json")
+    with pytest.raises(ModelUnavailable, match=r"emotion\.json"):
+        start(folder)
+
+
+def test_corrupt_model_file(models_dir, tmp_path):
+    folder = copy_models(models_dir, tmp_path)
+    (folder / "emotion.keras").write_bytes(b"garbage")
+    with pytest.raises(ModelUnavailable, match=r"emotion\.keras.*could not be loaded"):
+        start(folder)
+
+
+def test_card_without_required_output(models_dir, tmp_path):
+    folder = copy_models(models_dir, tmp_path)
+    card = json.loads((folder / "age_gender.json").read_text())
+    del card["outputs"]["gender"]
+    (folder / "age_gender.json").write_text(json.dumps(card))
+    with pytest.raises(ModelUnavailable, match="gender"):
+        start(folder)
+
+
+def test_environment_variable_selects_models_dir(models_dir, monkeypatch):
+    monkeypatch.setenv("VISAGE_MODELS_DIR", str(models_dir))
+    assert create_app().config["VISAGE_MODELS_DIR"] == str(models_dir)
