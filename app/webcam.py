@@ -10,7 +10,9 @@ unavailable and the pages fall back to the upload form.
 """
 from __future__ import annotations
 
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, current_app, render_template, url_for
+
+from app.pipeline.detect import DETECTORS
 
 bp = Blueprint("webcam", __name__)
 
@@ -25,9 +27,15 @@ LIVE_SMOOTHING_WINDOW = 8
 LIVE_MATCH_IOU = 0.3
 
 
+def render_webcam_page(template: str, **context):
+    """Webcam pages include the upload form (fallback, and carrier of captured frames)."""
+    return render_template(template, detectors=DETECTORS,
+                           default_detector=current_app.config["VISAGE_DEFAULT_DETECTOR"], **context)
+
+
 @bp.get("/capture")
 def capture():
-    return render_template("capture.html")
+    return render_webcam_page("capture.html")
 
 
 @bp.get("/live")
@@ -39,4 +47,4 @@ def live():
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
         "matchIou": LIVE_MATCH_IOU,
     }
-    return render_template("live.html", settings=settings)
+    return render_webcam_page("live.html", settings=settings)

@@ -5,7 +5,7 @@ import { openCamera, describeCameraError, showCameraFallback, grabFrame, canvasT
 const video = document.getElementById("capture-video");
 const button = document.getElementById("capture-button");
 const status = document.getElementById("camera-status");
-const form = document.getElementById("upload-form");
+const form = document.querySelector("[data-testid=camera-fallback] form");
 const fileInput = form.querySelector("input[type=file][name=image]");
 
 async function start() {

@@ -15,10 +15,19 @@ function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-// Label with the highest summed score over the window (a probability-weighted vote).
-function topLabel(scores) {
+// Hysteresis, so that a face between two answers does not blink between them:
+// a new label must lead the shown one by this much mean probability over the window,
+const LABEL_MARGIN = 0.1;
+// and the shown age moves only by at least this many years (finer changes are noise
+// next to the model's error of several years).
+const AGE_STEP = 2;
+
+// Label with the highest summed score over the window (a probability-weighted vote),
+// unless the label shown so far is within LABEL_MARGIN of it.
+function votedLabel(scores, n, shown) {
   let best = null;
   for (const [label, score] of Object.entries(scores)) if (best === null || score > scores[best]) best = label;
+  if (shown && best !== shown && (scores[best] - (scores[shown] || 0)) / n < LABEL_MARGIN) return shown;
   return best;
 }
 
@@ -68,27 +77,31 @@ export class FaceTracker {
     track.missed = 0;
     // Light box smoothing: follows motion within a couple of frames but hides detector jitter.
     const k = track.history.length ? 0.5 : 1;
-    track.box = Object.fromEntries(["x", "y", "w", "h"].map((key) => [key, track.box[key] + k * (face.box[key] - track.box[key])]));
+    track.box = Object.fromEntries(
+      ["x", "y", "w", "h"].map((key) => [key, track.box[key] + k * (face.box[key] - track.box[key])]));
     track.history.push({
       age: face.age,
       gender: { [face.gender.label]: face.gender.probability },
       emotion: face.emotion.probabilities,
     });
     if (track.history.length > this.window) track.history.shift();
-    track.smoothed = smooth(track.history);
+    track.smoothed = smooth(track.history, track.smoothed);
   }
 }
 
-// The window's consensus: median age (robust to one odd frame), voted gender and emotion.
-function smooth(history) {
+// The window's consensus: median age (robust to one odd frame), voted gender and emotion;
+// `shown` is the previous consensus, kept unless the new one clearly differs.
+function smooth(history, shown) {
   const n = history.length;
   const gender = history.reduce((total, obs) => addScores(total, obs.gender), {});
   const emotion = history.reduce((total, obs) => addScores(total, obs.emotion), {});
-  const genderLabel = topLabel(gender), emotionLabel = topLabel(emotion);
+  const genderLabel = votedLabel(gender, n, shown && shown.gender.label);
+  const emotionLabel = votedLabel(emotion, n, shown && shown.emotion.label);
+  const age = median(history.map((obs) => obs.age));
   return {
-    age: Math.round(median(history.map((obs) => obs.age))),
-    gender: { label: genderLabel, probability: gender[genderLabel] / n },
-    emotion: { label: emotionLabel, probability: emotion[emotionLabel] / n },
+    age: shown && Math.abs(age - shown.age) < AGE_STEP ? shown.age : Math.round(age),
+    gender: { label: genderLabel, probability: (gender[genderLabel] || 0) / n },
+    emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / n },
     frames: n,
   };
 }

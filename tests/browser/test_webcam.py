@@ -1,0 +1,122 @@
+"""The webcam flows in real headless Chromium with a fake camera filming a face."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import pytest
+
+from .make_clip import face_frame
+
+expect = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright").expect
+
+# Observations the live tracker averages (app/webcam.py LIVE_SMOOTHING_WINDOW).
+from app.webcam import LIVE_SMOOTHING_WINDOW  # noqa: E402
+
+
+def test_capture_from_home_page_shows_result_with_a_face(page, screenshot):
+    page.goto("/")
+    page.get_by_role("link", name="Capture").first.click()
+    capture = page.get_by_role("button", name="Capture")
+    expect(capture).to_be_enabled()
+    page.wait_for_function("document.getElementById('capture-video').currentTime > 0.3")
+    screenshot(page, "preview")
+
+    capture.click()
+    page.wait_for_url("**/analyze")
+    faces = page.get_by_test_id("face")
+    expect(faces.first).to_be_visible()
+    assert faces.count() >= 1
+    screenshot(page, "result")
+
+
+def test_live_draws_boxes_and_keeps_labels_stable(page, screenshot):
+    page.goto("/capture")
+    page.get_by_role("link", name="Live").click()
+    live_face = page.get_by_test_id("live-face").first
+    expect(live_face).to_be_visible()
+    # Wait for a full smoothing window, then watch a still face for a few seconds.
+    expect(live_face).to_have_attribute("data-frames", str(LIVE_SMOOTHING_WINDOW))
+
+    samples = []
+    for _ in range(6):
+        samples.append((live_face.get_attribute("data-track-id"), live_face.inner_text()))
+        time.sleep(0.5)
+    assert len(set(samples)) == 1, f"labels or identity changed on a still face: {samples}"
+    label = samples[0][1]
+    assert label.count(",") == 2 and any(ch.isdigit() for ch in label), label  # "gender, age, emotion"
+
+    overlay = page.get_by_test_id("live-overlay")
+    assert int(overlay.get_attribute("data-boxes")) >= 1
+    painted = page.evaluate("""() => {
+        const c = document.getElementById('live-overlay');
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i]) n++;
+        return n; }""")
+    assert painted > 100, "no box drawn on the overlay canvas"
+    assert float(page.get_by_test_id("live-fps").get_attribute("data-value")) > 0
+    expect(page.get_by_test_id("live-latency")).to_contain_text("ms")
+    screenshot(page, "live")
+
+
+def test_upload_form_shows_result(page, screenshot, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(face_frame(), cv2.COLOR_RGB2BGR))
+    page.goto("/")
+    form = page.locator("form[action$='/analyze']").first
+    form.locator("input[type=file][name=image]").set_input_files(photo)
+    form.locator("[type=submit]").click()
+    page.wait_for_url("**/analyze")
+    expect(page.get_by_test_id("face").first).to_be_visible()
+    screenshot(page, "result")
+
+
+@pytest.mark.parametrize("path", ["/capture", "/live"])
+def test_refused_camera_offers_upload_instead(refused_page, screenshot, path):
+    refused_page.goto(path)
+    fallback = refused_page.get_by_test_id("camera-fallback")
+    expect(fallback).to_be_visible()
+    expect(fallback).to_contain_text("refused")
+    expect(fallback.locator("input[type=file][name=image]")).to_be_visible()
+    expect(refused_page.locator("video")).to_be_hidden()
+    screenshot(refused_page, "fallback")
+
+
+def test_missing_camera_says_so(page, screenshot):
+    # No webcam at all: Chromium rejects getUserMedia with NotFoundError.
+    page.add_init_script("""navigator.mediaDevices.getUserMedia = () =>
+        Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));""")
+    page.goto("/capture")
+    expect(page.get_by_test_id("camera-fallback")).to_contain_text("No camera was found")
+    screenshot(page, "fallback")
+
+
+def test_tracker_keeps_identities_and_damps_flicker(page):
+    """static/js/tracker.js on synthetic detections, run in the browser that runs live mode."""
+    page.goto("/live")
+    result = page.evaluate("""async () => {
+        const { FaceTracker } = await import('/static/js/tracker.js');
+        const face = (x, gender, p, age, emotion) => ({
+            box: { x, y: 10, w: 50, h: 50 }, age, gender: { label: gender, probability: p },
+            emotion: { label: emotion, probabilities: { happy: emotion === 'happy' ? 0.52 : 0.48,
+                                                        sad: emotion === 'sad' ? 0.52 : 0.48 } } });
+        const tracker = new FaceTracker({ window: 8, matchIou: 0.3 });
+        const frames = [];
+        for (let i = 0; i < 12; i++) {
+            // Face A wobbles between two answers; face B (listed first on odd frames) is steady.
+            const a = face(0 + (i % 2), i % 2 ? 'male' : 'female', 0.52, 30 + (i % 2), i % 2 ? 'sad' : 'happy');
+            const b = face(200, 'female', 0.9, 60, 'happy');
+            const shown = tracker.update(i % 2 ? [b, a] : [a, b]);
+            frames.push(shown.map((t) => [t.id, t.smoothed.gender.label, t.smoothed.age, t.smoothed.emotion.label]));
+        }
+        const afterGap = [];
+        for (let i = 0; i < 6; i++) afterGap.push(tracker.update([]).length);
+        const reborn = tracker.update([face(0, 'male', 0.9, 40, 'sad')]);
+        return { frames, afterGap, rebornCount: reborn.length, nextId: tracker.nextId };
+    }""")
+    frames = result["frames"]
+    assert frames[0] == [], "a face is shown only once it was detected twice"
+    assert all(frame == frames[1] for frame in frames[1:]), frames
+    assert [t[0] for t in frames[1]] == [1, 2]
+    assert result["afterGap"][:3] == [2, 2, 2] and result["afterGap"][-1] == 0   # kept briefly, then dropped
+    assert result["rebornCount"] == 0 and result["nextId"] == 4                  # a new face is a new track
