@@ -18,7 +18,6 @@ $(BIN)/python:
 
 # Reinstall only when requirements.txt changed since the last install.
 $(STAMP): requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	cp requirements.txt $(STAMP)
 

@@ -18,9 +18,14 @@ bp = Blueprint("pages", __name__)
 DISPLAY_MAX_SIDE = 1280     # the inline copy of the photo; boxes are placed in %, so any size works
 
 
+@bp.app_context_processor
+def upload_form_options():
+    """What templates/_upload_form.html needs, on every page that includes it (webcam pages too)."""
+    return {"detectors": DETECTORS, "default_detector": current_app.config["VISAGE_DEFAULT_DETECTOR"]}
+
+
 def form_page(error: str | None = None, status: int = 200):
-    return render_template("index.html", error=error, detectors=DETECTORS,
-                           default_detector=current_app.config["VISAGE_DEFAULT_DETECTOR"]), status
+    return render_template("index.html", error=error), status
 
 
 @bp.get("/")
@@ -35,7 +40,7 @@ def analyze():
     except InputError as e:
         return form_page(e.message, e.status)
     return render_template("result.html", result=answer, image_url=inline_jpeg(image),
-                           detectors=DETECTORS, default_detector=answer["detector"])
+                           default_detector=answer["detector"])
 
 
 @bp.errorhandler(RequestEntityTooLarge)

@@ -72,3 +72,13 @@ def test_page_404_is_html(client):
 def test_webcam_pages_registered(client):
     assert client.get("/capture").status_code == 200
     assert client.get("/live").status_code == 200
+
+
+def test_result_page_keeps_chosen_detector(client, coffee_jpeg):
+    html = post_photo(client, coffee_jpeg, detector="none").get_data(as_text=True)
+    assert 'data-testid="face"' in html
+    assert re.search(r'value="none"\s+checked', html)
+
+
+def test_capture_page_upload_form_offers_detectors(client):
+    assert 'name="detector" value="haar"' in client.get("/capture").get_data(as_text=True)
