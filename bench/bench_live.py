@@ -116,7 +116,7 @@ def run_width(port: int, send_width: int, quality: int, requests: int, warmup: i
     body, content_type = multipart(jpeg)
     for _ in range(warmup):
         post(port, body, content_type)
-    latencies, timings, faces = [], [], []
+    latencies, timings, faces, models = [], [], [], {}
     t0 = time.perf_counter()
     for _ in range(requests):   # sequential: exactly one request in flight, like live.js
         start = time.perf_counter()
@@ -124,6 +124,7 @@ def run_width(port: int, send_width: int, quality: int, requests: int, warmup: i
         latencies.append((time.perf_counter() - start) * 1000)
         timings.append(result.get("timing_ms", {}))
         faces.append(len(result["faces"]))
+        models = result.get("models", models)
     wall = time.perf_counter() - t0
     stages = sorted({k for t in timings for k, v in t.items() if isinstance(v, (int, float))})
     return {
@@ -137,6 +138,7 @@ def run_width(port: int, send_width: int, quality: int, requests: int, warmup: i
                        "max": max(latencies)},
         "server_timing_ms_median": {k: statistics.median(t[k] for t in timings if k in t) for k in stages},
         "faces_found": {"min": min(faces), "max": max(faces)},
+        "models": models,
         "meets_target": requests / wall >= TARGET_FPS,
     }
 
@@ -170,6 +172,7 @@ def main(argv=None) -> int:
         stop_server(server)
 
     report = {"target_fps": TARGET_FPS, "server": f"gunicorn --workers {args.workers} wsgi:app (127.0.0.1)",
+              "models_dir": args.models_dir or os.environ.get("VISAGE_MODELS_DIR", "models/ (app default)"),
               "frame": "astronaut() padded to 640x480, downscaled to send_width", "startup_s": startup_s,
               "load_before": before, "load_after": load_conditions(), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
