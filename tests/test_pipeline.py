@@ -114,3 +114,20 @@ def test_real_face_crops(predictor):
         faces = analyze(f.read_bytes(), predictor, detector="none")["faces"]
         assert len(faces) == 1
         assert_well_formed(faces[0], 200, 200)
+
+
+def test_flip_average_from_card_averages_face_and_mirror_in_one_call(models_dir):
+    import dataclasses
+
+    import keras
+
+    from app.pipeline.predict import LoadedModel, ModelCard
+    card = ModelCard.read(models_dir / "emotion.json")
+    model = keras.models.load_model(models_dir / "emotion.keras", compile=False)
+    plain = LoadedModel(card, model)
+    flipping = LoadedModel(dataclasses.replace(card, flip_average=True), model)
+    batch = np.random.default_rng(0).random((3, 48, 48, 1), np.float32)
+    expected = 0.5 * (plain(batch)["emotion"] + plain(batch[:, :, ::-1])["emotion"])
+    assert not card.flip_average
+    np.testing.assert_allclose(flipping(batch)["emotion"], expected, rtol=1e-5, atol=1e-6)
+    assert flipping(batch)["emotion"].shape == (3, 7)
