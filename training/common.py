@@ -131,3 +131,22 @@ def configure_threads(threads: int) -> None:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def single_face_latency_ms(model, card: dict, calls: int = 200) -> dict:
+    """Median/p90 of single-face calls after warm-up, through the app's own model wrapper."""
+    import time
+    from app.pipeline.predict import LoadedModel, ModelCard
+    size = card["input"]["size"]
+    wrapped = LoadedModel(ModelCard(card["name"], card["file"], card["version"], size, card["input"]["margin"],
+                                    card["outputs"], bool(card.get("test_time_augmentation", {})
+                                                          .get("horizontal_flip", False))), model)
+    x = np.random.default_rng(0).random((1, size, size, 1), np.float32)
+    for _ in range(20):
+        wrapped(x)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        wrapped(x)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "calls": calls}
