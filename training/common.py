@@ -150,3 +150,11 @@ def single_face_latency_ms(model, card: dict, calls: int = 200) -> dict:
         wrapped(x)
         times.append((time.perf_counter() - t) * 1000)
     return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "calls": calls}
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -52,6 +52,8 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from training.common import save_figure
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
     a.scatter(age_true, age_pred, s=3, alpha=0.3)
     a.plot([0, 100], [0, 100], "k--", lw=1)
@@ -61,10 +63,7 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
     for i, n in enumerate(names):
         b.text(i, (bands[n]["mae"] or 0) + 0.1, f"{bands[n]['mae']:.1f}\n(n={bands[n]['n']})", ha="center", fontsize=8)
     b.set_xlabel("true age band"), b.set_ylabel("MAE (years)"), b.set_title("Age error by band")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):

@@ -39,6 +39,8 @@ def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) ->
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from training.common import save_figure
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -50,10 +52,7 @@ def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) ->
             ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):

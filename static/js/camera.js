@@ -64,3 +64,14 @@ export function canvasToJpeg(canvas, quality) {
   return new Promise((resolve, reject) =>
     canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("JPEG encoding failed"))), "image/jpeg", quality));
 }
+
+// Open the camera into `video`; on failure show the fallback (with the reason) and resolve false.
+export async function startCamera(video) {
+  try {
+    await openCamera(video);
+    return true;
+  } catch (err) {
+    showCameraFallback(describeCameraError(err));
+    return false;
+  }
+}

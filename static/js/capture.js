@@ -1,6 +1,6 @@
 // Capture page: preview the webcam; the Capture button puts the current frame into the
 // upload form's file input and submits it, so uploads and captures share one result page.
-import { openCamera, describeCameraError, showCameraFallback, grabFrame, canvasToJpeg } from "./camera.js";
+import { startCamera, grabFrame, canvasToJpeg } from "./camera.js";
 
 const video = document.getElementById("capture-video");
 const button = document.getElementById("capture-button");
@@ -9,12 +9,7 @@ const form = document.querySelector("[data-testid=camera-fallback] form");
 const fileInput = form.querySelector("input[type=file][name=image]");
 
 async function start() {
-  try {
-    await openCamera(video);
-  } catch (err) {
-    showCameraFallback(describeCameraError(err));
-    return;
-  }
+  if (!(await startCamera(video))) return;
   status.textContent = `Camera ready (${video.videoWidth}×${video.videoHeight}).`;
   button.disabled = false;
 }

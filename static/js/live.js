@@ -1,7 +1,7 @@
 // Live mode: analyze the webcam stream continuously and draw smoothed faces over it.
 // One request in flight at a time: the next frame is grabbed only when the previous
 // answer is back, so frames the server has no time for are dropped, never queued.
-import { openCamera, describeCameraError, showCameraFallback, grabFrame, canvasToJpeg } from "./camera.js";
+import { startCamera, grabFrame, canvasToJpeg } from "./camera.js";
 import { FaceTracker } from "./tracker.js";
 
 const settings = JSON.parse(document.getElementById("live-settings").textContent);
@@ -138,12 +138,7 @@ function setRunning(on) {
 }
 
 async function start() {
-  try {
-    await openCamera(video);
-  } catch (err) {
-    showCameraFallback(describeCameraError(err));
-    return;
-  }
+  if (!(await startCamera(video))) return;
   status.textContent = "";
   toggle.disabled = false;
   setRunning(true);
