@@ -1,6 +1,6 @@
 """Time the ways of calling a Keras model on the small batches the app sends (1-4 faces).
 
-    python -m tools.measure_model_call [--repeats 50]
+    python bench/measure_model_call.py [--repeats 50]
 
 Uses the shipped architectures from training/models.py with random weights
 (speed does not depend on the weights). Prints median milliseconds per call.
@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from anywhere
 
 
 def median_ms(fn, x, repeats: int) -> float:
