@@ -20,7 +20,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
-    p.add_argument("--checkpoint", default="best.keras")
+    p.add_argument("--checkpoints", default="best.keras,last.keras",
+                   help="files in --run-dir to choose from (by validation loss after BatchNorm recalibration)")
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--reports-dir", type=Path, default=Path("reports"))
@@ -31,6 +32,15 @@ def parse_args(argv=None):
 def predict(model, x):
     out = model.predict(x, batch_size=512, verbose=0)
     return out["age"][:, 0], out["gender"][:, 0]
+
+
+def validation_loss(model, val: dict) -> float:
+    """The training objective on val: AGE_LOSS_WEIGHT * age L1 + gender cross-entropy."""
+    from training.train_age_gender import AGE_LOSS_WEIGHT
+    age, p = predict(model, val["x"])
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    bce = -np.mean(val["gender"] * np.log(p) + (1 - val["gender"]) * np.log(1 - p))
+    return float(AGE_LOSS_WEIGHT * np.abs(age - val["age"]).mean() + bce)
 
 
 def fairness_table(split: dict, age_pred, p_female) -> dict:
@@ -70,7 +80,8 @@ def main(argv=None):
     args = parse_args(argv)
     import keras
     from training import data_utk
-    from training.common import export_inference_model, read_log, single_face_latency_ms, write_json
+    from training.common import (export_inference_model, pick_checkpoint, read_log, single_face_latency_ms,
+                                 write_json)
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -78,8 +89,9 @@ def main(argv=None):
     run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
     size = input_size(run.get("arch", "visage"))
     data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit)
-    model = keras.models.load_model(args.run_dir / args.checkpoint)
     val, test = data["val"], data["test"]
+    model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],
+                                               lambda m: -validation_loss(m, val))
 
     val_age, val_female = predict(model, val["x"])
     interval = residual_interval(val["age"], val_age, coverage=0.8)
@@ -104,11 +116,11 @@ def main(argv=None):
     export_inference_model(model, args.models_dir / "age_gender.keras")
     plot_age(test["age"], test_age, age["mae_by_band"], args.reports_dir / "age_gender_test.png")
     log = read_log(args.run_dir)
-    best_epoch = int(np.argmin([r["val_loss"] for r in log])) + 1 if log else None
+    shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmin([r["val_loss"] for r in log])) + 1) if log else None
     card = {
         "name": "age_gender",
         "file": "age_gender.keras",
-        "version": dt.date.today().isoformat() + f"-e{best_epoch}",
+        "version": dt.date.today().isoformat() + f"-e{shipped_epoch}",
         "date": dt.date.today().isoformat(),
         "task": "age in years (regression) and gender (binary), one network with two heads",
         "input": {"size": size, "margin": MARGIN, "channels": 1,
@@ -123,7 +135,10 @@ def main(argv=None):
                  "age_balance": run.get("age_balance")},
         "architecture": {"name": model.name, "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},
-        "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "best_epoch": best_epoch,
+        "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
+                     "checkpoint_selection": {"val_loss_after_bn_recalibration": {k: -v for k, v in selection.items()},
+                                              "chosen": chosen},
+                     "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
                      "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),
                      "curve": [{"epoch": i + 1, "val_age_mae": r["val_age_mae"],

@@ -20,7 +20,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--run-dir", type=Path, default=Path("runs/emotion"))
-    p.add_argument("--checkpoint", default="best.keras", help="file in --run-dir to evaluate")
+    p.add_argument("--checkpoints", default="best.keras,last.keras",
+                   help="files in --run-dir to choose from (by PublicTest accuracy after BatchNorm recalibration)")
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--reports-dir", type=Path, default=Path("reports"))
@@ -59,13 +60,16 @@ def main(argv=None):
     args = parse_args(argv)
     import keras
     from training import data_fer
-    from training.common import export_inference_model, read_log, single_face_latency_ms, write_json
+    from training.common import (export_inference_model, pick_checkpoint, read_log, single_face_latency_ms,
+                                 write_json)
     from training.metrics import classification_report
 
     data = data_fer.load_fer(args.data_dir, None if args.limit else args.cache_dir, limit=args.limit)
-    model = keras.models.load_model(args.run_dir / args.checkpoint)
     labels = data_fer.EMOTIONS
     public, private = data["public"], data["private"]
+    model, chosen, selection = pick_checkpoint(
+        args.run_dir, args.checkpoints.split(","), data["train"].x,
+        lambda m: (predict_probs(m, public.x, flip=False).argmax(1) == public.y).mean())
 
     # Decide on flip-TTA with PublicTest only.
     public_acc = {flip: float((predict_probs(model, public.x, flip).argmax(1) == public.y).mean()) for flip in (False, True)}
@@ -82,11 +86,11 @@ def main(argv=None):
     plot_confusion(np.array(report["confusion_matrix"]["rows_true_cols_pred"]), labels,
                    f"FER2013 PrivateTest — accuracy {report['accuracy']:.1%}", args.reports_dir / "emotion_confusion.png")
 
-    best_epoch = int(np.argmax([r["val_accuracy"] for r in log])) + 1 if log else None
+    shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmax([r["val_accuracy"] for r in log])) + 1) if log else None
     card = {
         "name": "emotion",
         "file": "emotion.keras",
-        "version": dt.date.today().isoformat() + f"-e{best_epoch}",
+        "version": dt.date.today().isoformat() + f"-e{shipped_epoch}",
         "date": dt.date.today().isoformat(),
         "task": "facial expression, 7 classes",
         "input": {"size": data_fer.INPUT_SIZE, "margin": margin, "channels": 1,
@@ -100,7 +104,10 @@ def main(argv=None):
                  "labels": run.get("labels")},
         "architecture": {"name": model.name, "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_emotion_model / build_emotion_baseline)"},
-        "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "best_epoch": best_epoch,
+        "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
+                     "checkpoint_selection": {"public_test_accuracy_after_bn_recalibration": selection,
+                                              "chosen": chosen},
+                     "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
                      "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),
                      "curve": [{"epoch": i + 1, "train_accuracy": r["accuracy"], "public_accuracy": r["val_accuracy"]}
