@@ -16,7 +16,7 @@ DETECTORS = ("haar", "none")
 
 @dataclass(frozen=True)
 class HaarSettings:
-    # Chosen by measurement (training/measure_detector.py, numbers in ARCHITECTURE.md).
+    # Chosen by measurement (bench/measure_detector.py → reports/detector.json, ARCHITECTURE.md).
     scale_factor: float = 1.1
     min_neighbors: int = 5
     min_size: int = 24          # pixels, on the downscaled image
