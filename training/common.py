@@ -78,11 +78,15 @@ class EpochTimer:
 def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int):
     """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`)."""
     import keras
+    # On resume, best.keras must only be replaced by an epoch better than the ones already logged.
+    logged = [r[monitor] for r in read_log(run_dir)] if (run_dir / "log.csv").exists() else []
+    best_so_far = (max if mode == "max" else min)(logged) if logged else None
     return [
         keras.callbacks.LearningRateScheduler(cosine_lr(peak_lr, epochs)),
         EpochTimer(),
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
-        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True),
+        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
+                                        initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
     ]
 
@@ -100,7 +104,7 @@ def resume_point(run_dir: Path) -> tuple[object | None, int]:
 
 def read_log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 
 
 def export_inference_model(model, path: Path) -> None:
