@@ -110,7 +110,8 @@ def read_log(run_dir: Path) -> list[dict]:
 def export_inference_model(model, path: Path) -> None:
     """Save weights + architecture only (no optimizer state): what the app loads."""
     import keras
-    clean = keras.models.clone_model(model)
+    # from_config builds an uncompiled twin (clone_model keeps the optimizer: 3x the file size).
+    clean = model.__class__.from_config(model.get_config())
     clean.set_weights(model.get_weights())
     path.parent.mkdir(parents=True, exist_ok=True)
     clean.save(path)
