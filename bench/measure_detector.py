@@ -70,12 +70,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--trials", type=int, default=100)
+    p.add_argument("--max-sides", default="640,480,320", help="longer sides of the image the cascade sees")
     p.add_argument("--out", type=Path, default=Path("reports/detector.json"))
     args = p.parse_args()
     trials = make_trials(args.data_dir, args.trials)
     rows = []
     cv2.setNumThreads(1)          # per-frame cost on one core, as a gunicorn worker sees it
-    for max_side in (640, 320):
+    for max_side in (int(v) for v in args.max_sides.split(",")):
         for scale_factor in (1.1, 1.2):
             for min_neighbors in (3, 5):
                 s = HaarSettings(scale_factor, min_neighbors, min_size=24, max_side=max_side)

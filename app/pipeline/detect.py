@@ -20,7 +20,7 @@ class HaarSettings:
     scale_factor: float = 1.1
     min_neighbors: int = 5
     min_size: int = 24          # pixels, on the downscaled image
-    max_side: int = 640         # longer side of the image the cascade sees
+    max_side: int = 480         # longer side of the image the cascade sees
 
 
 class HaarFaceDetector:

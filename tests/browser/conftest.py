@@ -55,10 +55,17 @@ def browser(playwright, chromium_path, fake_camera_clip):
 
 
 @pytest.fixture(scope="session")
-def server_url(app) -> str:
-    """The app (tests/conftest.py: tiny random-weight models) on a real threaded HTTP server, 127.0.0.1."""
+def real_app():
+    """The app with the shipped, trained models of models/: the browser flows as a user gets them."""
+    from app import create_app
+    return create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(ROOT / "models")})
+
+
+@pytest.fixture(scope="session")
+def server_url(real_app) -> str:
+    """The real app on a real threaded HTTP server, 127.0.0.1."""
     from werkzeug.serving import make_server
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, real_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="browser-test-server", daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
