@@ -16,14 +16,15 @@ from app.pipeline.detect import DETECTORS
 
 bp = Blueprint("webcam", __name__)
 
-# Longer side of the frames live mode sends: the detector's cost grows with the pixel
-# count, and webcam faces stay well above its minimum face size at this scale
-# (measured with bench/bench_live.py --send-widths, numbers in reports/live_benchmark.json).
-LIVE_SEND_MAX_SIDE = 320
+# Longer side of the frames live mode sends. Smaller frames detect faster, but the face
+# crops get blurry when upscaled to the models' input: on the 2 px-swaying test clip the
+# per-frame age spread (std) was 11.8 years at 320 px and 6.6 at 480 px, so labels flickered
+# (timings: bench/bench_live.py → reports/live_benchmark.json).
+LIVE_SEND_MAX_SIDE = 480
 LIVE_JPEG_QUALITY = 0.8
 # Temporal smoothing of live labels: observations averaged per tracked face, and the
 # box overlap (IoU) needed to count a detection as the same face as the previous frame.
-LIVE_SMOOTHING_WINDOW = 8
+LIVE_SMOOTHING_WINDOW = 15
 LIVE_MATCH_IOU = 0.3
 
 
