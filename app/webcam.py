@@ -18,9 +18,10 @@ bp = Blueprint("webcam", __name__)
 
 # Longer side of the frames live mode sends. Smaller frames detect faster, but the face
 # crops get blurry when upscaled to the models' input: on the 2 px-swaying test clip the
-# per-frame age spread (std) was 11.8 years at 320 px and 6.6 at 480 px, so labels flickered
-# (timings: bench/bench_live.py → reports/live_benchmark.json).
-LIVE_SEND_MAX_SIDE = 480
+# per-frame age spread (std) of the shipped model was 7.5 years at 320 px, 4.7 at 400 and
+# 3.0 at 480; 400 px keeps labels stable after smoothing and runs the /live page at 13.2 fps
+# vs 11.2 at 480 (bench/bench_live.py → reports/live_benchmark.json).
+LIVE_SEND_MAX_SIDE = 400
 LIVE_JPEG_QUALITY = 0.8
 # Temporal smoothing of live labels: observations averaged per tracked face, and the
 # box overlap (IoU) needed to count a detection as the same face as the previous frame.
