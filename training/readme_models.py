@@ -22,7 +22,7 @@ def emotion_section(card: dict) -> list[str]:
         f"**Emotion** (`models/emotion.keras`, {card['architecture']['parameters']:,} parameters, "
         f"{card['input']['size']}x{card['input']['size']} grayscale): trained on FER2013 Training "
         f"({card['data']['train_images']:,} images, {card['data']['labels']} labels), best of {t['epochs_run']} epochs "
-        f"chosen on PublicTest, {t['wall_time_seconds'] / 60:.0f} min on 2 CPU cores.",
+        f"chosen on PublicTest, {t['wall_time_seconds'] / 60:.0f} min of training on a 2-core CPU (both models trained side by side).",
         "",
         f"- FER2013 **PrivateTest accuracy {pct(m['accuracy'])}**, macro-F1 {m['macro_f1']:.3f} "
         f"(flip test-time augmentation: {'on' if card['test_time_augmentation']['horizontal_flip'] else 'off'}); "
@@ -45,7 +45,7 @@ def age_gender_section(card: dict) -> list[str]:
         f"{card['architecture']['parameters']:,} parameters, {card['input']['size']}x{card['input']['size']} grayscale): "
         f"trained on UTKFace train ({card['data']['train_images']:,} images) cut the way the app cuts faces "
         f"(Haar box + {card['input']['margin']:.0%} margin), best of {t['epochs_run']} epochs chosen on val, "
-        f"{t['wall_time_seconds'] / 60:.0f} min on 2 CPU cores.",
+        f"{t['wall_time_seconds'] / 60:.0f} min of training on a 2-core CPU (both models trained side by side).",
         "",
         f"- UTKFace test: **age MAE {age['mae']:.2f} years**, CS@5 {pct(age['cs5'])}; "
         f"**gender accuracy {pct(gender['accuracy'])}** (F1 {gender['f1']:.3f}, calibration error "
