@@ -32,6 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -72,6 +73,9 @@ def main(argv=None):
     model, done = resume_point(args.run_dir)
     if model is None:
         model = (models.build_age_gender_model if args.arch == "visage" else models.build_age_gender_baseline)(size)
+        if args.init_from:
+            model.set_weights(keras.models.load_model(args.init_from, compile=False).get_weights())
+            print(f"warm start from {args.init_from}", flush=True)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss={"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()},
                       loss_weights={"age": AGE_LOSS_WEIGHT, "gender": 1.0},

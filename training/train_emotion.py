@@ -26,6 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -66,6 +67,9 @@ def main(argv=None):
     if model is None:
         build = models.build_emotion_model if args.arch == "visage" else models.build_emotion_baseline
         model = build()
+        if args.init_from:
+            model.set_weights(keras.models.load_model(args.init_from, compile=False).get_weights())
+            print(f"warm start from {args.init_from}", flush=True)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss=keras.losses.CategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=args.jit)
