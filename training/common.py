@@ -143,9 +143,7 @@ def single_face_latency_ms(model, card: dict, calls: int = 200) -> dict:
     import time
     from app.pipeline.predict import LoadedModel, ModelCard
     size = card["input"]["size"]
-    wrapped = LoadedModel(ModelCard(card["name"], card["file"], card["version"], size, card["input"]["margin"],
-                                    card["outputs"], bool(card.get("test_time_augmentation", {})
-                                                          .get("horizontal_flip", False))), model)
+    wrapped = LoadedModel(ModelCard.from_dict(card), model)
     x = np.random.default_rng(0).random((1, size, size, 1), np.float32)
     for _ in range(20):
         wrapped(x)
@@ -165,7 +163,7 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def recalibrate_batchnorm(model, x: np.ndarray, batches: int = 150, batch_size: int = 128, seed: int = 0) -> dict:
+def recalibrate_batchnorm(model, x: np.ndarray, batches: int = 150, batch_size: int = 128, seed: int = 0) -> None:
     """Re-estimate BatchNorm statistics on clean (un-augmented) training images; weights unchanged.
 
     The moving statistics gathered during training describe augmented inputs
@@ -188,7 +186,6 @@ def recalibrate_batchnorm(model, x: np.ndarray, batches: int = 150, batch_size: 
         l.momentum = m
     for l, r in zip(dropouts, rates):
         l.rate = r
-    return {"images": "training split, no augmentation", "batches": batches, "batch_size": batch_size}
 
 
 def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_score) -> tuple[object, str, dict]:

@@ -42,15 +42,18 @@ class ModelCard:
     outputs: dict
     flip_average: bool = False   # average with the mirrored face, when evaluation showed it helps
 
+    @classmethod
+    def from_dict(cls, card: dict) -> "ModelCard":
+        """The fields the app uses, from a card's JSON (also used by training/ to time the model)."""
+        return cls(name=str(card["name"]), file=str(card["file"]), version=str(card["version"]),
+                   size=int(card["input"]["size"]), margin=float(card["input"]["margin"]),
+                   outputs=dict(card["outputs"]),
+                   flip_average=bool(card.get("test_time_augmentation", {}).get("horizontal_flip", False)))
 
     @classmethod
     def read(cls, card_path: Path) -> "ModelCard":
         try:
-            card = json.loads(card_path.read_text())
-            return cls(name=str(card["name"]), file=str(card["file"]), version=str(card["version"]),
-                       size=int(card["input"]["size"]), margin=float(card["input"]["margin"]),
-                       outputs=dict(card["outputs"]),
-                       flip_average=bool(card.get("test_time_augmentation", {}).get("horizontal_flip", False)))
+            return cls.from_dict(json.loads(card_path.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelUnavailable(f"Model card {card_path} is unreadable ({type(e).__name__}: {e}).") from e
 
