@@ -180,6 +180,7 @@ def recalibrate_batchnorm(model, x: np.ndarray, batches: int = 150, batch_size: 
     for l in dropouts:          # statistics as at inference: no dropout
         l.rate = 0.0
     rng = np.random.default_rng(seed)
+    batches = min(batches, max(10, 4 * len(x) // batch_size))   # a small (smoke-test) set needs few passes
     for _ in range(batches):
         model(x[rng.choice(len(x), min(batch_size, len(x)), replace=False)], training=True)
     for l, m in zip(layers, momenta):

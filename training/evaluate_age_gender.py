@@ -2,9 +2,15 @@
 
     python -m training.evaluate_age_gender --data-dir ../shared/data/utkface --run-dir runs/age_gender
 
-The age interval and the gender calibration check come from `val`; every
+The checkpoint, averaging with --ensemble-with models, the output corrections
+of training/ensemble.py (a linear age correction, Platt scaling of P(female)),
+the age interval and the gender calibration check all come from `val`; every
 reported number comes from `test`, which was never used for selection. Writes
 models/age_gender.keras, models/age_gender.json and plots in reports/.
+
+    # snapshot ensemble: the new run's checkpoint averaged with the model it was warm-started from
+    python -m training.evaluate_age_gender --data-dir ../shared/data/utkface --run-dir runs/age_gender_ws \
+        --ensemble-with runs/age_gender_ws/init.keras
 """
 from __future__ import annotations
 
@@ -26,6 +32,10 @@ def parse_args(argv=None):
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--reports-dir", type=Path, default=Path("reports"))
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--ensemble-with", type=Path, nargs="*", default=[],
+                   help="other trained age/gender models to average with the chosen checkpoint, kept if val says so")
+    p.add_argument("--no-corrections", action="store_true",
+                   help="do not fit the linear age correction and gender Platt scaling on val")
     return p.parse_args(argv)
 
 
@@ -34,13 +44,44 @@ def predict(model, x):
     return out["age"][:, 0], out["gender"][:, 0]
 
 
+def averaged_predictions(members: list, x) -> tuple[np.ndarray, np.ndarray]:
+    outs = [predict(m, x) for m in members]
+    return np.mean([a for a, _ in outs], axis=0), np.mean([p for _, p in outs], axis=0)
+
+
 def validation_loss(model, val: dict) -> float:
-    """The training objective on val: AGE_LOSS_WEIGHT * age L1 + gender cross-entropy."""
+    return objective(*predict(model, val["x"]), val)
+
+
+def objective(age: np.ndarray, p: np.ndarray, split: dict) -> float:
+    """The training objective: AGE_LOSS_WEIGHT * age L1 + gender cross-entropy."""
     from training.train_age_gender import AGE_LOSS_WEIGHT
-    age, p = predict(model, val["x"])
     p = np.clip(p, 1e-7, 1 - 1e-7)
-    bce = -np.mean(val["gender"] * np.log(p) + (1 - val["gender"]) * np.log(1 - p))
-    return float(AGE_LOSS_WEIGHT * np.abs(age - val["age"]).mean() + bce)
+    bce = -np.mean(split["gender"] * np.log(p) + (1 - split["gender"]) * np.log(1 - p))
+    return float(AGE_LOSS_WEIGHT * np.abs(age - split["age"]).mean() + bce)
+
+
+def choose_serving_setup(candidates: dict, val: dict, corrections: bool) -> dict:
+    """Members by val objective; then each output correction kept only if it helps on held-out halves of val."""
+    from training.ensemble import (fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt,
+                                   two_fold_gain)
+    outputs = {name: [predict(m, val["x"]) for m in members] for name, members in candidates.items()}
+    losses = {name: objective(np.mean([a for a, _ in outs], 0), np.mean([p for _, p in outs], 0), val)
+              for name, outs in outputs.items()}
+    name = min(losses, key=losses.get)
+    ages, logits = [a for a, _ in outputs[name]], [logit(p) for _, p in outputs[name]]
+    setup = {"members": name, "val_loss": losses, "age_correction": np.array([1.0, 0.0]),
+             "gender_platt": np.array([1.0, 0.0])}
+    if corrections:
+        setup["age_check"] = two_fold_gain(fit_linear_age, linear_age, setup["age_correction"], ages, val["age"],
+                                           lambda pred, true: -float(np.abs(pred - true).mean()))
+        setup["gender_check"] = two_fold_gain(fit_platt, sigmoid_with_platt, setup["gender_platt"], logits,
+                                              val["gender"], lambda p, true: float(((p >= 0.5) == true).mean()))
+        if setup["age_check"]["gain"] > 0:
+            setup["age_correction"] = fit_linear_age(ages, val["age"])
+        if setup["gender_check"]["gain"] > 0:
+            setup["gender_platt"] = fit_platt(logits, val["gender"])
+    return setup
 
 
 def fairness_table(split: dict, age_pred, p_female) -> dict:
@@ -80,8 +121,9 @@ def main(argv=None):
     args = parse_args(argv)
     import keras
     from training import data_utk
-    from training.common import (export_inference_model, pick_checkpoint, read_log, single_face_latency_ms,
-                                 write_json)
+    from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
+                                 single_face_latency_ms, write_json)
+    from training.ensemble import average_models, fold_linear_age, fold_platt
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -92,6 +134,19 @@ def main(argv=None):
     val, test = data["val"], data["test"]
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],
                                                lambda m: -validation_loss(m, val))
+    others = [keras.models.load_model(path, compile=False) for path in args.ensemble_with]
+    for other in others:
+        recalibrate_batchnorm(other, data["train"]["x"])
+    candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
+    test_alternatives = {}   # scored only, for the card: not used for any choice
+    for name, members in candidates.items():
+        alt_age, alt_female = averaged_predictions(members, test["x"])
+        test_alternatives[name] = {"age_mae": age_report(test["age"], alt_age)["mae"],
+                                   "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}
+    setup = choose_serving_setup(candidates, val, not args.no_corrections)
+    model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
+    fold_linear_age(model, "age", setup["age_correction"])
+    fold_platt(model, "gender", setup["gender_platt"])
 
     val_age, val_female = predict(model, val["x"])
     interval = residual_interval(val["age"], val_age, coverage=0.8)
@@ -128,6 +183,16 @@ def main(argv=None):
                                    f"histogram equalization, resize to {size}x{size}, pixel/255"},
         "outputs": {"age": {"kind": "regression", "unit": "years", "interval": interval},
                     "gender": {"kind": "sigmoid", "positive_label": "female", "negative_label": "male"}},
+        "serving_setup": {
+            "chosen_on": "val",
+            "members": [str(args.run_dir / chosen)] + ([str(p) for p in args.ensemble_with]
+                                                       if setup["members"] == "ensemble" else []),
+            "val_loss_by_candidate": setup["val_loss"],
+            "age_correction_alpha_beta": setup["age_correction"].tolist(),
+            "age_correction_two_fold_check_on_val": setup.get("age_check"),
+            "gender_platt_a_c": setup["gender_platt"].tolist(),
+            "gender_platt_two_fold_check_on_val": setup.get("gender_check"),
+            "test_metrics_of_uncorrected_candidates": test_alternatives},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",
                  "train_images": run.get("train_images"), "crops": run.get("crops"),

@@ -21,12 +21,14 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path):
     assert (run / "last.keras").exists() and (run / "best.keras").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
     evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
-                           "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+                           "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"),
+                           "--ensemble-with", str(run / "last.keras")])
     card = json.loads((tmp_path / "models" / "emotion.json").read_text())
     assert (tmp_path / "models" / "emotion.keras").exists()
     assert card["outputs"]["emotion"]["labels"][0] == "angry" and card["input"]["size"] == 48
     assert 0 <= card["metrics"]["private_test"]["accuracy"] <= 1
     assert card["training"]["epochs_run"] == 1
+    assert set(card["serving_setup"]["class_logit_shift"]) == set(card["outputs"]["emotion"]["labels"])
     assert (tmp_path / "reports" / "emotion_confusion.png").stat().st_size > 1000
 
 
@@ -45,10 +47,12 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
                            "--epochs", "1", "--batch-size", "16"])
     assert (run / "best.keras").exists()
     evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
-                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"),
+                              "--ensemble-with", str(run / "last.keras")])
     card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
     assert (tmp_path / "models" / "age_gender.keras").exists()
     assert card["outputs"]["gender"]["positive_label"] == "female"
     assert card["outputs"]["age"]["interval"]["coverage"] == 0.8
     assert set(card["metrics"]["fairness_test"]) >= {"gender=male", "gender=female"}
     assert card["metrics"]["test"]["age"]["mae"] > 0
+    assert set(card["serving_setup"]["test_metrics_of_uncorrected_candidates"]) == {"checkpoint", "ensemble"}

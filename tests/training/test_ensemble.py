@@ -1,0 +1,83 @@
+"""Snapshot ensembles and output corrections (training/ensemble.py) on tiny models and synthetic data."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from training.common import export_inference_model  # noqa: E402
+from training.ensemble import (average_models, fit_class_shift, fit_platt, fold_class_shift, fold_platt,  # noqa: E402
+                               logit, sigmoid_with_platt, softmax_with_shift, two_fold_gain)
+
+
+def tiny_softmax_model(seed: int):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1), name="face")
+    x = keras.layers.Flatten()(inputs)
+    out = keras.layers.Dense(3, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, out, name="tiny")
+
+
+def tiny_two_head_model(seed: int):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1), name="face")
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, {"age": keras.layers.Dense(1, name="age")(x),
+                                "gender": keras.layers.Dense(1, activation="sigmoid", name="gender")(x)}, name="tiny2")
+
+
+def test_average_models_outputs_the_mean_and_survives_export(tmp_path):
+    a, b = tiny_softmax_model(1), tiny_softmax_model(2)
+    x = np.random.default_rng(0).random((5, 8, 8, 1), np.float32)
+    ensemble = average_models([a, b], "ens")
+    expected = 0.5 * (a.predict(x, verbose=0) + b.predict(x, verbose=0))
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, atol=1e-6)
+    export_inference_model(ensemble, tmp_path / "ens.keras")
+    loaded = keras.models.load_model(tmp_path / "ens.keras", compile=False)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
+
+
+def test_average_models_keeps_named_outputs_of_two_head_models():
+    a, b = tiny_two_head_model(1), tiny_two_head_model(2)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), np.float32)
+    out = average_models([a, b], "ens").predict(x, verbose=0)
+    assert set(out) == {"age", "gender"}
+    np.testing.assert_allclose(out["gender"], 0.5 * (a.predict(x, verbose=0)["gender"] +
+                                                     b.predict(x, verbose=0)["gender"]), atol=1e-6)
+
+
+def test_folded_class_shift_equals_the_fitted_correction():
+    a, b = tiny_softmax_model(1), tiny_softmax_model(2)
+    x = np.random.default_rng(0).random((6, 8, 8, 1), np.float32)
+    views = [np.log(m.predict(x, verbose=0)) for m in (a, b)]
+    shift = np.array([0.5, -0.2, -0.3])
+    ensemble = average_models([a, b], "ens")
+    fold_class_shift(ensemble, "emotion", shift)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), softmax_with_shift(views, shift), atol=1e-5)
+
+
+def test_folded_platt_scaling_equals_the_fitted_correction():
+    a = tiny_two_head_model(3)
+    x = np.random.default_rng(1).random((6, 8, 8, 1), np.float32)
+    z = logit(a.predict(x, verbose=0)["gender"][:, 0])
+    fold_platt(a, "gender", np.array([0.7, 0.4]))
+    np.testing.assert_allclose(a.predict(x, verbose=0)["gender"][:, 0], sigmoid_with_platt([z], [0.7, 0.4]), atol=1e-5)
+
+
+def test_fit_class_shift_recovers_a_prior_mismatch():
+    rng = np.random.default_rng(0)
+    true_shift = np.array([1.0, 0.0, -1.0])
+    logits = rng.normal(size=(4000, 3)) * 2
+    y = np.array([rng.choice(3, p=p) for p in softmax_with_shift([logits], true_shift)])
+    fitted = fit_class_shift([logits], y)
+    np.testing.assert_allclose(fitted, true_shift - true_shift.mean(), atol=0.2)
+    check = two_fold_gain(fit_class_shift, softmax_with_shift, np.zeros(3), [logits], y,
+                          lambda p, t: float((p.argmax(1) == t).mean()))
+    assert check["gain"] > 0
+
+
+def test_fit_platt_recovers_scale_and_offset():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=5000) * 3
+    y = (rng.random(5000) < sigmoid_with_platt([z], [0.5, 0.8])).astype(float)
+    a, c = fit_platt([z], y)
+    assert a == pytest.approx(0.5, abs=0.1) and c == pytest.approx(0.8, abs=0.15)

@@ -1,0 +1,144 @@
+"""After training: average several checkpoints into one model, and correct output biases on validation data.
+
+Both steps produce a plain Keras model (built-in layers only), so the app
+serves the result exactly like a single network: one call per image.
+
+* Snapshot ensemble: the members (e.g. the previously shipped model and the
+  end of a warm-restarted run) see the same input; their outputs are averaged.
+* Output correction: per-class logit shifts (softmax) or Platt scaling
+  (sigmoid), fitted by log-likelihood on the validation split and folded into
+  the weights of each member's last Dense layer. It is only kept when it helps
+  on held-out halves of that split (2-fold), never by looking at the test split.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def renamed_copy(model, name: str):
+    """The same network and weights under another name (members of one ensemble need distinct names)."""
+    config = model.get_config()
+    config["name"] = name
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def average_models(members: list, name: str):
+    """One functional model whose outputs are the means of the members' outputs (same names)."""
+    import keras
+    from keras import layers
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(members[0].inputs[0].shape[1:], name="face")
+    outs = [renamed_copy(m, f"{name}_member{i + 1}")(inputs) for i, m in enumerate(members)]
+    if isinstance(outs[0], dict):
+        outputs = {k: layers.Average(name=k)([o[k] for o in outs]) for k in outs[0]}
+    else:
+        outputs = layers.Average(name=members[0].layers[-1].name)(outs)   # keep the output's name
+    return keras.Model(inputs, outputs, name=name)
+
+
+def members_of(model) -> list:
+    """The networks inside an ensemble made by average_models (or [model] for a single network)."""
+    import keras
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return inner or [model]
+
+
+# ---- output corrections ------------------------------------------------------------------------
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def softmax_with_shift(log_probs: list[np.ndarray], shift: np.ndarray) -> np.ndarray:
+    """Mean over views (members x flips) of softmax(log p + shift): what the corrected ensemble outputs."""
+    return np.mean([_softmax(lp + shift) for lp in log_probs], axis=0)
+
+
+def sigmoid_with_platt(logits: list[np.ndarray], params: np.ndarray) -> np.ndarray:
+    a, c = params
+    return np.mean([_sigmoid(a * z + c) for z in logits], axis=0)
+
+
+def _fit(nll, x0: np.ndarray) -> np.ndarray:
+    from scipy.optimize import minimize
+    return minimize(nll, x0, method="L-BFGS-B").x
+
+
+def fit_class_shift(log_probs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Per-class logit shift (mean-centred) that maximizes the likelihood of labels `y`."""
+    idx = np.arange(len(y))
+
+    def nll(shift):
+        return -np.log(softmax_with_shift(log_probs, shift)[idx, y] + 1e-12).mean()
+    shift = _fit(nll, np.zeros(log_probs[0].shape[1]))
+    return shift - shift.mean()
+
+
+def fit_platt(logits: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """(a, c) of Platt scaling sigmoid(a * logit + c) that maximizes the likelihood of 0/1 labels `y`."""
+    def nll(params):
+        p = np.clip(sigmoid_with_platt(logits, params), 1e-7, 1 - 1e-7)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+    return _fit(nll, np.array([1.0, 0.0]))
+
+
+def two_fold_gain(fit, apply, identity, views: list[np.ndarray], y: np.ndarray, accuracy) -> dict:
+    """Held-out effect of a fitted correction: fit on one half of the split, score on the other, both ways."""
+    halves = [np.arange(len(y)) % 2 == k for k in (0, 1)]
+    before, after = [], []
+    for fit_on, score_on in (halves, halves[::-1]):
+        params = fit([v[fit_on] for v in views], y[fit_on])
+        scored = [v[score_on] for v in views]
+        before.append(accuracy(apply(scored, identity), y[score_on]))
+        after.append(accuracy(apply(scored, params), y[score_on]))
+    return {"accuracy_without": float(np.mean(before)), "accuracy_with": float(np.mean(after)),
+            "gain": float(np.mean(after) - np.mean(before))}
+
+
+def fold_class_shift(model, layer_name: str, shift: np.ndarray) -> None:
+    """Add `shift` to the bias of the softmax Dense layer `layer_name` of every member (in place)."""
+    for member in members_of(model):
+        dense = member.get_layer(layer_name)
+        kernel, bias = dense.get_weights()
+        dense.set_weights([kernel, bias + shift.astype(bias.dtype)])
+
+
+def fold_platt(model, layer_name: str, params: np.ndarray) -> None:
+    """sigmoid(w.h + b) → sigmoid(a (w.h + b) + c) in the Dense layer `layer_name` of every member."""
+    a, c = (float(v) for v in params)
+    for member in members_of(model):
+        dense = member.get_layer(layer_name)
+        kernel, bias = dense.get_weights()
+        dense.set_weights([kernel * a, bias * a + c])
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def linear_age(ages: list[np.ndarray], params: np.ndarray) -> np.ndarray:
+    alpha, beta = params
+    return np.mean([alpha * a + beta for a in ages], axis=0)
+
+
+def fit_linear_age(ages: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """(alpha, beta) of age' = alpha * age + beta with the least mean absolute error on `y`."""
+    return _fit(lambda params: np.abs(linear_age(ages, params) - y).mean(), np.array([1.0, 0.0]))
+
+
+def fold_linear_age(model, layer_name: str, params: np.ndarray) -> None:
+    """Rescaling layer `layer_name` (age = scale * z + offset) of every member → alpha * age + beta."""
+    alpha, beta = (float(v) for v in params)
+    for member in members_of(model):
+        rescale = member.get_layer(layer_name)
+        rescale.scale, rescale.offset = alpha * float(rescale.scale), alpha * float(rescale.offset) + beta
