@@ -13,6 +13,9 @@ def _error(description: str) -> dict:
 def openapi_document() -> dict:
     detector_schema = {"type": "string", "enum": ["haar", "none"], "default": "haar",
                        "description": "haar: find faces; none: the whole image is one face crop"}
+    min_face_schema = {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0,
+                       "description": "look only for faces at least this share of the image's shorter side "
+                                      "(faster; live mode sends 0.12); 0 = down to 24 px"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],
@@ -54,18 +57,20 @@ def openapi_document() -> dict:
         "paths": {
             "/api/v1/analyze": {"post": {
                 "summary": "Analyze the faces in one image",
-                "parameters": [{"name": "detector", "in": "query", "required": False, "schema": detector_schema}],
+                "parameters": [{"name": "detector", "in": "query", "required": False, "schema": detector_schema},
+                               {"name": "min_face", "in": "query", "required": False, "schema": min_face_schema}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-                        "image": {"type": "string", "format": "binary"}, "detector": detector_schema}}},
+                        "image": {"type": "string", "format": "binary"}, "detector": detector_schema,
+                        "min_face": min_face_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "description": "base64 image bytes, or a data: URL"},
-                        "detector": detector_schema}}},
+                        "detector": detector_schema, "min_face": min_face_schema}}},
                 }},
                 "responses": {
                     "200": {"description": "Analysis (faces is [] when no face is found)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
-                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector"),
+                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector, min_face out of range"),
                     "413": _error("Too large: too many bytes or too many pixels"),
                     "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),

@@ -6,6 +6,12 @@ Each trial pastes one UTKFace val face (80-240 px wide) at a random place into a
 640x480 scene from scikit-image (scenes with no faces), then runs the detector.
 Reports, per setting: recall (the face found, IoU >= 0.3), false detections
 per frame, and milliseconds per frame. Writes reports/detector.json.
+
+    python bench/measure_detector.py --data-dir ../shared/data/utkface --live
+
+measures instead the shipped settings on frames scaled the way live mode sends
+them (--send-side) for several min_face values (the smallest face looked for,
+as a share of the frame's shorter side); writes reports/detector_live.json.
 """
 from __future__ import annotations
 
@@ -53,12 +59,12 @@ def make_trials(data_dir: Path, n: int, seed: int = 0):
     return trials
 
 
-def evaluate(settings: HaarSettings, trials) -> dict:
+def evaluate(settings: HaarSettings, trials, min_face: float = 0.0) -> dict:
     detector = HaarFaceDetector(settings)
     found, false, ms = 0, 0, []
     for frame, truth in trials:
         t = time.perf_counter()
-        boxes = detector.detect(frame)
+        boxes = detector.detect(frame, min_face)
         ms.append((time.perf_counter() - t) * 1000)
         hits = [b for b in boxes if iou(b, truth) >= 0.3]
         found += bool(hits)
@@ -71,11 +77,16 @@ def main():
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--max-sides", default="640,480,320", help="longer sides of the image the cascade sees")
-    p.add_argument("--out", type=Path, default=Path("reports/detector.json"))
+    p.add_argument("--out", type=Path, help="default: reports/detector.json (reports/detector_live.json with --live)")
+    p.add_argument("--live", action="store_true", help="sweep min_face on frames scaled like live mode's")
+    p.add_argument("--send-side", type=int, default=400, help="with --live: longer side of the frames sent")
+    p.add_argument("--min-faces", default="0,0.08,0.1,0.12,0.15,0.2", help="with --live: min_face values")
     args = p.parse_args()
     trials = make_trials(args.data_dir, args.trials)
-    rows = []
     cv2.setNumThreads(1)          # per-frame cost on one core, as a gunicorn worker sees it
+    if args.live:
+        return measure_live(args, trials)
+    rows = []
     for max_side in (int(v) for v in args.max_sides.split(",")):
         for scale_factor in (1.1, 1.2):
             for min_neighbors in (3, 5):
@@ -84,9 +95,29 @@ def main():
                      **evaluate(s, trials)}
                 rows.append(r)
                 print(json.dumps(r), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"trials": args.trials, "frame": "640x480", "face_px": [80, 240],
-                                    "rows": rows}, indent=2) + "\n")
+    write_report(args.out or Path("reports/detector.json"),
+                 {"trials": args.trials, "frame": "640x480", "face_px": [80, 240], "rows": rows})
+
+
+def measure_live(args, trials) -> None:
+    """Shipped settings, frames downscaled to the live send size, a sweep over min_face."""
+    scale = args.send_side / 640
+    small = [(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
+              tuple(round(v * scale) for v in truth)) for frame, truth in trials]
+    rows = []
+    for min_face in (float(v) for v in args.min_faces.split(",")):
+        r = {"min_face": min_face, **evaluate(HaarSettings(), small, min_face)}
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    write_report(args.out or Path("reports/detector_live.json"),
+                 {"trials": args.trials, "frame": f"640x480 scaled to {args.send_side}x{round(480 * scale)}",
+                  "face_share_of_frame_height": [80 / 480, 240 / 480], "settings": vars(HaarSettings()),
+                  "load_average": list(__import__("os").getloadavg()), "rows": rows})
+
+
+def write_report(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

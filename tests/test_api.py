@@ -54,6 +54,26 @@ def test_detector_option(client, coffee_jpeg, how):
     assert r.get_json()["faces"][0]["box"] == {"x": 0, "y": 0, "w": 600, "h": 400}
 
 
+def test_min_face_skips_faces_smaller_than_that_share_of_the_image(client, astronaut_jpeg):
+    """astronaut(): one face about a fifth of the 512 px image wide."""
+    face = upload(client, astronaut_jpeg).get_json()["faces"][0]["box"]
+    share = face["h"] / 512
+    assert upload(client, astronaut_jpeg, min_face=str(round(share * 0.8, 3))).get_json()["faces"]
+    assert upload(client, astronaut_jpeg, min_face=str(round(share * 1.5, 3))).get_json()["faces"] == []
+    r = client.post("/api/v1/analyze", json={"image": base64.b64encode(astronaut_jpeg).decode(), "min_face": 0.1})
+    assert r.status_code == 200 and r.get_json()["faces"]
+
+
+@pytest.mark.parametrize("value", ["big", "-0.1", "0.95", "nan"])
+def test_bad_min_face(client, astronaut_jpeg, value):
+    assert_error(upload(client, astronaut_jpeg, min_face=value), 400, "bad_min_face")
+
+
+def test_non_string_detector_in_json_is_a_clear_error(client, astronaut_jpeg):
+    r = client.post("/api/v1/analyze", json={"image": base64.b64encode(astronaut_jpeg).decode(), "detector": 3})
+    assert_error(r, 400, "bad_detector")
+
+
 def test_no_face_is_a_valid_answer(client, coffee_jpeg):
     r = upload(client, coffee_jpeg)
     assert r.status_code == 200 and r.get_json()["faces"] == []

@@ -19,12 +19,12 @@ from app.pipeline.predict import Predictor
 _local = threading.local()
 
 
-def find_faces(image: np.ndarray, detector: str) -> list[tuple[int, int, int, int]]:
+def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
     if detector == "none":
         return whole_image_box(image)
     if not hasattr(_local, "haar"):
         _local.haar = HaarFaceDetector()
-    return _local.haar.detect(image)
+    return _local.haar.detect(image, min_face)
 
 
 def check_detector(detector: str | None, default: str = "haar") -> str:
@@ -34,10 +34,28 @@ def check_detector(detector: str | None, default: str = "haar") -> str:
     return detector
 
 
-def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar",
+MAX_MIN_FACE = 0.9
+
+
+def check_min_face(value) -> float:
+    """The smallest face to look for, as a share of the image's shorter side (0 = any size down to 24 px)."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if not 0.0 <= share <= MAX_MIN_FACE:   # also false for NaN
+        raise BadRequest(f"min_face must be a number from 0 to {MAX_MIN_FACE} (a share of the image's shorter "
+                         f"side), got {value!r}.", code="bad_min_face")
+    return share
+
+
+def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
                  max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
     """(answer dict, decoded RGB image). Raises InputError subclasses for bad input."""
     detector = check_detector(detector)
+    min_face = check_min_face(min_face)
     timing = {}
     clock = time.perf_counter()
 
@@ -49,7 +67,7 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar",
 
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     lap("decode")
-    boxes = find_faces(image, detector)
+    boxes = find_faces(image, detector, min_face)
     lap("detect")
     batches = predictor.prepare(image, boxes)
     lap("preprocess")

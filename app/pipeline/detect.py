@@ -31,16 +31,22 @@ class HaarFaceDetector:
             raise RuntimeError(f"could not load the Haar cascade {path}; reinstall opencv-python-headless<5")
         self.settings = settings
 
-    def detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8."""
+    def detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+        """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8.
+
+        min_face > 0 skips faces smaller than that share of the image's shorter side. The
+        cascade's cost is mostly its finest scales, so live mode (webcam faces are large)
+        uses it to detect several times faster (bench/measure_detector.py --min-faces).
+        """
         s = self.settings
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         scale = min(1.0, s.max_side / max(gray.shape[:2]))
         if scale < 1.0:
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        min_size = max(s.min_size, int(min_face * min(gray.shape[:2])))
         found = self.cascade.detectMultiScale(
             gray, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
-            minSize=(s.min_size, s.min_size))
+            minSize=(min_size, min_size))
         boxes = [tuple(int(round(v / scale)) for v in b) for b in (found if len(found) else [])]
         return sorted(boxes, key=lambda b: -b[2] * b[3])
 

@@ -86,9 +86,10 @@ function listFaces(tracks) {
 async function analyze(blob) {
   const body = new FormData();
   body.append("image", blob, "frame.jpg");
+  body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
   const response = await fetch(settings.apiUrl, { method: "POST", body });
   const result = await response.json();
-  if (!response.ok) throw new Error(result.error || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error((result.error && result.error.message) || `HTTP ${response.status}`);
   return result;
 }
 
