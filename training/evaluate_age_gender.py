@@ -44,9 +44,13 @@ def predict(model, x):
     return out["age"][:, 0], out["gender"][:, 0]
 
 
-def averaged_predictions(members: list, x) -> tuple[np.ndarray, np.ndarray]:
-    outs = [predict(m, x) for m in members]
-    return np.mean([a for a, _ in outs], axis=0), np.mean([p for _, p in outs], axis=0)
+def prediction_views(members: list, x, flip: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(age, P(female)) of every member on x, and on mirrored x with flip: what the served model averages."""
+    return [predict(m, x) for m in members] + ([predict(m, x[:, :, ::-1]) for m in members] if flip else [])
+
+
+def averaged(views) -> tuple[np.ndarray, np.ndarray]:
+    return np.mean([a for a, _ in views], axis=0), np.mean([p for _, p in views], axis=0)
 
 
 def validation_loss(model, val: dict) -> float:
@@ -62,16 +66,17 @@ def objective(age: np.ndarray, p: np.ndarray, split: dict) -> float:
 
 
 def choose_serving_setup(candidates: dict, val: dict, corrections: bool) -> dict:
-    """Members by val objective; then each output correction kept only if it helps on held-out halves of val."""
+    """Members and flip TTA by val objective; then each output correction kept only if it helps
+    on held-out halves of val."""
     from training.ensemble import (fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt,
                                    two_fold_gain)
-    outputs = {name: [predict(m, val["x"]) for m in members] for name, members in candidates.items()}
-    losses = {name: objective(np.mean([a for a, _ in outs], 0), np.mean([p for _, p in outs], 0), val)
-              for name, outs in outputs.items()}
-    name = min(losses, key=losses.get)
-    ages, logits = [a for a, _ in outputs[name]], [logit(p) for _, p in outputs[name]]
-    setup = {"members": name, "val_loss": losses, "age_correction": np.array([1.0, 0.0]),
-             "gender_platt": np.array([1.0, 0.0])}
+    views = {(name, flip): prediction_views(members, val["x"], flip)
+             for name, members in candidates.items() for flip in (False, True)}
+    losses = {key: objective(*averaged(v), val) for key, v in views.items()}
+    name, flip = min(losses, key=losses.get)
+    ages, logits = [a for a, _ in views[name, flip]], [logit(p) for _, p in views[name, flip]]
+    setup = {"members": name, "flip": flip, "val_loss": {f"{n}, flip {f}": v for (n, f), v in losses.items()},
+             "age_correction": np.array([1.0, 0.0]), "gender_platt": np.array([1.0, 0.0])}
     if corrections:
         setup["age_check"] = two_fold_gain(fit_linear_age, linear_age, setup["age_correction"], ages, val["age"],
                                            lambda pred, true: -float(np.abs(pred - true).mean()))
@@ -140,17 +145,20 @@ def main(argv=None):
     candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
     test_alternatives = {}   # scored only, for the card: not used for any choice
     for name, members in candidates.items():
-        alt_age, alt_female = averaged_predictions(members, test["x"])
-        test_alternatives[name] = {"age_mae": age_report(test["age"], alt_age)["mae"],
-                                   "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}
+        for flip in (False, True):
+            alt_age, alt_female = averaged(prediction_views(members, test["x"], flip))
+            test_alternatives[f"{name}, flip {flip}"] = {
+                "age_mae": age_report(test["age"], alt_age)["mae"],
+                "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}
     setup = choose_serving_setup(candidates, val, not args.no_corrections)
     model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
     fold_linear_age(model, "age", setup["age_correction"])
     fold_platt(model, "gender", setup["gender_platt"])
 
-    val_age, val_female = predict(model, val["x"])
+    flip = setup["flip"]
+    val_age, val_female = averaged(prediction_views([model], val["x"], flip))
     interval = residual_interval(val["age"], val_age, coverage=0.8)
-    test_age, test_female = predict(model, test["x"])
+    test_age, test_female = averaged(prediction_views([model], test["x"], flip))
     age = age_report(test["age"], test_age)
     gender = binary_report(test["gender"], test_female) | {"positive_label": "female"}
     metrics = {
@@ -164,7 +172,7 @@ def main(argv=None):
     }
     if not args.limit:   # the same model on the tight chips, for the train/serve framing comparison
         chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir)["test"]
-        chip_age, chip_female = predict(model, chips["x"])
+        chip_age, chip_female = averaged(prediction_views([model], chips["x"], flip))
         metrics["test_on_tight_chips"] = {"age_mae": age_report(chips["age"], chip_age)["mae"],
                                           "gender_accuracy": binary_report(chips["gender"], chip_female)["accuracy"]}
 
@@ -183,6 +191,7 @@ def main(argv=None):
                                    f"histogram equalization, resize to {size}x{size}, pixel/255"},
         "outputs": {"age": {"kind": "regression", "unit": "years", "interval": interval},
                     "gender": {"kind": "sigmoid", "positive_label": "female", "negative_label": "male"}},
+        "test_time_augmentation": {"horizontal_flip": bool(flip)},
         "serving_setup": {
             "chosen_on": "val",
             "members": [str(args.run_dir / chosen)] + ([str(p) for p in args.ensemble_with]
