@@ -207,3 +207,16 @@ def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_sc
     if best is None:
         raise FileNotFoundError(f"none of {names} in {run_dir}")
     return best[0], best[1], scores
+
+
+def member_summaries(paths) -> dict:
+    """For models averaged into an ensemble: what their own cards (<model>.json beside them) say about them."""
+    out = {}
+    for path in paths:
+        card_path = Path(path).with_suffix(".json")
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        training = card.get("training", {})
+        out[str(path)] = {"card": str(card_path) if card else None, "version": card.get("version"),
+                          "epochs_run": training.get("epochs_run"),
+                          "wall_time_seconds": training.get("wall_time_seconds")}
+    return out

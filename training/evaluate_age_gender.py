@@ -127,7 +127,7 @@ def main(argv=None):
     import keras
     from training import data_utk
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
-                                 single_face_latency_ms, write_json)
+                                 member_summaries, single_face_latency_ms, write_json)
     from training.ensemble import average_models, fold_linear_age, fold_platt
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
@@ -201,7 +201,8 @@ def main(argv=None):
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),
             "gender_platt_two_fold_check_on_val": setup.get("gender_check"),
-            "test_metrics_of_uncorrected_candidates": test_alternatives},
+            "test_metrics_of_uncorrected_candidates": test_alternatives,
+            "other_members": member_summaries(args.ensemble_with) if setup["members"] == "ensemble" else {}},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",
                  "train_images": run.get("train_images"), "crops": run.get("crops"),

@@ -103,7 +103,7 @@ def main(argv=None):
     import keras
     from training import data_fer
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
-                                 single_face_latency_ms, write_json)
+                                 member_summaries, single_face_latency_ms, write_json)
     from training.ensemble import average_models, fold_class_shift, softmax_with_shift
     from training.metrics import classification_report
 
@@ -160,7 +160,8 @@ def main(argv=None):
             "public_test_accuracy": public_acc,
             "class_logit_shift": {label: float(v) for label, v in zip(labels, shift)},
             "class_shift_two_fold_check_on_public_test": setup.get("shift_check"),
-            "private_test_accuracy_of_alternatives": alternatives},
+            "private_test_accuracy_of_alternatives": alternatives,
+            "other_members": member_summaries(args.ensemble_with) if setup["members"] == "ensemble" else {}},
         "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",
                  "selection": "PublicTest (best epoch by accuracy)", "benchmark": "PrivateTest (original labels)",
                  "train_images": run.get("train_images"), "dropped_test_copies": data["dropped_duplicates"],

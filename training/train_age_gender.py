@@ -97,6 +97,7 @@ def main(argv=None):
         "age_balance": not args.no_age_balance, "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
         "crop_stats": data["crop_stats"], "fallback_box": data["fallback_box"], "data_dir": str(args.data_dir),
+        "init_from": str(args.init_from) if args.init_from else None,
         "last_session_seconds": time.time() - t0})
 
 

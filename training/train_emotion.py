@@ -89,6 +89,7 @@ def main(argv=None):
         "batch_size": args.batch_size, "peak_lr": args.lr, "seed": args.seed, "limit": args.limit,
         "train_images": int(len(x)), "dropped_test_copies": data["dropped_duplicates"],
         "dropped_nonfaces": int((~keep).sum()), "data_dir": str(args.data_dir),
+        "init_from": str(args.init_from) if args.init_from else None,
         "last_session_seconds": time.time() - t0})
 
 
