@@ -11,16 +11,21 @@ DEFAULTS = {
     "VISAGE_MAX_BYTES": 10 * 1024 * 1024,      # size of one uploaded image file
     "VISAGE_MAX_PIXELS": 40_000_000,           # width * height; larger images are rejected before decoding
     "VISAGE_DEFAULT_DETECTOR": "haar",
+    # Live mode (/live): longer side of the frames the browser sends, and the smallest face it asks
+    # the server to look for (share of the frame height). Measured choices: app/webcam.py, README.
+    "VISAGE_LIVE_MAX_SIDE": 400,
+    "VISAGE_LIVE_MIN_FACE": 0.12,
 }
 
 
 def _parse(default, raw: str):
     """Environment values are strings; give them the type of their default."""
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"environment setting must be an integer, got {raw!r}") from None
+    for kind, name in ((int, "an integer"), (float, "a number")):
+        if isinstance(default, kind):
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"environment setting must be {name}, got {raw!r}") from None
     return raw
 
 

@@ -16,18 +16,15 @@ from app.pipeline.detect import DETECTORS
 
 bp = Blueprint("webcam", __name__)
 
-# Longer side of the frames live mode sends. Smaller frames detect faster, but the face
-# crops get blurry when upscaled to the models' input: on the 2 px-swaying test clip the
-# per-frame age spread (std) of the shipped model was 7.5 years at 320 px, 4.7 at 400 and
-# 3.0 at 480; 400 px keeps labels stable after smoothing and runs the /live page at 13.2 fps
-# vs 11.2 at 480 (bench/bench_live.py → reports/live_benchmark.json).
-LIVE_SEND_MAX_SIDE = 400
+# The size of the frames live mode sends (VISAGE_LIVE_MAX_SIDE, default 400 px) and the smallest
+# face it looks for (VISAGE_LIVE_MIN_FACE, default 0.12 of the frame height: a person within about
+# 1.6 m of a laptop webcam) are settings (app/settings.py). Smaller frames detect faster, but face
+# crops get blurry when upscaled to the models' input: on the 2 px-swaying test clip the per-frame
+# age spread (std) of the first shipped model was 7.5 years at 320 px, 4.7 at 400 and 3.0 at 480.
+# min_face lets the cascade skip its finest, costliest scales: on 400 px frames it kept the
+# measured recall and false boxes for faces of 17-50% of the frame height in 57% of the time
+# (bench/measure_detector.py --live → reports/detector_live.json; fps: bench/bench_live.py).
 LIVE_JPEG_QUALITY = 0.8
-# Live mode looks only for faces at least this share of the frame height (a person within
-# about 1.6 m of a laptop webcam): the cascade skips its finest, costliest scales. Measured on
-# 400 px frames (bench/measure_detector.py --live → reports/detector_live.json): same recall
-# and false boxes as min_face 0 on faces of 17-50% of the frame height, 57% of the time.
-LIVE_MIN_FACE = 0.12
 # Temporal smoothing of live labels: observations averaged per tracked face, and the
 # box overlap (IoU) needed to count a detection as the same face as the previous frame.
 LIVE_SMOOTHING_WINDOW = 15
@@ -49,9 +46,9 @@ def capture():
 def live():
     settings = {
         "apiUrl": url_for("api.analyze"),
-        "sendMaxSide": LIVE_SEND_MAX_SIDE,
+        "sendMaxSide": current_app.config["VISAGE_LIVE_MAX_SIDE"],
         "jpegQuality": LIVE_JPEG_QUALITY,
-        "minFace": LIVE_MIN_FACE,
+        "minFace": current_app.config["VISAGE_LIVE_MIN_FACE"],
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
         "matchIou": LIVE_MATCH_IOU,
     }

@@ -6,8 +6,8 @@ what live.js sends: a 640x480 webcam frame (skimage's astronaut, padded to
 time. Prints fps and latency percentiles per send width and writes them, with
 the server's own timing_ms breakdown, to a JSON report.
 
-    python bench/bench_live.py                        # 640 (full frame) and 320 (live.js default)
-    python bench/bench_live.py --send-widths 640,480,320,240 --requests 300
+    python bench/bench_live.py                        # 640 (full frame) and 320
+    python bench/bench_live.py --send-widths 640,480,400 --browser-seconds 10 --live-max-side 400
 
 Not a test: numbers depend on the machine and on what else it is running
 (the report records the load average).
@@ -33,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from app import settings  # noqa: E402
 from tests.browser.make_clip import face_frame  # noqa: E402  (the same face the browser tests film)
 
 API_PATH = "/api/v1/analyze"
@@ -45,10 +46,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, workers: int, models_dir: str | None) -> subprocess.Popen:
-    env = dict(os.environ)
+def start_server(port: int, workers: int, models_dir: str | None, live_max_side: int | None,
+                 min_face: float) -> subprocess.Popen:
+    env = dict(os.environ, VISAGE_LIVE_MIN_FACE=str(min_face))
     if models_dir:
         env["VISAGE_MODELS_DIR"] = models_dir
+    if live_max_side:
+        env["VISAGE_LIVE_MAX_SIDE"] = str(live_max_side)
     cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
            "--log-level", "warning", "wsgi:app"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
@@ -89,10 +93,13 @@ def frame_jpeg(send_width: int, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def multipart(jpeg: bytes) -> tuple[bytes, str]:
+def multipart(jpeg: bytes, min_face: float) -> tuple[bytes, str]:
+    """The form live.js posts: the frame and the min_face option."""
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"frame.jpg\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg + f"\r\n--{boundary}--\r\n".encode()
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg + (
+            f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"min_face\"\r\n\r\n{min_face}"
+            f"\r\n--{boundary}--\r\n").encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -111,9 +118,9 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def run_width(port: int, send_width: int, quality: int, requests: int, warmup: int) -> dict:
+def run_width(port: int, send_width: int, quality: int, requests: int, warmup: int, min_face: float) -> dict:
     jpeg = frame_jpeg(send_width, quality)
-    body, content_type = multipart(jpeg)
+    body, content_type = multipart(jpeg, min_face)
     for _ in range(warmup):
         post(port, body, content_type)
     latencies, timings, faces, models = [], [], [], {}
@@ -130,6 +137,7 @@ def run_width(port: int, send_width: int, quality: int, requests: int, warmup: i
     return {
         "send_width": send_width,
         "send_height": round(480 * send_width / 640),
+        "min_face": min_face,
         "jpeg_bytes": len(jpeg),
         "requests": requests,
         "fps": requests / wall,
@@ -194,15 +202,19 @@ def main(argv=None) -> int:
     parser.add_argument("--models-dir", help="VISAGE_MODELS_DIR for the server (default: the app's)")
     parser.add_argument("--browser-seconds", type=float, default=0,
                         help="also run the /live page in headless Chromium for this long and read its fps")
+    parser.add_argument("--min-face", type=float, default=settings.DEFAULTS["VISAGE_LIVE_MIN_FACE"],
+                        help="min_face sent with each frame (and the live page's setting)")
+    parser.add_argument("--live-max-side", type=int, default=settings.DEFAULTS["VISAGE_LIVE_MAX_SIDE"],
+                        help="frame size the /live page sends in the browser run")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "live_benchmark.json")
     args = parser.parse_args(argv)
 
     port = free_port()
     before = load_conditions()
-    server = start_server(port, args.workers, args.models_dir)
+    server = start_server(port, args.workers, args.models_dir, args.live_max_side, args.min_face)
     try:
         startup_s = wait_ready(port, server)
-        results = [run_width(port, int(w), args.jpeg_quality, args.requests, args.warmup)
+        results = [run_width(port, int(w), args.jpeg_quality, args.requests, args.warmup, args.min_face)
                    for w in args.send_widths.split(",")]
         browser = run_browser(port, args.browser_seconds) if args.browser_seconds else None
     finally:
@@ -212,7 +224,8 @@ def main(argv=None) -> int:
               "models_dir": args.models_dir or os.environ.get("VISAGE_MODELS_DIR", "models/ (app default)"),
               "frame": "astronaut() padded to 640x480, downscaled to send_width", "startup_s": startup_s,
               "load_before": before, "load_after": load_conditions(), "results": results,
-              "browser_live_page": browser}
+              "browser_live_page": browser and {**browser, "live_max_side": args.live_max_side,
+                                                "min_face": args.min_face}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 
-from app import create_app
+from app import create_app, settings
 from app.pipeline.errors import ModelUnavailable
 
 
@@ -58,3 +59,19 @@ def test_card_without_required_output(models_dir, tmp_path):
 def test_environment_variable_selects_models_dir(models_dir, monkeypatch):
     monkeypatch.setenv("VISAGE_MODELS_DIR", str(models_dir))
     assert create_app().config["VISAGE_MODELS_DIR"] == str(models_dir)
+
+
+def test_live_settings_come_from_the_environment_with_their_types(models_dir, monkeypatch):
+    monkeypatch.setenv("VISAGE_LIVE_MAX_SIDE", "480")
+    monkeypatch.setenv("VISAGE_LIVE_MIN_FACE", "0.2")
+    assert settings.from_environment()["VISAGE_LIVE_MIN_FACE"] == 0.2
+    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir)})
+    page = app.test_client().get("/live").get_data(as_text=True)
+    live = json.loads(re.search(r'id="live-settings" type="application/json">(.*?)</script>', page).group(1))
+    assert live["sendMaxSide"] == 480 and live["minFace"] == 0.2
+
+
+def test_non_numeric_environment_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("VISAGE_LIVE_MIN_FACE", "large")
+    with pytest.raises(ValueError, match="must be a number"):
+        settings.from_environment()
