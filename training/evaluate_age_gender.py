@@ -211,6 +211,7 @@ def main(argv=None):
         "architecture": {"name": model.name, "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
+                     "warm_started_from": member_summaries([run["init_from"]]) if run.get("init_from") else {},
                      "checkpoint_selection": {"val_loss_after_bn_recalibration": {k: -v for k, v in selection.items()},
                                               "chosen": chosen},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",

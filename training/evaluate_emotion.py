@@ -169,6 +169,7 @@ def main(argv=None):
         "architecture": {"name": model.name, "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_emotion_model / build_emotion_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
+                     "warm_started_from": member_summaries([run["init_from"]]) if run.get("init_from") else {},
                      "checkpoint_selection": {"public_test_accuracy_after_bn_recalibration": selection,
                                               "chosen": chosen},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
