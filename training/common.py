@@ -216,7 +216,13 @@ def member_summaries(paths) -> dict:
         card_path = Path(path).with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         training = card.get("training", {})
+        # That model may itself continue an earlier one: count its whole lineage too.
+        earlier = list(training.get("warm_started_from", {}).values())
         out[str(path)] = {"card": str(card_path) if card else None, "version": card.get("version"),
                           "epochs_run": training.get("epochs_run"),
-                          "wall_time_seconds": training.get("wall_time_seconds")}
+                          "wall_time_seconds": training.get("wall_time_seconds"),
+                          "epochs_in_all": (training.get("epochs_run") or 0) +
+                          sum(m.get("epochs_in_all", m.get("epochs_run")) or 0 for m in earlier),
+                          "wall_time_seconds_in_all": (training.get("wall_time_seconds") or 0) +
+                          sum(m.get("wall_time_seconds_in_all", m.get("wall_time_seconds")) or 0 for m in earlier)}
     return out

@@ -22,16 +22,16 @@ def how_trained(card: dict, selected_on: str) -> str:
     others = list(card.get("serving_setup", {}).get("other_members", {}).values())
     earlier = list(t.get("warm_started_from", {}).values())
     if earlier and not others:
-        e_epochs = sum(m["epochs_run"] or 0 for m in earlier)
-        e_minutes = sum(m["wall_time_seconds"] or 0 for m in earlier) / 60
-        return (f"warm-started from the earlier model ({e_epochs} epochs, {e_minutes:.0f} min), then best of "
+        e_epochs = sum(m.get("epochs_in_all", m["epochs_run"]) or 0 for m in earlier)
+        e_minutes = sum(m.get("wall_time_seconds_in_all", m["wall_time_seconds"]) or 0 for m in earlier) / 60
+        return (f"warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min), then best of "
                 f"{t['epochs_run']} more epochs chosen on {selected_on} ({minutes:.0f} min); "
                 f"{e_minutes + minutes:.0f} min of training in all on a 2-core CPU")
     if not others:
         return (f"best of {t['epochs_run']} epochs chosen on {selected_on}, {minutes:.0f} min of training on a "
                 f"2-core CPU")
-    earlier_epochs = sum(m["epochs_run"] or 0 for m in others)
-    earlier_minutes = sum(m["wall_time_seconds"] or 0 for m in others) / 60
+    earlier_epochs = sum(m.get("epochs_in_all", m["epochs_run"]) or 0 for m in others)
+    earlier_minutes = sum(m.get("wall_time_seconds_in_all", m["wall_time_seconds"]) or 0 for m in others) / 60
     return (f"the average of {len(others) + 1} snapshots of one network, kept because it scored better on "
             f"{selected_on}: the earlier model ({earlier_epochs} epochs, {earlier_minutes:.0f} min) and its "
             f"continuation after a warm restart ({t['epochs_run']} more epochs, {minutes:.0f} min); "

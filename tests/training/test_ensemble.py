@@ -81,3 +81,18 @@ def test_fit_platt_recovers_scale_and_offset():
     y = (rng.random(5000) < sigmoid_with_platt([z], [0.5, 0.8])).astype(float)
     a, c = fit_platt([z], y)
     assert a == pytest.approx(0.5, abs=0.1) and c == pytest.approx(0.8, abs=0.15)
+
+
+def test_member_summaries_count_the_whole_warm_start_lineage(tmp_path):
+    import json
+
+    from training.common import member_summaries
+    first = {"version": "a", "training": {"epochs_run": 28, "wall_time_seconds": 600}}
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    second = {"version": "b", "training": {"epochs_run": 18, "wall_time_seconds": 300,
+                                           "warm_started_from": member_summaries([tmp_path / "first.keras"])}}
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    summary = member_summaries([tmp_path / "second.keras"])[str(tmp_path / "second.keras")]
+    assert summary["epochs_run"] == 18 and summary["epochs_in_all"] == 46
+    assert summary["wall_time_seconds_in_all"] == 900
+    assert member_summaries([tmp_path / "missing.keras"])[str(tmp_path / "missing.keras")]["card"] is None
