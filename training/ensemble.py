@@ -46,6 +46,12 @@ def members_of(model) -> list:
     return inner or [model]
 
 
+def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -> list:
+    """The views of the first `n_members` members (and of their mirrored inputs with flip), taken out of
+    views computed once for all `n_total` members with flip: [m1..mN on x] + [m1..mN on mirrored x]."""
+    return all_views[:n_members] + (all_views[n_total:n_total + n_members] if flip else [])
+
+
 # ---- output corrections ------------------------------------------------------------------------
 
 def _softmax(z):

@@ -67,10 +67,12 @@ def objective(age: np.ndarray, p: np.ndarray, split: dict) -> float:
 
 def choose_serving_setup(candidates: dict, val: dict, corrections: bool) -> dict:
     """Members and flip TTA by val objective; then each output correction kept only if it helps
-    on held-out halves of val."""
-    from training.ensemble import (fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt,
-                                   two_fold_gain)
-    views = {(name, flip): prediction_views(members, val["x"], flip)
+    on held-out halves of val. `candidates` maps a name to members, each list a prefix of the longest."""
+    from training.ensemble import (candidate_views, fit_linear_age, fit_platt, linear_age, logit,
+                                   sigmoid_with_platt, two_fold_gain)
+    every = max(candidates.values(), key=len)
+    all_views = prediction_views(every, val["x"], flip=True)      # each model predicts each image once
+    views = {(name, flip): candidate_views(all_views, len(members), len(every), flip)
              for name, members in candidates.items() for flip in (False, True)}
     losses = {key: objective(*averaged(v), val) for key, v in views.items()}
     name, flip = min(losses, key=losses.get)
@@ -128,7 +130,7 @@ def main(argv=None):
     from training import data_utk
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
                                  member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, fold_linear_age, fold_platt
+    from training.ensemble import average_models, candidate_views, fold_linear_age, fold_platt
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -144,9 +146,11 @@ def main(argv=None):
         recalibrate_batchnorm(other, data["train"]["x"])
     candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
     test_alternatives = {}   # scored only, for the card: not used for any choice
+    every = max(candidates.values(), key=len)
+    test_all = prediction_views(every, test["x"], flip=True)
     for name, members in candidates.items():
         for flip in (False, True):
-            alt_age, alt_female = averaged(prediction_views(members, test["x"], flip))
+            alt_age, alt_female = averaged(candidate_views(test_all, len(members), len(every), flip))
             test_alternatives[f"{name}, flip {flip}"] = {
                 "age_mae": age_report(test["age"], alt_age)["mae"],
                 "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}

@@ -58,20 +58,24 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def choose_serving_setup(candidates: dict, public, use_prior_correction: bool) -> dict:
-    """Members, flip TTA and class shift with the best PublicTest accuracy (held-out for the shift)."""
-    from training.ensemble import fit_class_shift, softmax_with_shift, two_fold_gain
+    """Members, flip TTA and class shift with the best PublicTest accuracy (held-out for the shift).
+
+    `candidates` maps a name to a list of members, each list a prefix of the longest one."""
+    from training.ensemble import candidate_views, fit_class_shift, softmax_with_shift, two_fold_gain
+    every = max(candidates.values(), key=len)
+    all_views = log_prob_views(every, public.x, flip=True)      # each model predicts each image once
+    no_shift = np.zeros(all_views[0].shape[1])
     options = []
     for name, members in candidates.items():
         for flip in (False, True):
-            views = log_prob_views(members, public.x, flip)
-            n_classes = views[0].shape[1]
+            views = candidate_views(all_views, len(members), len(every), flip)
             options.append({"members": name, "flip": flip, "views": views,
-                            "public_accuracy": accuracy(softmax_with_shift(views, np.zeros(n_classes)), public.y)})
+                            "public_accuracy": accuracy(softmax_with_shift(views, no_shift), public.y)})
     best = max(options, key=lambda o: o["public_accuracy"])
     best["public_accuracy_all"] = {f"{o['members']}, flip {o['flip']}": o["public_accuracy"] for o in options}
-    best["shift"] = np.zeros(n_classes)
+    best["shift"] = no_shift
     if use_prior_correction:
-        best["shift_check"] = two_fold_gain(fit_class_shift, softmax_with_shift, np.zeros(n_classes),
+        best["shift_check"] = two_fold_gain(fit_class_shift, softmax_with_shift, no_shift,
                                             best["views"], public.y, accuracy)
         if best["shift_check"]["gain"] > 0:
             best["shift"] = fit_class_shift(best["views"], public.y)
@@ -104,7 +108,7 @@ def main(argv=None):
     from training import data_fer
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
                                  member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, fold_class_shift, softmax_with_shift
+    from training.ensemble import average_models, candidate_views, fold_class_shift, softmax_with_shift
     from training.metrics import classification_report
 
     data = data_fer.load_fer(args.data_dir, None if args.limit else args.cache_dir, limit=args.limit)
@@ -121,12 +125,15 @@ def main(argv=None):
     # Every serving choice on PublicTest; PrivateTest is only scored, for each alternative too.
     setup = choose_serving_setup(candidates, public, not args.no_prior_correction)
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
-    private_views = log_prob_views(members, private.x, use_flip)
+    every = max(candidates.values(), key=len)
+    private_all = log_prob_views(every, private.x, flip=True)
+    private_views = candidate_views(private_all, len(members), len(every), use_flip)
     report = classification_report(private.y, softmax_with_shift(private_views, shift).argmax(1), labels)
     alternatives = {}
     for name, alt_members in candidates.items():
         for flip in (False, True):
-            probs = softmax_with_shift(log_prob_views(alt_members, private.x, flip), np.zeros(len(labels)))
+            probs = softmax_with_shift(candidate_views(private_all, len(alt_members), len(every), flip),
+                                       np.zeros(len(labels)))
             alternatives[f"{name}, flip {flip}, no prior correction"] = accuracy(probs, private.y)
     public_acc = setup["public_accuracy_all"]
 

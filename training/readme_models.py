@@ -15,27 +15,32 @@ def pct(v) -> str:
     return f"{100 * v:.1f}%"
 
 
+def lineage(members: list[dict]) -> tuple[int, float]:
+    """Epochs and minutes of training behind earlier models (training.common.member_summaries)."""
+    epochs = sum(m.get("epochs_in_all", m["epochs_run"]) or 0 for m in members)
+    minutes = sum(m.get("wall_time_seconds_in_all", m["wall_time_seconds"]) or 0 for m in members) / 60
+    return epochs, minutes
+
+
 def how_trained(card: dict, selected_on: str) -> str:
-    """Epochs and CPU time, for one network or for a snapshot ensemble (training/ensemble.py)."""
+    """Epochs and CPU time, for one network (maybe warm-started) or for a snapshot ensemble (training/ensemble.py)."""
     t = card["training"]
     minutes = t["wall_time_seconds"] / 60
     others = list(card.get("serving_setup", {}).get("other_members", {}).values())
     earlier = list(t.get("warm_started_from", {}).values())
-    if earlier and not others:
-        e_epochs = sum(m.get("epochs_in_all", m["epochs_run"]) or 0 for m in earlier)
-        e_minutes = sum(m.get("wall_time_seconds_in_all", m["wall_time_seconds"]) or 0 for m in earlier) / 60
+    if others:
+        e_epochs, e_minutes = lineage(others)
+        return (f"the average of {len(others) + 1} snapshots of one network, kept because it scored better on "
+                f"{selected_on}: the earlier model ({e_epochs} epochs, {e_minutes:.0f} min) and its "
+                f"continuation after a warm restart ({t['epochs_run']} more epochs, {minutes:.0f} min); "
+                f"{e_minutes + minutes:.0f} min of training in all on a 2-core CPU")
+    if earlier:
+        e_epochs, e_minutes = lineage(earlier)
         return (f"warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min), then best of "
                 f"{t['epochs_run']} more epochs chosen on {selected_on} ({minutes:.0f} min); "
                 f"{e_minutes + minutes:.0f} min of training in all on a 2-core CPU")
-    if not others:
-        return (f"best of {t['epochs_run']} epochs chosen on {selected_on}, {minutes:.0f} min of training on a "
-                f"2-core CPU")
-    earlier_epochs = sum(m.get("epochs_in_all", m["epochs_run"]) or 0 for m in others)
-    earlier_minutes = sum(m.get("wall_time_seconds_in_all", m["wall_time_seconds"]) or 0 for m in others) / 60
-    return (f"the average of {len(others) + 1} snapshots of one network, kept because it scored better on "
-            f"{selected_on}: the earlier model ({earlier_epochs} epochs, {earlier_minutes:.0f} min) and its "
-            f"continuation after a warm restart ({t['epochs_run']} more epochs, {minutes:.0f} min); "
-            f"{earlier_minutes + minutes:.0f} min of training in all on a 2-core CPU")
+    return (f"best of {t['epochs_run']} epochs chosen on {selected_on}, {minutes:.0f} min of training on a "
+            f"2-core CPU")
 
 
 def on_off(flag) -> str:

@@ -36,7 +36,7 @@ class HaarFaceDetector:
 
         min_face > 0 skips faces smaller than that share of the image's shorter side. The
         cascade's cost is mostly its finest scales, so live mode (webcam faces are large)
-        uses it to detect several times faster (bench/measure_detector.py --min-faces).
+        uses it to detect several times faster (bench/measure_detector.py --live).
         """
         s = self.settings
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

@@ -96,3 +96,11 @@ def test_member_summaries_count_the_whole_warm_start_lineage(tmp_path):
     assert summary["epochs_run"] == 18 and summary["epochs_in_all"] == 46
     assert summary["wall_time_seconds_in_all"] == 900
     assert member_summaries([tmp_path / "missing.keras"])[str(tmp_path / "missing.keras")]["card"] is None
+
+
+def test_candidate_views_are_the_members_prefix_and_their_mirrored_views():
+    from training.ensemble import candidate_views
+    all_views = ["m1", "m2", "m3", "m1 mirrored", "m2 mirrored", "m3 mirrored"]
+    assert candidate_views(all_views, 1, 3, flip=False) == ["m1"]
+    assert candidate_views(all_views, 1, 3, flip=True) == ["m1", "m1 mirrored"]
+    assert candidate_views(all_views, 3, 3, flip=True) == all_views
