@@ -75,8 +75,28 @@ class EpochTimer:
         return _Timer()
 
 
-def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int):
-    """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`)."""
+class BatchNormRecalibration:
+    """Before each epoch's validation, re-estimate BatchNorm statistics on clean training images.
+
+    Training itself is unchanged (it normalises with batch statistics); what changes is that the
+    per-epoch validation numbers, best.keras and last.keras describe the model as it will be served.
+    Without it the logged val age MAE swung between 6 and 16 years from epoch to epoch.
+    """
+    def __new__(cls, x_clean: np.ndarray, batches: int = 40, seed: int = 0):
+        import keras
+
+        class _Recalibrate(keras.callbacks.Callback):
+            def on_test_begin(self, logs=None):      # fit() validates through evaluate(): runs first
+                recalibrate_batchnorm(self.model, x_clean, batches=batches, seed=seed)
+        return _Recalibrate()
+
+
+def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int,
+                         x_clean: np.ndarray | None = None):
+    """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`).
+
+    With `x_clean` (un-augmented training images) BatchNorm statistics are re-estimated before each
+    validation, so `monitor` ranks epochs the way evaluation will."""
     import keras
     # On resume, best.keras must only be replaced by an epoch better than the ones already logged.
     logged = [r[monitor] for r in read_log(run_dir)] if (run_dir / "log.csv").exists() else []
@@ -84,6 +104,7 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
     return [
         keras.callbacks.LearningRateScheduler(cosine_lr(peak_lr, epochs)),
         EpochTimer(),
+        *([BatchNormRecalibration(x_clean)] if x_clean is not None else []),
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                                         initial_value_threshold=best_so_far),
@@ -173,15 +194,15 @@ def recalibrate_batchnorm(model, x: np.ndarray, batches: int = 150, batch_size: 
     import keras
     layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     momenta = [l.momentum for l in layers]
-    for l in layers:
-        l.momentum = 0.9
     dropouts = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
     rates = [l.rate for l in dropouts]
     for l in dropouts:          # statistics as at inference: no dropout
         l.rate = 0.0
     rng = np.random.default_rng(seed)
     batches = min(batches, max(10, 4 * len(x) // batch_size))   # a small (smoke-test) set needs few passes
-    for _ in range(batches):
+    for k in range(batches):
+        for l in layers:        # momentum k/(k+1): the statistics become the plain mean over the k+1 batches
+            l.momentum = k / (k + 1)
         model(x[rng.choice(len(x), min(batch_size, len(x)), replace=False)], training=True)
     for l, m in zip(layers, momenta):
         l.momentum = m

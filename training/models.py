@@ -71,10 +71,10 @@ def age_gender_heads(features):
     return {"age": age, "gender": gender}
 
 
-def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2)):
+def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2), stem_stride=2):
     """One trunk, two heads: age in years (regression) and P(female)."""
     inputs = keras.Input((size, size, 1), name="face")
-    features = vgg_trunk(inputs, widths, reps, dropout_step=0.05, stem_stride=2)
+    features = vgg_trunk(inputs, widths, reps, dropout_step=0.05, stem_stride=stem_stride)
     return keras.Model(inputs, age_gender_heads(features), name="visage_age_gender")
 
 
@@ -89,3 +89,17 @@ def build_age_gender_baseline(size=128):
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inputs, age_gender_heads(x), name="age_baseline")
+
+
+# --arch choices. "wide" (emotion: 4/3 the channels, ~1.8x the compute) and "hires" (age/gender: no stride
+# in the stem, same weights, ~4x the compute) are the larger variants; "baseline" is the seed design.
+EMOTION_ARCHS = {
+    "visage": build_emotion_model,
+    "wide": lambda: build_emotion_model(widths=(32, 64, 128, 256)),
+    "baseline": build_emotion_baseline,
+}
+AGE_GENDER_ARCHS = {
+    "visage": build_age_gender_model,
+    "hires": lambda size: build_age_gender_model(size, stem_stride=1),
+    "baseline": build_age_gender_baseline,
+}

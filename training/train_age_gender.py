@@ -25,7 +25,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, required=True, help="folder with UTKFace/ (and optionally splits.csv)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
-    p.add_argument("--arch", choices=["visage", "baseline"], default="visage")
+    p.add_argument("--arch", choices=["visage", "hires", "baseline"], default="visage")
     p.add_argument("--crops", choices=["haar", "chip"], default="haar",
                    help="haar: serving-style crops (default); chip: the tight aligned chips as they are")
     p.add_argument("--no-age-balance", action="store_true", help="do not re-weight rare age bands")
@@ -72,7 +72,7 @@ def main(argv=None):
     args.run_dir.mkdir(parents=True, exist_ok=True)
     model, done = resume_point(args.run_dir)
     if model is None:
-        model = (models.build_age_gender_model if args.arch == "visage" else models.build_age_gender_baseline)(size)
+        model = models.AGE_GENDER_ARCHS[args.arch](size)
         if args.init_from:
             model.set_weights(keras.models.load_model(args.init_from, compile=False).get_weights())
             print(f"warm start from {args.init_from}", flush=True)
@@ -90,7 +90,7 @@ def main(argv=None):
     val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
     t0 = time.time()
     model.fit(ds, validation_data=val_data, epochs=args.epochs, initial_epoch=done,
-              callbacks=checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs),
+              callbacks=checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"]),
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,

@@ -20,7 +20,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, required=True, help="FER2013 folder with train/ and test/")
     p.add_argument("--run-dir", type=Path, default=Path("runs/emotion"))
     p.add_argument("--cache-dir", type=Path, default=Path("cache"), help="preprocessed arrays (.npz)")
-    p.add_argument("--arch", choices=["visage", "baseline"], default="visage")
+    p.add_argument("--arch", choices=["visage", "wide", "baseline"], default="visage")
     p.add_argument("--labels", choices=["fer", "ferplus", "blend"], default="blend",
                    help="targets: original labels, FER+ vote distribution, or their mean")
     p.add_argument("--epochs", type=int, default=40)
@@ -65,8 +65,7 @@ def main(argv=None):
     args.run_dir.mkdir(parents=True, exist_ok=True)
     model, done = resume_point(args.run_dir)
     if model is None:
-        build = models.build_emotion_model if args.arch == "visage" else models.build_emotion_baseline
-        model = build()
+        model = models.EMOTION_ARCHS[args.arch]()
         if args.init_from:
             model.set_weights(keras.models.load_model(args.init_from, compile=False).get_weights())
             print(f"warm start from {args.init_from}", flush=True)
@@ -82,7 +81,7 @@ def main(argv=None):
     val_targets = np.eye(len(data_fer.EMOTIONS), dtype=np.float32)[public.y]
     t0 = time.time()
     model.fit(ds, validation_data=(public.x, val_targets), batch_size=256, epochs=args.epochs, initial_epoch=done,
-              callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs),
+              callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x),
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "emotion", "arch": args.arch, "labels": args.labels, "epochs": args.epochs,
