@@ -40,10 +40,12 @@ def average_models(members: list, name: str):
 
 
 def members_of(model) -> list:
-    """The networks inside an ensemble made by average_models (or [model] for a single network)."""
+    """The single networks inside an ensemble made by average_models (or [model] for a single network).
+
+    An ensemble that has an ensemble as a member is flattened: each network is one view to average."""
     import keras
     inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return inner or [model]
+    return [leaf for m in inner for leaf in members_of(m)] if inner else [model]
 
 
 def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -> list:

@@ -130,7 +130,7 @@ def main(argv=None):
     from training import data_utk
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
                                  member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, candidate_views, fold_linear_age, fold_platt
+    from training.ensemble import average_models, candidate_views, members_of, fold_linear_age, fold_platt
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -141,7 +141,8 @@ def main(argv=None):
     val, test = data["val"], data["test"]
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],
                                                lambda m: -validation_loss(m, val))
-    others = [keras.models.load_model(path, compile=False) for path in args.ensemble_with]
+    # A shipped ensemble joins as its single networks, so that every network is one averaged view.
+    others = [net for path in args.ensemble_with for net in members_of(keras.models.load_model(path, compile=False))]
     for other in others:
         recalibrate_batchnorm(other, data["train"]["x"])
     candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
@@ -212,7 +213,7 @@ def main(argv=None):
                  "train_images": run.get("train_images"), "crops": run.get("crops"),
                  "crop_stats": data["crop_stats"], "fallback_box": data["fallback_box"],
                  "age_balance": run.get("age_balance")},
-        "architecture": {"name": model.name, "parameters": int(model.count_params()),
+        "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
                      "warm_started_from": member_summaries([run["init_from"]]) if run.get("init_from") else {},

@@ -108,7 +108,7 @@ def main(argv=None):
     from training import data_fer
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
                                  member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, candidate_views, fold_class_shift, softmax_with_shift
+    from training.ensemble import average_models, candidate_views, members_of, fold_class_shift, softmax_with_shift
     from training.metrics import classification_report
 
     data = data_fer.load_fer(args.data_dir, None if args.limit else args.cache_dir, limit=args.limit)
@@ -117,7 +117,8 @@ def main(argv=None):
     model, chosen, selection = pick_checkpoint(
         args.run_dir, args.checkpoints.split(","), data["train"].x,
         lambda m: (predict_probs(m, public.x, flip=False).argmax(1) == public.y).mean())
-    others = [keras.models.load_model(path, compile=False) for path in args.ensemble_with]
+    # A shipped ensemble joins as its single networks, so that every network is one averaged view.
+    others = [net for path in args.ensemble_with for net in members_of(keras.models.load_model(path, compile=False))]
     for other in others:
         recalibrate_batchnorm(other, data["train"].x)
     candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
@@ -173,7 +174,7 @@ def main(argv=None):
                  "selection": "PublicTest (best epoch by accuracy)", "benchmark": "PrivateTest (original labels)",
                  "train_images": run.get("train_images"), "dropped_test_copies": data["dropped_duplicates"],
                  "labels": run.get("labels")},
-        "architecture": {"name": model.name, "parameters": int(model.count_params()),
+        "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_emotion_model / build_emotion_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
                      "warm_started_from": member_summaries([run["init_from"]]) if run.get("init_from") else {},

@@ -104,3 +104,21 @@ def test_candidate_views_are_the_members_prefix_and_their_mirrored_views():
     assert candidate_views(all_views, 1, 3, flip=False) == ["m1"]
     assert candidate_views(all_views, 1, 3, flip=True) == ["m1", "m1 mirrored"]
     assert candidate_views(all_views, 3, 3, flip=True) == all_views
+
+
+def test_a_shipped_ensemble_joins_a_new_one_as_its_single_networks(tmp_path):
+    from training.ensemble import members_of
+    a, b, c = tiny_softmax_model(1), tiny_softmax_model(2), tiny_softmax_model(3)
+    export_inference_model(average_models([a, b], "shipped"), tmp_path / "shipped.keras")
+    shipped = keras.models.load_model(tmp_path / "shipped.keras", compile=False)
+    leaves = members_of(shipped)
+    assert len(leaves) == 2
+    x = np.random.default_rng(0).random((5, 8, 8, 1), np.float32)
+    new = average_models([c, *leaves], "ens")
+    assert len(members_of(new)) == 3
+    expected = np.mean([m.predict(x, verbose=0) for m in (a, b, c)], axis=0)
+    np.testing.assert_allclose(new.predict(x, verbose=0), expected, atol=1e-6)
+    views = [np.log(m.predict(x, verbose=0)) for m in (c, a, b)]
+    shift = np.array([0.3, 0.0, -0.3])
+    fold_class_shift(new, "emotion", shift)      # reaches every single network, also those of the shipped one
+    np.testing.assert_allclose(new.predict(x, verbose=0), softmax_with_shift(views, shift), atol=1e-5)
