@@ -48,6 +48,20 @@ def members_of(model) -> list:
     return [leaf for m in inner for leaf in members_of(m)] if inner else [model]
 
 
+def ensemble_candidates(model, others: list[list]) -> tuple[dict, dict]:
+    """The checkpoint alone, then with the networks of the first 1..n other models added.
+
+    `others[i]` holds the single networks of the i-th other model (members_of). Returns
+    ({name: members}, {name: how many of the other models it uses}); each member list is a
+    prefix of the next, so every network predicts each image once (candidate_views)."""
+    candidates, used, members = {"checkpoint": [model]}, {"checkpoint": 0}, [model]
+    for i, networks in enumerate(others, 1):
+        members = members + networks
+        name = "ensemble" if i == len(others) else f"ensemble with the first {i} of {len(others)}"
+        candidates[name], used[name] = members, i
+    return candidates, used
+
+
 def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -> list:
     """The views of the first `n_members` members (and of their mirrored inputs with flip), taken out of
     views computed once for all `n_total` members with flip: [m1..mN on x] + [m1..mN on mirrored x]."""

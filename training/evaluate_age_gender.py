@@ -130,7 +130,7 @@ def main(argv=None):
     from training import data_utk
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
                                  member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, candidate_views, members_of, fold_linear_age, fold_platt
+    from training.ensemble import average_models, candidate_views, ensemble_candidates, members_of, fold_linear_age, fold_platt
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -142,10 +142,10 @@ def main(argv=None):
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],
                                                lambda m: -validation_loss(m, val))
     # A shipped ensemble joins as its single networks, so that every network is one averaged view.
-    others = [net for path in args.ensemble_with for net in members_of(keras.models.load_model(path, compile=False))]
-    for other in others:
+    others = [members_of(keras.models.load_model(path, compile=False)) for path in args.ensemble_with]
+    for other in (net for networks in others for net in networks):
         recalibrate_batchnorm(other, data["train"]["x"])
-    candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
+    candidates, models_used = ensemble_candidates(model, others)
     test_alternatives = {}   # scored only, for the card: not used for any choice
     every = max(candidates.values(), key=len)
     test_all = prediction_views(every, test["x"], flip=True)
@@ -156,6 +156,7 @@ def main(argv=None):
                 "age_mae": age_report(test["age"], alt_age)["mae"],
                 "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}
     setup = choose_serving_setup(candidates, val, not args.no_corrections)
+    kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
     fold_linear_age(model, "age", setup["age_correction"])
     fold_platt(model, "gender", setup["gender_platt"])
@@ -199,15 +200,14 @@ def main(argv=None):
         "test_time_augmentation": {"horizontal_flip": bool(flip)},
         "serving_setup": {
             "chosen_on": "val",
-            "members": [str(args.run_dir / chosen)] + ([str(p) for p in args.ensemble_with]
-                                                       if setup["members"] == "ensemble" else []),
+            "members": [str(args.run_dir / chosen)] + [str(p) for p in kept_others],
             "val_loss_by_candidate": setup["val_loss"],
             "age_correction_alpha_beta": setup["age_correction"].tolist(),
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),
             "gender_platt_two_fold_check_on_val": setup.get("gender_check"),
             "test_metrics_of_uncorrected_candidates": test_alternatives,
-            "other_members": member_summaries(args.ensemble_with) if setup["members"] == "ensemble" else {}},
+            "other_members": member_summaries(kept_others)},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",
                  "train_images": run.get("train_images"), "crops": run.get("crops"),

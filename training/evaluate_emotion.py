@@ -108,7 +108,7 @@ def main(argv=None):
     from training import data_fer
     from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
                                  member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, candidate_views, members_of, fold_class_shift, softmax_with_shift
+    from training.ensemble import average_models, candidate_views, ensemble_candidates, members_of, fold_class_shift, softmax_with_shift
     from training.metrics import classification_report
 
     data = data_fer.load_fer(args.data_dir, None if args.limit else args.cache_dir, limit=args.limit)
@@ -118,13 +118,14 @@ def main(argv=None):
         args.run_dir, args.checkpoints.split(","), data["train"].x,
         lambda m: (predict_probs(m, public.x, flip=False).argmax(1) == public.y).mean())
     # A shipped ensemble joins as its single networks, so that every network is one averaged view.
-    others = [net for path in args.ensemble_with for net in members_of(keras.models.load_model(path, compile=False))]
-    for other in others:
+    others = [members_of(keras.models.load_model(path, compile=False)) for path in args.ensemble_with]
+    for other in (net for networks in others for net in networks):
         recalibrate_batchnorm(other, data["train"].x)
-    candidates = {"checkpoint": [model]} | ({"ensemble": [model, *others]} if others else {})
+    candidates, models_used = ensemble_candidates(model, others)
 
     # Every serving choice on PublicTest; PrivateTest is only scored, for each alternative too.
     setup = choose_serving_setup(candidates, public, not args.no_prior_correction)
+    kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
     every = max(candidates.values(), key=len)
     private_all = log_prob_views(every, private.x, flip=True)
@@ -163,13 +164,12 @@ def main(argv=None):
         "test_time_augmentation": {"horizontal_flip": bool(use_flip)},
         "serving_setup": {
             "chosen_on": "PublicTest",
-            "members": [f"{args.run_dir / chosen}"] + ([str(p) for p in args.ensemble_with]
-                                                       if setup["members"] == "ensemble" else []),
+            "members": [f"{args.run_dir / chosen}"] + [str(p) for p in kept_others],
             "public_test_accuracy": public_acc,
             "class_logit_shift": {label: float(v) for label, v in zip(labels, shift)},
             "class_shift_two_fold_check_on_public_test": setup.get("shift_check"),
             "private_test_accuracy_of_alternatives": alternatives,
-            "other_members": member_summaries(args.ensemble_with) if setup["members"] == "ensemble" else {}},
+            "other_members": member_summaries(kept_others)},
         "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",
                  "selection": "PublicTest (best epoch by accuracy)", "benchmark": "PrivateTest (original labels)",
                  "train_images": run.get("train_images"), "dropped_test_copies": data["dropped_duplicates"],

@@ -122,3 +122,12 @@ def test_a_shipped_ensemble_joins_a_new_one_as_its_single_networks(tmp_path):
     shift = np.array([0.3, 0.0, -0.3])
     fold_class_shift(new, "emotion", shift)      # reaches every single network, also those of the shipped one
     np.testing.assert_allclose(new.predict(x, verbose=0), softmax_with_shift(views, shift), atol=1e-5)
+
+
+def test_ensemble_candidates_add_the_other_models_one_at_a_time():
+    from training.ensemble import ensemble_candidates
+    candidates, used = ensemble_candidates("new", [["old1"], ["old2a", "old2b"]])
+    assert candidates == {"checkpoint": ["new"], "ensemble with the first 1 of 2": ["new", "old1"],
+                          "ensemble": ["new", "old1", "old2a", "old2b"]}
+    assert used == {"checkpoint": 0, "ensemble with the first 1 of 2": 1, "ensemble": 2}
+    assert ensemble_candidates("new", []) == ({"checkpoint": ["new"]}, {"checkpoint": 0})
