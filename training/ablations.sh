@@ -2,6 +2,7 @@
 # Short from-scratch runs at equal budget that each change one choice, then a comparison table.
 #   bash training/ablations.sh age_gender   # serving-style Haar crops vs tight chips; age re-weighting on/off
 #   bash training/ablations.sh emotion      # original FER2013 labels vs FER+ votes vs their blend
+#   bash training/ablations.sh baseline     # the seed "Mood" network (~6x the compute) vs ours, same labels
 # DATA (default ../shared/data), EPOCHS and THREADS can be set in the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ run() {   # run NAME TASK EPOCHS [extra training flags...]
         --models-dir runs/"$name"/out --reports-dir runs/"$name"/out
 }
 
-case ${1:?age_gender or emotion} in
+case ${1:?age_gender, emotion or baseline} in
 age_gender)
     E=${EPOCHS:-15}
     run abl_ag_haar age_gender "$E"
@@ -35,5 +36,11 @@ emotion)
     run abl_fer_ferplus emotion "$E" --labels ferplus
     "$PY" -m training.ablation_report --task emotion --out reports/ablation_emotion.json \
         blend=runs/abl_fer_blend/out fer=runs/abl_fer_fer/out ferplus=runs/abl_fer_ferplus/out ;;
-*) echo "usage: $0 age_gender|emotion" >&2; exit 2 ;;
+baseline)
+    E=${EPOCHS:-10}
+    run abl_fer_visage_e"$E" emotion "$E"
+    run abl_fer_mood_e"$E" emotion "$E" --arch baseline
+    "$PY" -m training.ablation_report --task emotion --out reports/ablation_emotion_arch.json \
+        visage=runs/abl_fer_visage_e"$E"/out mood_baseline=runs/abl_fer_mood_e"$E"/out ;;
+*) echo "usage: $0 age_gender|emotion|baseline" >&2; exit 2 ;;
 esac

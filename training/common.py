@@ -239,7 +239,9 @@ def member_summaries(paths) -> dict:
         training = card.get("training", {})
         # That model may itself continue an earlier one: count its whole lineage too.
         earlier = list(training.get("warm_started_from", {}).values())
+        networks = card.get("serving_setup", {}).get("networks", len(card.get("serving_setup", {}).get("members", [1])))
         out[str(path)] = {"card": str(card_path) if card else None, "version": card.get("version"),
+                          "networks": networks,
                           "epochs_run": training.get("epochs_run"),
                           "wall_time_seconds": training.get("wall_time_seconds"),
                           "epochs_in_all": (training.get("epochs_run") or 0) +

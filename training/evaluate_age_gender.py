@@ -200,6 +200,7 @@ def main(argv=None):
         "test_time_augmentation": {"horizontal_flip": bool(flip)},
         "serving_setup": {
             "chosen_on": "val",
+            "networks": len(members_of(model)),
             "members": [str(args.run_dir / chosen)] + [str(p) for p in kept_others],
             "val_loss_by_candidate": setup["val_loss"],
             "age_correction_alpha_beta": setup["age_correction"].tolist(),

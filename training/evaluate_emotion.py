@@ -164,6 +164,7 @@ def main(argv=None):
         "test_time_augmentation": {"horizontal_flip": bool(use_flip)},
         "serving_setup": {
             "chosen_on": "PublicTest",
+            "networks": len(members_of(model)),
             "members": [f"{args.run_dir / chosen}"] + [str(p) for p in kept_others],
             "public_test_accuracy": public_acc,
             "class_logit_shift": {label: float(v) for label, v in zip(labels, shift)},

@@ -23,24 +23,31 @@ def lineage(members: list[dict]) -> tuple[int, float]:
 
 
 def how_trained(card: dict, selected_on: str) -> str:
-    """Epochs and CPU time, for one network (maybe warm-started) or for a snapshot ensemble (training/ensemble.py)."""
+    """Epochs and CPU time, for one network (maybe warm-started) or for an ensemble (training/ensemble.py)."""
     t = card["training"]
     minutes = t["wall_time_seconds"] / 60
-    others = list(card.get("serving_setup", {}).get("other_members", {}).values())
-    earlier = list(t.get("warm_started_from", {}).values())
-    if others:
-        e_epochs, e_minutes = lineage(others)
-        return (f"the average of {len(others) + 1} snapshots of one network, kept because it scored better on "
-                f"{selected_on}: the earlier model ({e_epochs} epochs, {e_minutes:.0f} min) and its "
-                f"continuation after a warm restart ({t['epochs_run']} more epochs, {minutes:.0f} min); "
-                f"{e_minutes + minutes:.0f} min of training in all on a 2-core CPU")
+    setup = card.get("serving_setup", {})
+    others = setup.get("other_members", {})
+    earlier = t.get("warm_started_from", {})
+    behind = lineage(list((earlier | others).values()))[1]      # earlier training, each model counted once
     if earlier:
-        e_epochs, e_minutes = lineage(earlier)
-        return (f"warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min), then best of "
-                f"{t['epochs_run']} more epochs chosen on {selected_on} ({minutes:.0f} min); "
-                f"{e_minutes + minutes:.0f} min of training in all on a 2-core CPU")
-    return (f"best of {t['epochs_run']} epochs chosen on {selected_on}, {minutes:.0f} min of training on a "
-            f"2-core CPU")
+        e_epochs, e_minutes = lineage(list(earlier.values()))
+        this_run = (f"a network warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min) and "
+                    f"trained {t['epochs_run']} more epochs (best chosen on {selected_on}, {minutes:.0f} min)")
+    else:
+        this_run = (f"a `{card['architecture'].get('arch') or 'visage'}` network trained from scratch "
+                    f"({t['epochs_run']} epochs, best chosen on {selected_on}, {minutes:.0f} min)")
+    if others:
+        o_epochs, o_minutes = lineage(list(others.values()))
+        networks = setup.get("networks", 1 + sum(m.get("networks") or 1 for m in others.values()))
+        return (f"the average of {networks} networks, kept because it scored better on {selected_on}: "
+                f"{this_run}, and the earlier model{'s' if len(others) > 1 else ''}"
+                f"{' itself' if set(others) <= set(earlier) else ''} "
+                f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
+                f"{'them' if len(others) > 1 else 'it'}); {behind + minutes:.0f} min of training in all on a 2-core CPU")
+    if earlier:
+        return f"{this_run}; {behind + minutes:.0f} min of training in all on a 2-core CPU"
+    return f"{this_run} on a 2-core CPU"
 
 
 def on_off(flag) -> str:

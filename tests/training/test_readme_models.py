@@ -1,0 +1,33 @@
+"""The README's training sentence (training/readme_models.py) says what the card says."""
+from training.readme_models import how_trained
+
+
+def card(training: dict, setup: dict, arch: str = "visage") -> dict:
+    return {"training": training, "serving_setup": setup, "architecture": {"arch": arch}}
+
+
+EARLIER = {"networks": 2, "epochs_run": 25, "wall_time_seconds": 1800, "epochs_in_all": 71,
+           "wall_time_seconds_in_all": 12000}
+
+
+def test_a_new_network_averaged_with_an_earlier_ensemble_counts_every_network_and_minute():
+    text = how_trained(card({"epochs_run": 32, "wall_time_seconds": 4800},
+                            {"networks": 3, "other_members": {"runs/shipped.keras": EARLIER}}, arch="wide"),
+                       "PublicTest")
+    assert text.startswith("the average of 3 networks")
+    assert "a `wide` network trained from scratch (32 epochs" in text
+    assert "the earlier model (71 epochs, 200 min of training behind it)" in text
+    assert "280 min of training in all" in text
+
+
+def test_a_warm_restart_averaged_with_its_start_counts_that_start_once():
+    start = {"epochs_run": 46, "wall_time_seconds": 6000}
+    text = how_trained(card({"epochs_run": 25, "wall_time_seconds": 1200, "warm_started_from": {"init.keras": start}},
+                            {"networks": 2, "other_members": {"init.keras": start}}), "val")
+    assert "warm-started from earlier training (46 epochs, 100 min)" in text
+    assert "the earlier model itself" in text and "120 min of training in all" in text
+
+
+def test_a_single_network_from_scratch():
+    assert how_trained(card({"epochs_run": 10, "wall_time_seconds": 600}, {}), "val") == \
+        "a `visage` network trained from scratch (10 epochs, best chosen on val, 10 min) on a 2-core CPU"
