@@ -123,6 +123,13 @@ def resume_point(run_dir: Path) -> tuple[object | None, int]:
     return keras.models.load_model(last), done
 
 
+def warm_start_weights(path: Path) -> list:
+    """Weights of the model at `path`; of a shipped ensemble, its first (newest) network's."""
+    import keras
+    from training.ensemble import members_of
+    return members_of(keras.models.load_model(path, compile=False))[0].get_weights()
+
+
 def read_log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv") as f:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]

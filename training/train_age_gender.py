@@ -32,7 +32,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras)")
+    p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras; "
+                   "of an ensemble, its first network)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -61,7 +62,7 @@ def main(argv=None):
     import keras
     from training import data_utk, models
     from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
-                                 verbosity, write_json)
+                                 verbosity, warm_start_weights, write_json)
 
     size = input_size(args.arch)
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit)
@@ -74,7 +75,7 @@ def main(argv=None):
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size)
         if args.init_from:
-            model.set_weights(keras.models.load_model(args.init_from, compile=False).get_weights())
+            model.set_weights(warm_start_weights(args.init_from))
             print(f"warm start from {args.init_from}", flush=True)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss={"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()},

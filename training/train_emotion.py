@@ -26,7 +26,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras)")
+    p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras; "
+                   "of an ensemble, its first network)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -50,7 +51,7 @@ def main(argv=None):
     import keras
     from training import data_fer, models
     from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
-                                 verbosity, write_json)
+                                 verbosity, warm_start_weights, write_json)
 
     cache = None if args.limit else args.cache_dir
     data = data_fer.load_fer(args.data_dir, cache, limit=args.limit)
@@ -67,7 +68,7 @@ def main(argv=None):
     if model is None:
         model = models.EMOTION_ARCHS[args.arch]()
         if args.init_from:
-            model.set_weights(keras.models.load_model(args.init_from, compile=False).get_weights())
+            model.set_weights(warm_start_weights(args.init_from))
             print(f"warm start from {args.init_from}", flush=True)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss=keras.losses.CategoricalCrossentropy(),

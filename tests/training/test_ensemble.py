@@ -131,3 +131,14 @@ def test_ensemble_candidates_add_the_other_models_one_at_a_time():
                           "ensemble": ["new", "old1", "old2a", "old2b"]}
     assert used == {"checkpoint": 0, "ensemble with the first 1 of 2": 1, "ensemble": 2}
     assert ensemble_candidates("new", []) == ({"checkpoint": ["new"]}, {"checkpoint": 0})
+
+
+def test_warm_start_takes_the_first_network_of_a_shipped_ensemble(tmp_path):
+    from training.common import warm_start_weights
+    a, b = tiny_softmax_model(1), tiny_softmax_model(2)
+    export_inference_model(average_models([a, b], "shipped"), tmp_path / "shipped.keras")
+    export_inference_model(b, tmp_path / "single.keras")
+    for got, want in zip(warm_start_weights(tmp_path / "shipped.keras"), a.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(warm_start_weights(tmp_path / "single.keras"), b.get_weights()):
+        np.testing.assert_array_equal(got, want)
