@@ -80,7 +80,7 @@ class BatchNormRecalibration:
 
     Training itself is unchanged (it normalises with batch statistics); what changes is that the
     per-epoch validation numbers, best.keras and last.keras describe the model as it will be served.
-    Without it the logged val age MAE swung between 6 and 16 years from epoch to epoch.
+    Without it the logged val age MAE swung between 6.8 and 21 years from epoch to epoch.
     """
     def __new__(cls, x_clean: np.ndarray, batches: int = 40, seed: int = 0):
         import keras
@@ -137,7 +137,6 @@ def read_log(run_dir: Path) -> list[dict]:
 
 def export_inference_model(model, path: Path) -> None:
     """Save weights + architecture only (no optimizer state): what the app loads."""
-    import keras
     # from_config builds an uncompiled twin (clone_model keeps the optimizer: 3x the file size).
     clean = model.__class__.from_config(model.get_config())
     clean.set_weights(model.get_weights())
@@ -237,6 +236,18 @@ def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_sc
     return best[0], best[1], scores
 
 
+def load_other_members(paths, x_train: np.ndarray) -> list[list]:
+    """For --ensemble-with: each model's single networks (a shipped ensemble joins as its networks,
+    so that every network is one averaged view), BatchNorm re-estimated like the checkpoint's."""
+    import keras
+    from training.ensemble import members_of
+    others = [members_of(keras.models.load_model(path, compile=False)) for path in paths]
+    for networks in others:
+        for net in networks:
+            recalibrate_batchnorm(net, x_train)
+    return others
+
+
 def member_summaries(paths) -> dict:
     """For models averaged into an ensemble: what their own cards (<model>.json beside them) say about them."""
     out = {}
@@ -246,7 +257,8 @@ def member_summaries(paths) -> dict:
         training = card.get("training", {})
         # That model may itself continue an earlier one: count its whole lineage too.
         earlier = list(training.get("warm_started_from", {}).values())
-        networks = card.get("serving_setup", {}).get("networks", len(card.get("serving_setup", {}).get("members", [1])))
+        setup = card.get("serving_setup", {})
+        networks = setup.get("networks", len(setup.get("members", [])) or 1)
         out[str(path)] = {"card": str(card_path) if card else None, "version": card.get("version"),
                           "networks": networks,
                           "epochs_run": training.get("epochs_run"),

@@ -126,11 +126,11 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras
     from training import data_utk
-    from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
-                                 member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, candidate_views, ensemble_candidates, members_of, fold_linear_age, fold_platt
+    from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
+                                 read_log, single_face_latency_ms, write_json)
+    from training.ensemble import (average_models, candidate_views, ensemble_candidates, fold_linear_age, fold_platt,
+                                   members_of)
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -141,11 +141,7 @@ def main(argv=None):
     val, test = data["val"], data["test"]
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],
                                                lambda m: -validation_loss(m, val))
-    # A shipped ensemble joins as its single networks, so that every network is one averaged view.
-    others = [members_of(keras.models.load_model(path, compile=False)) for path in args.ensemble_with]
-    for other in (net for networks in others for net in networks):
-        recalibrate_batchnorm(other, data["train"]["x"])
-    candidates, models_used = ensemble_candidates(model, others)
+    candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"]["x"]))
     test_alternatives = {}   # scored only, for the card: not used for any choice
     every = max(candidates.values(), key=len)
     test_all = prediction_views(every, test["x"], flip=True)

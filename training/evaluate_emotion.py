@@ -104,11 +104,11 @@ def plot_confusion(cm: np.ndarray, labels: list[str], title: str, path: Path) ->
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras
     from training import data_fer
-    from training.common import (export_inference_model, pick_checkpoint, read_log, recalibrate_batchnorm,
-                                 member_summaries, single_face_latency_ms, write_json)
-    from training.ensemble import average_models, candidate_views, ensemble_candidates, members_of, fold_class_shift, softmax_with_shift
+    from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
+                                 read_log, single_face_latency_ms, write_json)
+    from training.ensemble import (average_models, candidate_views, ensemble_candidates, fold_class_shift, members_of,
+                                   softmax_with_shift)
     from training.metrics import classification_report
 
     data = data_fer.load_fer(args.data_dir, None if args.limit else args.cache_dir, limit=args.limit)
@@ -117,11 +117,7 @@ def main(argv=None):
     model, chosen, selection = pick_checkpoint(
         args.run_dir, args.checkpoints.split(","), data["train"].x,
         lambda m: (predict_probs(m, public.x, flip=False).argmax(1) == public.y).mean())
-    # A shipped ensemble joins as its single networks, so that every network is one averaged view.
-    others = [members_of(keras.models.load_model(path, compile=False)) for path in args.ensemble_with]
-    for other in (net for networks in others for net in networks):
-        recalibrate_batchnorm(other, data["train"].x)
-    candidates, models_used = ensemble_candidates(model, others)
+    candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"].x))
 
     # Every serving choice on PublicTest; PrivateTest is only scored, for each alternative too.
     setup = choose_serving_setup(candidates, public, not args.no_prior_correction)

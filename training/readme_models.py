@@ -56,7 +56,6 @@ def on_off(flag) -> str:
 
 def emotion_section(card: dict) -> list[str]:
     m = card["metrics"]["private_test"]
-    t = card["training"]
     lines = [
         f"**Emotion** (`models/emotion.keras`, {card['architecture']['parameters']:,} parameters, "
         f"{card['input']['size']}x{card['input']['size']} grayscale): trained on FER2013 Training "
@@ -77,7 +76,6 @@ def emotion_section(card: dict) -> list[str]:
 
 def age_gender_section(card: dict) -> list[str]:
     m = card["metrics"]
-    t = card["training"]
     age, gender = m["test"]["age"], m["test"]["gender"]
     setup = card.get("serving_setup", {})
     iv = card["outputs"]["age"]["interval"]
