@@ -1,7 +1,6 @@
 """The analysis pipeline end to end (tiny random-weight models: checks plumbing, not accuracy)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
