@@ -136,7 +136,7 @@ def main(argv=None):
     from training.train_age_gender import MARGIN, input_size
 
     run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
-    size = input_size(run.get("arch", "visage"))
+    size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
     data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit)
     val, test = data["val"], data["test"]
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],

@@ -26,6 +26,9 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
     p.add_argument("--arch", choices=["visage", "hires", "baseline"], default="visage")
+    p.add_argument("--input-size", type=int, default=0,
+                   help="face side in pixels (0 = the arch's default: 64, baseline 128); the trunk is fully "
+                        "convolutional, so --init-from works across sizes")
     p.add_argument("--crops", choices=["haar", "chip"], default="haar",
                    help="haar: serving-style crops (default); chip: the tight aligned chips as they are")
     p.add_argument("--no-age-balance", action="store_true", help="do not re-weight rare age bands")
@@ -50,8 +53,8 @@ def age_band_weights(age: np.ndarray) -> np.ndarray:
     return (w / w.mean()).astype(np.float32)
 
 
-def input_size(arch: str) -> int:
-    return 128 if arch == "baseline" else INPUT_SIZE
+def input_size(arch: str, requested: int = 0) -> int:
+    return requested or (128 if arch == "baseline" else INPUT_SIZE)
 
 
 def main(argv=None):
@@ -64,7 +67,7 @@ def main(argv=None):
     from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
                                  verbosity, warm_start_weights, write_json)
 
-    size = input_size(args.arch)
+    size = input_size(args.arch, args.input_size)
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit)
     train, val = data["train"], data["val"]
     weights = (np.ones(len(train["age"]), np.float32) if args.no_age_balance else age_band_weights(train["age"]))

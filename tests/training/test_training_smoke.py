@@ -57,3 +57,18 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
     assert card["metrics"]["test"]["age"]["mae"] > 0
     assert len(card["serving_setup"]["test_metrics_of_uncorrected_candidates"]) == 4   # 2 candidates x flip on/off
     assert isinstance(card["test_time_augmentation"]["horizontal_flip"], bool)
+
+
+def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
+    """--input-size trains at another resolution (warm-started from the shipped 64-pixel model) and the card says so."""
+    from training import evaluate_age_gender, train_age_gender
+    shipped = Path(__file__).resolve().parents[2] / "models" / "age_gender.keras"
+    run = tmp_path / "run"
+    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+                           "--epochs", "1", "--batch-size", "16", "--input-size", "80", "--init-from", str(shipped)])
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+    card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
+    assert card["input"]["size"] == 80 and "80x80" in card["input"]["preprocessing"]
+    import keras
+    assert keras.saving.load_model(tmp_path / "models" / "age_gender.keras").input_shape == (None, 80, 80, 1)
