@@ -38,13 +38,21 @@ def how_trained(card: dict, selected_on: str) -> str:
         this_run = (f"a `{card['architecture'].get('arch') or 'visage'}` network trained from scratch "
                     f"({t['epochs_run']} epochs, best chosen on {selected_on}, {minutes:.0f} min)")
     if others:
-        o_epochs, o_minutes = lineage(list(others.values()))
         networks = setup.get("networks", 1 + sum(m.get("networks") or 1 for m in others.values()))
+        # A member with no card and no epochs is a checkpoint saved earlier in this same run (training in `minutes`).
+        carded = {path: m for path, m in others.items() if m.get("card") or m.get("epochs_run")}
+        snapshots = [f"`{Path(path).name}`" for path in others if path not in carded]
+        parts = [this_run]
+        if carded:
+            o_epochs, o_minutes = lineage(list(carded.values()))
+            parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}"
+                         f"{' itself' if set(carded) <= set(earlier) else ''} "
+                         f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
+                         f"{'them' if len(carded) > 1 else 'it'})")
+        if snapshots:
+            parts.append(f"an earlier checkpoint of the same run ({', '.join(snapshots)})")
         return (f"the average of {networks} networks, kept because it scored better on {selected_on}: "
-                f"{this_run}, and the earlier model{'s' if len(others) > 1 else ''}"
-                f"{' itself' if set(others) <= set(earlier) else ''} "
-                f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
-                f"{'them' if len(others) > 1 else 'it'}); {behind + minutes:.0f} min of training in all on a 2-core CPU")
+                f"{', and '.join(parts)}; {behind + minutes:.0f} min of training in all on a 2-core CPU")
     if earlier:
         return f"{this_run}; {behind + minutes:.0f} min of training in all on a 2-core CPU"
     return f"{this_run} on a 2-core CPU"
@@ -83,8 +91,7 @@ def age_gender_section(card: dict) -> list[str]:
         f"**Age and gender** (`models/age_gender.keras`, one network with two heads, "
         f"{card['architecture']['parameters']:,} parameters, {card['input']['size']}x{card['input']['size']} grayscale): "
         f"trained on UTKFace train ({card['data']['train_images']:,} images) cut the way the app cuts faces "
-        f"(Haar box + {card['input']['margin']:.0%} margin); {how_trained(card, 'val')} "
-        f"(both models trained side by side).",
+        f"(Haar box + {card['input']['margin']:.0%} margin); {how_trained(card, 'val')}.",
         f"Flip test-time augmentation: {on_off(card.get('test_time_augmentation', {}).get('horizontal_flip'))}; "
         f"linear age correction fitted on val: {on_off(setup.get('age_correction_alpha_beta', [1, 0]) != [1, 0])}; "
         f"Platt scaling of P(female) fitted on val: {on_off(setup.get('gender_platt_a_c', [1, 0]) != [1, 0])}.",

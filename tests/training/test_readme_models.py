@@ -31,3 +31,12 @@ def test_a_warm_restart_averaged_with_its_start_counts_that_start_once():
 def test_a_single_network_from_scratch():
     assert how_trained(card({"epochs_run": 10, "wall_time_seconds": 600}, {}), "val") == \
         "a `visage` network trained from scratch (10 epochs, best chosen on val, 10 min) on a 2-core CPU"
+
+
+def test_an_earlier_checkpoint_of_the_same_run_adds_no_training_time():
+    snapshot = {"card": None, "networks": 1, "epochs_run": None, "wall_time_seconds": None,
+                "epochs_in_all": 0, "wall_time_seconds_in_all": 0}
+    text = how_trained(card({"epochs_run": 60, "wall_time_seconds": 6000},
+                            {"networks": 2, "other_members": {"runs/snap/e33.keras": snapshot}}), "val")
+    assert "an earlier checkpoint of the same run (`e33.keras`)" in text
+    assert "earlier model" not in text and "100 min of training in all" in text
