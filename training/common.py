@@ -130,6 +130,24 @@ def warm_start_weights(path: Path) -> list:
     return members_of(keras.models.load_model(path, compile=False))[0].get_weights()
 
 
+WARM_START_RECORD = "warm_start.json"
+
+
+def warm_start(model, path: Path, run_dir: Path) -> None:
+    """Start `model` from the weights at `path`, and record in the run folder what that model's card says
+    now: the card beside it may be replaced (e.g. by shipping this very run) before the run is evaluated."""
+    model.set_weights(warm_start_weights(path))
+    write_json(run_dir / WARM_START_RECORD, member_summaries([path]))
+    print(f"warm start from {path}", flush=True)
+
+
+def warm_started_from(run_dir: Path, run: dict) -> dict:
+    """For the card: the model the run started from, as recorded at its start (older runs: its card now)."""
+    if (run_dir / WARM_START_RECORD).exists():
+        return json.loads((run_dir / WARM_START_RECORD).read_text())
+    return member_summaries([run["init_from"]]) if run.get("init_from") else {}
+
+
 def read_log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv") as f:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]

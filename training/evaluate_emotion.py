@@ -106,7 +106,7 @@ def main(argv=None):
     args = parse_args(argv)
     from training import data_fer
     from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
-                                 read_log, single_face_latency_ms, write_json)
+                                 read_log, single_face_latency_ms, warm_started_from, write_json)
     from training.ensemble import (average_models, candidate_views, ensemble_candidates, fold_class_shift, members_of,
                                    softmax_with_shift)
     from training.metrics import classification_report
@@ -174,7 +174,7 @@ def main(argv=None):
         "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_emotion_model / build_emotion_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
-                     "warm_started_from": member_summaries([run["init_from"]]) if run.get("init_from") else {},
+                     "warm_started_from": warm_started_from(args.run_dir, run),
                      "checkpoint_selection": {"public_test_accuracy_after_bn_recalibration": selection,
                                               "chosen": chosen},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",

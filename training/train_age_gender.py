@@ -65,7 +65,7 @@ def main(argv=None):
     import keras
     from training import data_utk, models
     from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
-                                 verbosity, warm_start_weights, write_json)
+                                 verbosity, warm_start, write_json)
 
     size = input_size(args.arch, args.input_size)
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit)
@@ -78,8 +78,7 @@ def main(argv=None):
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size)
         if args.init_from:
-            model.set_weights(warm_start_weights(args.init_from))
-            print(f"warm start from {args.init_from}", flush=True)
+            warm_start(model, args.init_from, args.run_dir)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss={"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()},
                       loss_weights={"age": AGE_LOSS_WEIGHT, "gender": 1.0},

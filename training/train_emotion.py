@@ -51,7 +51,7 @@ def main(argv=None):
     import keras
     from training import data_fer, models
     from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
-                                 verbosity, warm_start_weights, write_json)
+                                 verbosity, warm_start, write_json)
 
     cache = None if args.limit else args.cache_dir
     data = data_fer.load_fer(args.data_dir, cache, limit=args.limit)
@@ -68,8 +68,7 @@ def main(argv=None):
     if model is None:
         model = models.EMOTION_ARCHS[args.arch]()
         if args.init_from:
-            model.set_weights(warm_start_weights(args.init_from))
-            print(f"warm start from {args.init_from}", flush=True)
+            warm_start(model, args.init_from, args.run_dir)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss=keras.losses.CategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=args.jit)

@@ -60,15 +60,24 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
 
 
 def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
-    """--input-size trains at another resolution (warm-started from the shipped 64-pixel model) and the card says so."""
+    """--input-size trains at another resolution (warm-started from the shipped 64-pixel model) and the card says so;
+    the card also names the start as it was then, even if the card beside it is replaced before evaluation."""
+    import shutil
     from training import evaluate_age_gender, train_age_gender
-    shipped = Path(__file__).resolve().parents[2] / "models" / "age_gender.keras"
+    models_dir = Path(__file__).resolve().parents[2] / "models"
+    start = tmp_path / "start"
+    start.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(models_dir / f"age_gender{suffix}", start / f"age_gender{suffix}")
+    shipped_version = json.loads((start / "age_gender.json").read_text())["version"]
     run = tmp_path / "run"
-    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
-                           "--epochs", "1", "--batch-size", "16", "--input-size", "80", "--init-from", str(shipped)])
+    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30", "--epochs", "1",
+                           "--batch-size", "16", "--input-size", "80", "--init-from", str(start / "age_gender.keras")])
+    (start / "age_gender.json").write_text(json.dumps({"version": "replaced after the warm start"}))
     evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
                               "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
     card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
     assert card["input"]["size"] == 80 and "80x80" in card["input"]["preprocessing"]
+    assert [m["version"] for m in card["training"]["warm_started_from"].values()] == [shipped_version]
     import keras
     assert keras.saving.load_model(tmp_path / "models" / "age_gender.keras").input_shape == (None, 80, 80, 1)
