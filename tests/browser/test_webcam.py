@@ -120,3 +120,20 @@ def test_tracker_keeps_identities_and_damps_flicker(page):
     assert [t[0] for t in frames[1]] == [1, 2]
     assert result["afterGap"][:3] == [2, 2, 2] and result["afterGap"][-1] == 0   # kept briefly, then dropped
     assert result["rebornCount"] == 0 and result["nextId"] == 4                  # a new face is a new track
+
+
+def test_tracker_resets_an_early_age_guess_once_the_window_is_full(page):
+    """The age shown from the first two frames is kept while the window fills (no flicker), then replaced by
+    the full window's median, instead of being held by the 5-year hysteresis."""
+    page.goto("/live")
+    ages = page.evaluate("""async () => {
+        const { FaceTracker } = await import('/static/js/tracker.js');
+        const face = (age) => ({ box: { x: 0, y: 10, w: 50, h: 50 }, age, gender: { label: 'female', probability: 0.9 },
+                                 emotion: { label: 'happy', probabilities: { happy: 0.9, sad: 0.1 } } });
+        const tracker = new FaceTracker({ window: 8 });
+        const ages = [];
+        for (let i = 0; i < 12; i++) ages.push(tracker.update([face(i < 2 ? 40 : 36)]).map((t) => t.smoothed.age));
+        return ages;
+    }""")
+    assert ages[0] == [] and all(shown == [40] for shown in ages[1:7]), ages
+    assert all(shown == [36] for shown in ages[7:]), ages
