@@ -129,3 +129,32 @@ def test_flip_average_from_card_averages_face_and_mirror_in_one_call(models_dir)
     assert not card.flip_average
     np.testing.assert_allclose(flipping(batch)["emotion"], expected, rtol=1e-5, atol=1e-6)
     assert flipping(batch)["emotion"].shape == (3, 7)
+
+
+def test_shifted_views_from_card_average_the_moved_faces_in_one_call(models_dir):
+    import dataclasses
+
+    import keras
+
+    from app.pipeline.predict import LoadedModel, ModelCard
+    from app.pipeline.preprocess import test_time_views
+    card = ModelCard.read(models_dir / "emotion.json")
+    model = keras.models.load_model(models_dir / "emotion.keras", compile=False)
+    plain = LoadedModel(dataclasses.replace(card, flip_average=False, shift_px=0), model)
+    shifting = LoadedModel(dataclasses.replace(card, flip_average=True, shift_px=2), model)
+    batch = np.random.default_rng(0).random((3, 48, 48, 1), np.float32)
+    views = test_time_views(batch, flip=True, shift_px=2)
+    assert len(views) == 10 and all(v.shape == batch.shape for v in views)
+    expected = np.mean([plain(v)["emotion"] for v in views], axis=0)
+    np.testing.assert_allclose(shifting(batch)["emotion"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_shifted_view_moves_the_face_and_replicates_the_border():
+    from app.pipeline.preprocess import shifted_view
+    batch = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    right = shifted_view(batch, 1, 0, mirrored=False)[0, :, :, 0]
+    np.testing.assert_array_equal(right[:, 1:], batch[0, :, :3, 0])      # moved one pixel right
+    np.testing.assert_array_equal(right[:, 0], batch[0, :, 0, 0])        # left column repeated
+    up = shifted_view(batch, 0, -1, mirrored=True)[0, :, :, 0]
+    np.testing.assert_array_equal(up[:3], batch[0, 1:, ::-1, 0])         # moved up, then mirrored
+    np.testing.assert_array_equal(shifted_view(batch, 0, 0, False), batch)

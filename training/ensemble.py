@@ -65,7 +65,13 @@ def ensemble_candidates(model, others: list[list]) -> tuple[dict, dict]:
 def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -> list:
     """The views of the first `n_members` members (and of their mirrored inputs with flip), taken out of
     views computed once for all `n_total` members with flip: [m1..mN on x] + [m1..mN on mirrored x]."""
-    return all_views[:n_members] + (all_views[n_total:n_total + n_members] if flip else [])
+    return views_of(all_views, n_members, n_total, [0, 1] if flip else [0])
+
+
+def views_of(all_views: list, n_members: int, n_total: int, input_views: list[int]) -> list:
+    """The first `n_members` members' predictions on the chosen input views, out of predictions laid out
+    view by view: [m1..mN on view 0] + [m1..mN on view 1] + ..."""
+    return [all_views[v * n_total + i] for v in input_views for i in range(n_members)]
 
 
 # ---- output corrections ------------------------------------------------------------------------

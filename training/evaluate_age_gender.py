@@ -36,6 +36,9 @@ def parse_args(argv=None):
                    help="other trained age/gender models to average with the chosen checkpoint, kept if val says so")
     p.add_argument("--no-corrections", action="store_true",
                    help="do not fit the linear age correction and gender Platt scaling on val")
+    p.add_argument("--max-latency-ms", type=float, default=20.0,
+                   help="serving setups (members x test-time views) slower than this per face are scored but "
+                        "not chosen: the webcam page analyses every frame")
     return p.parse_args(argv)
 
 
@@ -44,9 +47,27 @@ def predict(model, x):
     return out["age"][:, 0], out["gender"][:, 0]
 
 
-def prediction_views(members: list, x, flip: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(age, P(female)) of every member on x, and on mirrored x with flip: what the served model averages."""
-    return [predict(m, x) for m in members] + ([predict(m, x[:, :, ::-1]) for m in members] if flip else [])
+# Test-time views the evaluation chooses among: (mirrored too, shift in pixels as a fraction of the face side).
+TTA_CHOICES = {"none": (False, 0.0), "flip": (True, 0.0), "shifts": (False, 1 / 32), "flip + shifts": (True, 1 / 32)}
+
+
+def tta_settings(choice: str, size: int) -> tuple[bool, int]:
+    flip, shift = TTA_CHOICES[choice]
+    return flip, round(shift * size)
+
+
+def prediction_views(members: list, x, flip: bool, shift_px: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(age, P(female)) of every member on every test-time view of x (app.pipeline.preprocess), view by view:
+    what the served model averages."""
+    from app.pipeline.preprocess import test_time_views
+    return [predict(m, view) for view in test_time_views(x, flip, shift_px) for m in members]
+
+
+def view_indices(choice: str, size: int) -> list[int]:
+    """Where the views of one TTA choice sit among the views of the richest choice."""
+    from app.pipeline.preprocess import test_time_offsets
+    every = test_time_offsets(*tta_settings("flip + shifts", size))
+    return [every.index(o) for o in test_time_offsets(*tta_settings(choice, size))]
 
 
 def averaged(views) -> tuple[np.ndarray, np.ndarray]:
@@ -65,19 +86,35 @@ def objective(age: np.ndarray, p: np.ndarray, split: dict) -> float:
     return float(AGE_LOSS_WEIGHT * np.abs(age - split["age"]).mean() + bce)
 
 
-def choose_serving_setup(candidates: dict, val: dict, corrections: bool) -> dict:
-    """Members and flip TTA by val objective; then each output correction kept only if it helps
-    on held-out halves of val. `candidates` maps a name to members, each list a prefix of the longest."""
-    from training.ensemble import (candidate_views, fit_linear_age, fit_platt, linear_age, logit,
-                                   sigmoid_with_platt, two_fold_gain)
+def setup_latency_ms(members: list, size: int, choice: str) -> float:
+    """Median single-face latency of a serving setup, through the app's own model wrapper."""
+    from training.common import single_face_latency_ms
+    from training.ensemble import average_models
+    flip, shift_px = tta_settings(choice, size)
+    card = {"name": "age_gender", "file": "", "version": "", "input": {"size": size, "margin": 0.0},
+            "outputs": {}, "test_time_augmentation": {"horizontal_flip": flip, "shift_px": shift_px}}
+    return single_face_latency_ms(average_models(members, "timing"), card, calls=100)["median"]
+
+
+def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_latency_ms: float) -> dict:
+    """Members and test-time views by val objective among the setups within the latency budget; then each
+    output correction kept only if it helps on held-out halves of val. `candidates` maps a name to members,
+    each list a prefix of the longest."""
+    from training.ensemble import fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt, two_fold_gain, views_of
     every = max(candidates.values(), key=len)
-    all_views = prediction_views(every, val["x"], flip=True)      # each model predicts each image once
-    views = {(name, flip): candidate_views(all_views, len(members), len(every), flip)
-             for name, members in candidates.items() for flip in (False, True)}
+    size = int(val["x"].shape[1])
+    all_views = prediction_views(every, val["x"], *tta_settings("flip + shifts", size))  # each model, each view once
+    views = {(name, tta): views_of(all_views, len(members), len(every), view_indices(tta, size))
+             for name, members in candidates.items() for tta in TTA_CHOICES}
     losses = {key: objective(*averaged(v), val) for key, v in views.items()}
-    name, flip = min(losses, key=losses.get)
-    ages, logits = [a for a, _ in views[name, flip]], [logit(p) for _, p in views[name, flip]]
-    setup = {"members": name, "flip": flip, "val_loss": {f"{n}, flip {f}": v for (n, f), v in losses.items()},
+    latency = {(name, tta): setup_latency_ms(candidates[name], size, tta) for name, tta in views}
+    allowed = [key for key in views if latency[key] <= max_latency_ms] or [min(latency, key=latency.get)]
+    name, tta = min(allowed, key=losses.get)
+    ages, logits = [a for a, _ in views[name, tta]], [logit(p) for _, p in views[name, tta]]
+    setup = {"members": name, "tta": tta,
+             "val_loss": {f"{n}, views: {t}": v for (n, t), v in losses.items()},
+             "latency_ms": {f"{n}, views: {t}": v for (n, t), v in latency.items()},
+             "max_latency_ms": max_latency_ms,
              "age_correction": np.array([1.0, 0.0]), "gender_platt": np.array([1.0, 0.0])}
     if corrections:
         setup["age_check"] = two_fold_gain(fit_linear_age, linear_age, setup["age_correction"], ages, val["age"],
@@ -129,8 +166,7 @@ def main(argv=None):
     from training import data_utk
     from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
                                  read_log, single_face_latency_ms, warm_started_from, write_json)
-    from training.ensemble import (average_models, candidate_views, ensemble_candidates, fold_linear_age, fold_platt,
-                                   members_of)
+    from training.ensemble import average_models, ensemble_candidates, fold_linear_age, fold_platt, members_of, views_of
     from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
                                   residual_interval)
     from training.train_age_gender import MARGIN, input_size
@@ -144,23 +180,23 @@ def main(argv=None):
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"]["x"]))
     test_alternatives = {}   # scored only, for the card: not used for any choice
     every = max(candidates.values(), key=len)
-    test_all = prediction_views(every, test["x"], flip=True)
+    test_all = prediction_views(every, test["x"], *tta_settings("flip + shifts", size))
     for name, members in candidates.items():
-        for flip in (False, True):
-            alt_age, alt_female = averaged(candidate_views(test_all, len(members), len(every), flip))
-            test_alternatives[f"{name}, flip {flip}"] = {
+        for tta in TTA_CHOICES:
+            alt_age, alt_female = averaged(views_of(test_all, len(members), len(every), view_indices(tta, size)))
+            test_alternatives[f"{name}, views: {tta}"] = {
                 "age_mae": age_report(test["age"], alt_age)["mae"],
                 "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}
-    setup = choose_serving_setup(candidates, val, not args.no_corrections)
+    setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms)
     kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
     fold_linear_age(model, "age", setup["age_correction"])
     fold_platt(model, "gender", setup["gender_platt"])
 
-    flip = setup["flip"]
-    val_age, val_female = averaged(prediction_views([model], val["x"], flip))
+    flip, shift_px = tta_settings(setup["tta"], size)
+    val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
     interval = residual_interval(val["age"], val_age, coverage=0.8)
-    test_age, test_female = averaged(prediction_views([model], test["x"], flip))
+    test_age, test_female = averaged(prediction_views([model], test["x"], flip, shift_px))
     age = age_report(test["age"], test_age)
     gender = binary_report(test["gender"], test_female) | {"positive_label": "female"}
     metrics = {
@@ -174,7 +210,7 @@ def main(argv=None):
     }
     if not args.limit:   # the same model on the tight chips, for the train/serve framing comparison
         chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir)["test"]
-        chip_age, chip_female = averaged(prediction_views([model], chips["x"], flip))
+        chip_age, chip_female = averaged(prediction_views([model], chips["x"], flip, shift_px))
         metrics["test_on_tight_chips"] = {"age_mae": age_report(chips["age"], chip_age)["mae"],
                                           "gender_accuracy": binary_report(chips["gender"], chip_female)["accuracy"]}
 
@@ -193,12 +229,13 @@ def main(argv=None):
                                    f"histogram equalization, resize to {size}x{size}, pixel/255"},
         "outputs": {"age": {"kind": "regression", "unit": "years", "interval": interval},
                     "gender": {"kind": "sigmoid", "positive_label": "female", "negative_label": "male"}},
-        "test_time_augmentation": {"horizontal_flip": bool(flip)},
+        "test_time_augmentation": {"horizontal_flip": bool(flip), "shift_px": int(shift_px)},
         "serving_setup": {
             "chosen_on": "val",
             "networks": len(members_of(model)),
             "members": [str(args.run_dir / chosen)] + [str(p) for p in kept_others],
             "val_loss_by_candidate": setup["val_loss"],
+            "latency_ms_by_candidate": setup["latency_ms"], "max_latency_ms": setup["max_latency_ms"],
             "age_correction_alpha_beta": setup["age_correction"].tolist(),
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),

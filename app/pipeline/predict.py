@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from app.pipeline.errors import ModelUnavailable
-from app.pipeline.preprocess import prepare_faces
+from app.pipeline.preprocess import prepare_faces, test_time_views
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-up chatter out of the logs
 
@@ -41,6 +41,7 @@ class ModelCard:
     margin: float
     outputs: dict
     flip_average: bool = False   # average with the mirrored face, when evaluation showed it helps
+    shift_px: int = 0            # and with the face moved this many pixels each way (same reason)
 
     @classmethod
     def from_dict(cls, card: dict) -> "ModelCard":
@@ -48,7 +49,8 @@ class ModelCard:
         return cls(name=str(card["name"]), file=str(card["file"]), version=str(card["version"]),
                    size=int(card["input"]["size"]), margin=float(card["input"]["margin"]),
                    outputs=dict(card["outputs"]),
-                   flip_average=bool(card.get("test_time_augmentation", {}).get("horizontal_flip", False)))
+                   flip_average=bool(card.get("test_time_augmentation", {}).get("horizontal_flip", False)),
+                   shift_px=int(card.get("test_time_augmentation", {}).get("shift_px", 0)))
 
     @classmethod
     def read(cls, card_path: Path) -> "ModelCard":
@@ -72,9 +74,8 @@ class LoadedModel:
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, size, size, 1) float32 → {output name: (N, k) array}; still one model call per image."""
         n = len(batch)
-        if self.card.flip_average:
-            batch = np.concatenate([batch, batch[:, :, ::-1]])
-        raw = self._call(batch)
+        views = test_time_views(batch, self.card.flip_average, self.card.shift_px)
+        raw = self._call(np.concatenate(views) if len(views) > 1 else batch)
         names = list(self.card.outputs)
         if isinstance(raw, dict):
             out = {k: np.asarray(v) for k, v in raw.items()}
@@ -82,8 +83,8 @@ class LoadedModel:
             out = {k: np.asarray(v) for k, v in zip(names, raw)}
         else:
             out = {names[0]: np.asarray(raw)}
-        if self.card.flip_average:
-            out = {k: 0.5 * (v[:n] + v[n:]) for k, v in out.items()}
+        if len(views) > 1:   # the mean over views, face by face
+            out = {k: v.reshape(len(views), n, *v.shape[1:]).mean(axis=0) for k, v in out.items()}
         return out
 
 

@@ -56,3 +56,29 @@ def prepare_faces(image: np.ndarray, boxes, size: int, margin: float) -> np.ndar
     for i, box in enumerate(boxes):
         batch[i] = prepare_face(crop_face(image, box, margin), size)
     return batch
+
+
+def test_time_offsets(flip: bool, shift_px: int) -> list[tuple[int, int, bool]]:
+    """The (dx, dy, mirrored) views a model averages: the face itself, moved by `shift_px` left,
+    right, up and down when shift_px > 0, and each of those mirrored when `flip`."""
+    shifts = [(0, 0)] + ([(shift_px, 0), (-shift_px, 0), (0, shift_px), (0, -shift_px)] if shift_px else [])
+    return [(dx, dy, mirrored) for mirrored in ((False, True) if flip else (False,)) for dx, dy in shifts]
+
+
+def shifted_view(batch: np.ndarray, dx: int, dy: int, mirrored: bool) -> np.ndarray:
+    """A batch (N, size, size, 1) moved by (dx, dy) pixels, borders replicated, mirrored if asked.
+
+    Shifting the prepared face by a few pixels is what a box found a few pixels off does to it;
+    averaging over such views makes a reading depend less on exactly where the detector put the box.
+    """
+    if dx or dy:
+        p = max(abs(dx), abs(dy))
+        padded = np.pad(batch, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
+        h, w = batch.shape[1:3]
+        batch = padded[:, p - dy:p - dy + h, p - dx:p - dx + w]
+    return batch[:, :, ::-1] if mirrored else batch
+
+
+def test_time_views(batch: np.ndarray, flip: bool, shift_px: int) -> list[np.ndarray]:
+    """All views of `batch` named by test_time_offsets, in that order."""
+    return [shifted_view(batch, dx, dy, mirrored) for dx, dy, mirrored in test_time_offsets(flip, shift_px)]

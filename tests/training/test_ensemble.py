@@ -106,6 +106,13 @@ def test_candidate_views_are_the_members_prefix_and_their_mirrored_views():
     assert candidate_views(all_views, 3, 3, flip=True) == all_views
 
 
+def test_views_of_picks_members_on_chosen_input_views():
+    from training.ensemble import views_of
+    all_views = [f"m{i} on v{v}" for v in range(3) for i in (1, 2)]
+    assert views_of(all_views, 1, 2, [0, 2]) == ["m1 on v0", "m1 on v2"]
+    assert views_of(all_views, 2, 2, [1]) == ["m1 on v1", "m2 on v1"]
+
+
 def test_a_shipped_ensemble_joins_a_new_one_as_its_single_networks(tmp_path):
     from training.ensemble import members_of
     a, b, c = tiny_softmax_model(1), tiny_softmax_model(2), tiny_softmax_model(3)
