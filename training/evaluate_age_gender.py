@@ -192,6 +192,11 @@ def main(argv=None):
     model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
     fold_linear_age(model, "age", setup["age_correction"])
     fold_platt(model, "gender", setup["gender_platt"])
+    # Score the exported file itself: Keras keeps the predict function it traced before the folds, so
+    # the in-memory model would still answer without the corrections.
+    export_inference_model(model, args.models_dir / "age_gender.keras")
+    import keras
+    model = keras.models.load_model(args.models_dir / "age_gender.keras", compile=False)
 
     flip, shift_px = tta_settings(setup["tta"], size)
     val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
@@ -214,7 +219,6 @@ def main(argv=None):
         metrics["test_on_tight_chips"] = {"age_mae": age_report(chips["age"], chip_age)["mae"],
                                           "gender_accuracy": binary_report(chips["gender"], chip_female)["accuracy"]}
 
-    export_inference_model(model, args.models_dir / "age_gender.keras")
     plot_age(test["age"], test_age, age["mae_by_band"], args.reports_dir / "age_gender_test.png")
     log = read_log(args.run_dir)
     shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmin([r["val_loss"] for r in log])) + 1) if log else None
