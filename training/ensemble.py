@@ -165,7 +165,9 @@ def fit_linear_age(ages: list[np.ndarray], y: np.ndarray) -> np.ndarray:
 
 
 def fold_linear_age(model, layer_name: str, params: np.ndarray) -> None:
-    """Rescaling layer `layer_name` (age = scale * z + offset) of every member → alpha * age + beta."""
+    """Rescaling layer `layer_name` (age = scale * z + offset) of every member → alpha * age + beta.
+
+    scale/offset are Python floats, not weights: predict functions traced earlier keep the old values."""
     alpha, beta = (float(v) for v in params)
     for member in members_of(model):
         rescale = member.get_layer(layer_name)

@@ -163,6 +163,8 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    import keras
+
     from training import data_utk
     from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
                                  read_log, single_face_latency_ms, warm_started_from, write_json)
@@ -192,10 +194,9 @@ def main(argv=None):
     model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
     fold_linear_age(model, "age", setup["age_correction"])
     fold_platt(model, "gender", setup["gender_platt"])
-    # Score the exported file itself: Keras keeps the predict function it traced before the folds, so
-    # the in-memory model would still answer without the corrections.
+    # Score the exported file itself: fold_linear_age sets Rescaling's scale/offset, plain floats that
+    # a predict function traced before the fold keeps, so the in-memory model answers uncorrected.
     export_inference_model(model, args.models_dir / "age_gender.keras")
-    import keras
     model = keras.models.load_model(args.models_dir / "age_gender.keras", compile=False)
 
     flip, shift_px = tta_settings(setup["tta"], size)

@@ -86,15 +86,15 @@ def age_gender_section(card: dict) -> list[str]:
     m = card["metrics"]
     age, gender = m["test"]["age"], m["test"]["gender"]
     setup = card.get("serving_setup", {})
+    tta = card.get("test_time_augmentation", {})
     iv = card["outputs"]["age"]["interval"]
     lines = [
         f"**Age and gender** (`models/age_gender.keras`, one network with two heads, "
         f"{card['architecture']['parameters']:,} parameters, {card['input']['size']}x{card['input']['size']} grayscale): "
         f"trained on UTKFace train ({card['data']['train_images']:,} images) cut the way the app cuts faces "
         f"(Haar box + {card['input']['margin']:.0%} margin); {how_trained(card, 'val')}.",
-        f"Flip test-time augmentation: {on_off(card.get('test_time_augmentation', {}).get('horizontal_flip'))}; "
-        f"shifted views (±{card.get('test_time_augmentation', {}).get('shift_px', 0)} px): "
-        f"{on_off(card.get('test_time_augmentation', {}).get('shift_px'))}; "
+        f"Flip test-time augmentation: {on_off(tta.get('horizontal_flip'))}; "
+        f"shifted views (±{tta.get('shift_px', 0)} px): {on_off(tta.get('shift_px'))}; "
         f"linear age correction fitted on val: {on_off(setup.get('age_correction_alpha_beta', [1, 0]) != [1, 0])}; "
         f"Platt scaling of P(female) fitted on val: {on_off(setup.get('gender_platt_a_c', [1, 0]) != [1, 0])}.",
         "",
