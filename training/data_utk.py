@@ -4,9 +4,9 @@ File names are `[age]_[gender]_[race]_[date&time].jpg.chip.jpg` (gender 0 male,
 1 female; race 0-4). A few real files lack the race field.
 
 The chips are tight, aligned crops, but at serving time a face is cut from a
-photo around a Haar box. So each chip is padded (edges replicated), the
-serving detector runs on it, and the crop is cut with the serving margin by
-app.pipeline.preprocess — the same code path as a live face.
+photo around a Haar box. So each chip goes through the app's own path, as if
+it were uploaded: decode, detect (largest box), crop with the serving margin
+(app_path_crop). Training and evaluation then see what a user's photo gives.
 """
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.detect import HaarFaceDetector, HaarSettings
-from app.pipeline.preprocess import crop_face, prepare_face
+from app.pipeline.analyze import find_faces
+from app.pipeline.decode import decode_image
+from app.pipeline.detect import whole_image_box
+from app.pipeline.preprocess import prepare_face, prepare_faces
 
 RACES = ["White", "Black", "Asian", "Indian", "Others"]
 GENDERS = ["male", "female"]
@@ -74,54 +76,36 @@ def list_items(data_dir: Path) -> dict[str, list[UtkItem]]:
     return out
 
 
-@dataclass
-class CropStats:
-    detected: int = 0
-    fallback: int = 0
+CONTEXT_PAD = 0.3   # share of the chip's side added on every side, as the rest of a photo would be
 
 
-def serving_crop(chip_rgb: np.ndarray, detector: HaarFaceDetector, size: int, margin: float,
-                 fallback_box, stats: CropStats, pad: float = 0.3) -> np.ndarray:
-    """Model input for one chip, cut the way the app cuts a face out of a photo.
+def chip_as_photo(data: bytes, pad: float = CONTEXT_PAD) -> np.ndarray:
+    """A chip file decoded by the app's decoder and set in a frame of its own edge pixels.
 
-    The detection nearest the chip centre is used; where the cascade finds none
-    (profile, blur) `fallback_box` — the median detected box, relative to the chip — stands in.
+    A tight chip fills its image; the Haar cascade needs some surroundings (sent as they are,
+    about half of the chips give no face), which any real photo has.
     """
-    h, w = chip_rgb.shape[:2]
-    p = int(round(pad * max(h, w)))
-    padded = cv2.copyMakeBorder(chip_rgb, p, p, p, p, cv2.BORDER_REPLICATE)
-    cx, cy = p + w / 2, p + h / 2
-    boxes = [b for b in detector.detect(padded) if b[2] >= 0.3 * w
-             and abs(b[0] + b[2] / 2 - cx) < 0.25 * w and abs(b[1] + b[3] / 2 - cy) < 0.25 * h]
-    if boxes:
-        stats.detected += 1
-        box = boxes[0]
-    else:
-        stats.fallback += 1
-        fx, fy, fw, fh = fallback_box
-        box = (p + fx * w, p + fy * h, fw * w, fh * h)
-    return prepare_face(crop_face(padded, box, margin), size)
+    image = decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40)
+    p = int(round(pad * max(image.shape[:2])))
+    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+
+
+def app_path_crop(data: bytes, size: int, margin: float) -> tuple[np.ndarray, bool]:
+    """(model input, detected) for one chip file, cut the way the app cuts a face out of an uploaded
+    photo (chip_as_photo): the app's detector and settings, its largest box, its crop.
+
+    Where the app finds no face, the whole image stands in (as detector="none" would) and
+    `detected` is False: training skips such images, evaluation counts them as missed.
+    """
+    image = chip_as_photo(data)
+    boxes = find_faces(image, "haar")
+    box = boxes[0] if boxes else whole_image_box(image)[0]
+    return prepare_faces(image, [box], size, margin)[0], bool(boxes)
 
 
 def chip_crop(chip_rgb: np.ndarray, size: int) -> np.ndarray:
     """The tight chip itself as the model input (the alternative to serving-style crops)."""
     return prepare_face(chip_rgb, size)
-
-
-def calibrate_fallback_box(data_dir: Path, items: list[UtkItem], detector: HaarFaceDetector,
-                           n: int = 500, pad: float = 0.3) -> tuple[float, float, float, float]:
-    """Median Haar box relative to the chip (x, y, w, h as fractions), from `n` chips."""
-    rel = []
-    for item in items[:: max(1, len(items) // n)]:
-        chip = read_rgb(data_dir, item)
-        h, w = chip.shape[:2]
-        p = int(round(pad * max(h, w)))
-        padded = cv2.copyMakeBorder(chip, p, p, p, p, cv2.BORDER_REPLICATE)
-        for x, y, bw, bh in detector.detect(padded):
-            if bw >= 0.3 * w and abs(x + bw / 2 - p - w / 2) < 0.25 * w and abs(y + bh / 2 - p - h / 2) < 0.25 * h:
-                rel.append(((x - p) / w, (y - p) / h, bw / w, bh / h))
-                break
-    return tuple(float(v) for v in np.median(np.array(rel), axis=0))
 
 
 def read_rgb(data_dir: Path, item: UtkItem) -> np.ndarray:
@@ -133,37 +117,45 @@ def read_rgb(data_dir: Path, item: UtkItem) -> np.ndarray:
 
 def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cache_dir: Path | None = None,
              limit: int = 0) -> dict:
-    """Arrays per split: x (N, size, size, 1), age, gender, race (-1 = unknown), plus crop statistics."""
+    """Arrays per split: x (N, size, size, 1), age, gender, race (-1 = unknown), detected (bool), plus
+    crop statistics. crops="haar": the app's own detect-and-crop path (app_path_crop); "chip": the chips."""
     data_dir = Path(data_dir)
-    key = f"utkface_{crops}_{size}_m{margin:g}.npz"
+    key = f"utkface_{'app' if crops == 'haar' else crops}_{size}_m{margin:g}.npz"
     cache = Path(cache_dir) / key if cache_dir and not limit else None
+    fields = ("x", "age", "gender", "race", "detected")
     if cache and cache.exists():
         z = np.load(cache)
-        return {s: {a: z[f"{s}_{a}"] for a in ("x", "age", "gender", "race")} for s in ("train", "val", "test")} | {
-            "crop_stats": {"detected": int(z["detected"]), "fallback": int(z["fallback"])},
-            "fallback_box": z["fallback_box"].tolist()}
+        out = {s: {a: z[f"{s}_{a}"] for a in fields} for s in ("train", "val", "test")}
+        return out | {"crop_stats": crop_stats(out)}
     items = list_items(data_dir)
     if limit:
         items = {s: v[:: max(1, len(v) // limit)] for s, v in items.items()}
-    # The serving settings, but the cascade sees the padded chip at half size: the face is
-    # large, so this finds the same boxes ~4x faster.
-    detector = HaarFaceDetector(HaarSettings(max_side=160))
-    fallback = calibrate_fallback_box(data_dir, items["train"], detector) if crops == "haar" else (0, 0, 1, 1)
-    stats = CropStats()
     out = {}
     for split, split_items in items.items():
         x = np.zeros((len(split_items), size, size, 1), np.float32)
+        detected = np.ones(len(split_items), bool)
         for i, item in enumerate(split_items):
-            chip = read_rgb(data_dir, item)
-            x[i] = (serving_crop(chip, detector, size, margin, fallback, stats) if crops == "haar"
-                    else chip_crop(chip, size))
+            if crops == "haar":
+                x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin)
+            else:
+                x[i] = chip_crop(read_rgb(data_dir, item), size)
         out[split] = {"x": x, "age": np.array([it.age for it in split_items], np.float32),
                       "gender": np.array([it.gender for it in split_items], np.float32),
-                      "race": np.array([-1 if it.race is None else it.race for it in split_items], np.int64)}
-    out["crop_stats"] = {"detected": stats.detected, "fallback": stats.fallback}
-    out["fallback_box"] = list(fallback)
+                      "race": np.array([-1 if it.race is None else it.race for it in split_items], np.int64),
+                      "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, detected=stats.detected, fallback=stats.fallback, fallback_box=np.array(fallback),
-                 **{f"{s}_{a}": out[s][a] for s in ("train", "val", "test") for a in ("x", "age", "gender", "race")})
-    return out
+        np.savez(cache, **{f"{s}_{a}": out[s][a] for s in ("train", "val", "test") for a in fields})
+    return out | {"crop_stats": crop_stats(out)}
+
+
+def crop_stats(splits: dict) -> dict:
+    """Per split: images, and how many of them the app's detector found a face in."""
+    return {s: {"images": int(len(splits[s]["age"])), "detected": int(splits[s]["detected"].sum())}
+            for s in ("train", "val", "test")}
+
+
+def detected_only(split: dict) -> dict:
+    """The images the app finds a face in (what training learns from)."""
+    keep = split["detected"]
+    return {k: v[keep] for k, v in split.items()}

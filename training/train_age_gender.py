@@ -37,6 +37,12 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras; "
                    "of an ensemble, its first network)")
+    p.add_argument("--distill-from", type=Path,
+                   help="a shipped model (with its card beside it) whose answers, averaged over the test-time "
+                        "views its card names, are blended into the targets: the student learns in one view "
+                        "what the teacher gives in several")
+    p.add_argument("--distill-weight", type=float, default=0.5,
+                   help="share of the teacher in each target (age and P(female)); the rest is the label")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -51,6 +57,25 @@ def age_band_weights(age: np.ndarray) -> np.ndarray:
     counts = np.bincount(decade, minlength=9).astype(np.float64)
     w = np.sqrt(counts.sum() / np.maximum(counts, 1))[decade]
     return (w / w.mean()).astype(np.float32)
+
+
+def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int = 256) -> dict:
+    """The teacher's age and P(female) for every training face, through the app's own model wrapper
+    (so with the test-time views its card names); cached in the run folder for resumes."""
+    cache = run_dir / "teacher.npz"
+    if cache.exists():
+        z = np.load(cache)
+        if len(z["age"]) == len(x):
+            return {"age": z["age"], "gender": z["gender"]}
+    import json
+    import keras
+    from app.pipeline.predict import LoadedModel, ModelCard
+    card = ModelCard.from_dict(json.loads(Path(model_path).with_suffix(".json").read_text()))
+    wrapped = LoadedModel(card, keras.models.load_model(model_path, compile=False))
+    parts = [wrapped(x[i:i + batch]) for i in range(0, len(x), batch)]
+    out = {k: np.concatenate([p[k] for p in parts]).astype(np.float32).reshape(-1, 1) for k in ("age", "gender")}
+    np.savez(cache, **out)
+    return out
 
 
 def input_size(arch: str, requested: int = 0) -> int:
@@ -69,7 +94,8 @@ def main(argv=None):
 
     size = input_size(args.arch, args.input_size)
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit)
-    train, val = data["train"], data["val"]
+    # Learn from, and validate on, the faces the app's detector finds (the others never reach a model).
+    train, val = data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"])
     weights = (np.ones(len(train["age"]), np.float32) if args.no_age_balance else age_band_weights(train["age"]))
     print(f"train {len(train['age'])}, val {len(val['age'])}; crops {args.crops}: {data['crop_stats']}", flush=True)
 
@@ -89,6 +115,13 @@ def main(argv=None):
 
     augment = make_augmenter(rotation_deg=10, shift=0.08, zoom=0.1, seed=args.seed)
     targets = {"age": train["age"][:, None], "gender": train["gender"][:, None]}
+    if args.distill_from:
+        teacher = teacher_answers(args.distill_from, train["x"], args.run_dir)
+        w = args.distill_weight
+        targets = {k: ((1 - w) * targets[k] + w * teacher[k]).astype(np.float32) for k in targets}
+        print(f"distilling from {args.distill_from} (weight {w}): teacher train age MAE "
+              f"{np.abs(teacher['age'][:, 0] - train['age']).mean():.2f}, gender accuracy "
+              f"{((teacher['gender'][:, 0] > 0.5) == (train['gender'] > 0.5)).mean():.4f}", flush=True)
     ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
     val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
     t0 = time.time()
@@ -99,8 +132,10 @@ def main(argv=None):
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
         "age_balance": not args.no_age_balance, "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
-        "crop_stats": data["crop_stats"], "fallback_box": data["fallback_box"], "data_dir": str(args.data_dir),
+        "crop_stats": data["crop_stats"], "data_dir": str(args.data_dir),
         "init_from": str(args.init_from) if args.init_from else None,
+        "distill_from": str(args.distill_from) if args.distill_from else None,
+        "distill_weight": args.distill_weight if args.distill_from else None,
         "last_session_seconds": time.time() - t0})
 
 
