@@ -52,7 +52,7 @@ def summarize(items: list[db.Analysis]) -> dict:
     genders = Counter(face["gender"]["label"] for _, face in faces)
     live = [item for item in items if item.timeline][:LIVE_SESSIONS_SHOWN]
     return {
-        "faces": len(faces), "items": len(items),
+        "faces": len(faces), "saved": len(items),
         "emotions": {"labels": list(EMOTION_LABELS), "counts": [emotions[e] for e in EMOTION_LABELS]},
         "over_time": {"labels": [d.isoformat() for d in days],
                       "series": {e: [per_day[d][e] for d in days] for e in EMOTION_LABELS}},

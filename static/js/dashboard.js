@@ -5,7 +5,7 @@
   const block = document.getElementById("dashboard-data");
   if (!block || typeof Chart === "undefined") return;
   const data = JSON.parse(block.textContent);
-  if (!data.items) return;
+  if (!data.saved) return;
 
   const EMOTION_COLORS = {
     angry: "#dc2626", disgust: "#65a30d", fear: "#7c3aed", happy: "#f59e0b",
