@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from app.openapi import openapi_document
+from app.openapi import openapi_document, with_token_auth
 from app.pipeline.errors import InputError
 from app.uploads import analyze_request
 
@@ -70,4 +70,4 @@ def health():
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document())
+    return jsonify(with_token_auth(openapi_document()))
