@@ -201,3 +201,13 @@ def test_chartjs_is_vendored_with_its_licence(db_client):
     r = db_client.get("/static/vendor/chartjs/LICENSE.md")
     assert r.status_code == 200 and b"MIT" in r.data or b"Permission is hereby granted" in r.data
     r.close()
+
+
+def test_live_page_offers_record_only_when_logged_in(db_client, new_account):
+    html = db_client.get("/live").get_data(as_text=True)
+    assert 'id="live-record"' not in html and '"saveUrl"' not in html
+    client, _, _ = new_account()
+    html = client.get("/live").get_data(as_text=True)
+    settings = json.loads(re.search(r'<script id="live-settings" type="application/json">(.*?)</script>', html, re.S).group(1))
+    assert settings["saveUrl"] == "/history/live" and settings["csrfToken"]
+    assert 'id="live-record"' in html
