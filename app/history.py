@@ -115,8 +115,9 @@ def owned_or_404(item_id: int) -> db.Analysis:
 @bp.get("/<int:item_id>")
 @login_required
 def show(item_id: int):
-    return render_template("history/show.html", item=owned_or_404(item_id), plain_form=PlainForm(),
-                           tracks=timeline_by_track(owned_or_404(item_id).timeline or []))
+    item = owned_or_404(item_id)
+    return render_template("history/show.html", item=item, plain_form=PlainForm(),
+                           tracks=timeline_by_track(item.timeline or []))
 
 
 @bp.get("/<int:item_id>/thumbnail.jpg")

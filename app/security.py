@@ -107,7 +107,7 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Permissions-Policy", "camera=(self), microphone=(), geolocation=()")
         if cfg["VISAGE_HTTPS"] or request.is_secure:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        if current_user.is_authenticated:         # pages with personal data are not cached
+        if request.endpoint != "static" and current_user.is_authenticated:   # personal pages: not cached
             headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -153,3 +153,11 @@ def test_cli_creates_users_and_resets_passwords(db_app):
     assert client.post("/login", data={"email": "cli-user@example.com", "password": "second password"}).status_code == 302
     with db_app.app_context():
         store.delete_user(store.find_user("cli-user@example.com"))      # the session-wide database is shared
+
+
+def test_migrations_build_exactly_the_models_schema(db_app):
+    """The database the migrations built (at start-up) matches app/db.py: no change left unmigrated."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    with db_app.app_context(), store.db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), store.db.metadata) == []

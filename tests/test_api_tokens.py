@@ -91,3 +91,16 @@ def test_openapi_documents_the_bearer_scheme(db_client):
     analyze_op = doc["paths"]["/api/v1/analyze"]["post"]
     assert {"bearerAuth": []} in analyze_op["security"] and "401" in analyze_op["responses"]
     assert any(p["name"] == "save" for p in analyze_op["parameters"])
+
+
+def test_passwords_and_tokens_stay_out_of_the_logs(db_app, new_account, astronaut_jpeg, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    client, email, password = new_account("a password to not log")
+    token = create_token(client)
+    db_app.test_client().post("/login", data={"email": email, "password": "wrong password to not log"})
+    analyze(db_app.test_client(), astronaut_jpeg, token, save="true")
+    analyze(db_app.test_client(), astronaut_jpeg, token + "x")
+    logged = caplog.text
+    for secret in ("a password to not log", "wrong password to not log", token, token[10:]):
+        assert secret not in logged
