@@ -75,7 +75,8 @@ class PlainForm(FlaskForm):
 
 def safe_next(target: str | None) -> str:
     """Only same-site paths: never redirect a login to another host."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target \
+            and not urlsplit(target).netloc:
         return target
     return url_for("pages.index")
 

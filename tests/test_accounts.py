@@ -78,8 +78,10 @@ def test_login_rotates_the_session_and_logout_is_post_only(db_app, new_account):
 def test_login_never_redirects_off_site(db_app, new_account):
     _client, email, password = new_account()
     client = db_app.test_client()
-    r = client.post("/login?next=//evil.example/x", data={"email": email, "password": password})
-    assert r.status_code == 302 and r.headers["Location"] == "/"
+    for target in ("//evil.example/x", "/\\evil.example/x", "https://evil.example/"):
+        client = db_app.test_client()
+        r = client.post("/login", query_string={"next": target}, data={"email": email, "password": password})
+        assert r.status_code == 302 and r.headers["Location"] == "/", target
 
 
 def test_change_password_ends_other_sessions(db_app, new_account):
