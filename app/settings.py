@@ -15,6 +15,17 @@ DEFAULTS = {
     # the server to look for (share of the frame height). Measured choices: app/webcam.py, README.
     "VISAGE_LIVE_MAX_SIDE": 400,
     "VISAGE_LIVE_MIN_FACE": 0.12,
+    # Video jobs (docs/video.md): limits checked before any work starts, and where jobs run.
+    "VISAGE_MAX_VIDEO_BYTES": 200 * 1024 * 1024,
+    "VISAGE_MAX_VIDEO_SECONDS": 600,
+    "VISAGE_MAX_VIDEO_PIXELS": 7680 * 4320,    # 8K; frames are downscaled for detection
+    "VISAGE_REDIS_URL": "",                    # set → jobs go to RQ workers; empty → embedded thread pool
+    "VISAGE_REDIS_PREFIX": "visage:",
+    "VISAGE_VIDEO_QUEUE": "visage-video",
+    "VISAGE_VIDEO_DIR": "",                    # uploads and results; empty → <tmp>/visage-video (share it between machines)
+    "VISAGE_VIDEO_WORKERS": 1,                 # embedded worker threads per web process
+    "VISAGE_VIDEO_JOB_TIMEOUT": 3600,
+    "VISAGE_VIDEO_STALE_SECONDS": 300,         # a running job silent this long is reported failed
 }
 
 
