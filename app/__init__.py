@@ -33,5 +33,7 @@ def create_app(config: dict | None = None) -> Flask:
     if importlib.util.find_spec("app.webcam"):    # built by the webcam developer
         from app import webcam
         app.register_blueprint(webcam.bp)
+    from app import video            # video files as background jobs (docs/video.md)
+    video.init_app(app)
     http_errors.register(app)
     return app
