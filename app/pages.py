@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, render_template
 from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.pipeline.blur import blur_faces
 from app.pipeline.detect import DETECTORS
 from app.pipeline.errors import InputError
 from app.uploads import analyze_request
@@ -39,8 +40,11 @@ def analyze():
         answer, image = analyze_request(allow_json=False)
     except InputError as e:
         return form_page(e.message, e.status)
+    boxes = [tuple(face["box"][k] for k in "xywh") for face in answer["faces"]]
+    # The blurred copy for "Download with faces blurred" is inline too: nothing uploaded is stored.
+    blurred_url = inline_jpeg(blur_faces(image, boxes)) if boxes else None
     return render_template("result.html", result=answer, image_url=inline_jpeg(image),
-                           default_detector=answer["detector"])
+                           blurred_url=blurred_url, default_detector=answer["detector"])
 
 
 @bp.errorhandler(RequestEntityTooLarge)

@@ -17,12 +17,11 @@ from app.api import error_response
 from app.jobs import VideoJobs
 from app.pipeline.analyze import check_detector, check_min_face
 from app.pipeline.errors import BadRequest, InputError, TooLarge
-from app.pipeline.video import MAX_FPS, check_fps, probe, write_csv
+from app.pipeline.video import MAX_FPS, VIDEO_EXTENSIONS, check_fps, probe, write_csv
 
 bp = Blueprint("video", __name__)
 
 FIELD = "video"
-EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
 FORM_OVERHEAD = 1024 * 1024
 
 
@@ -80,7 +79,7 @@ def create():
                "min_face": check_min_face(request.values.get("min_face")),
                "annotate": _flag("annotate", True), "blur": _flag("blur", False)}
     suffix = Path(upload.filename or "").suffix.lower()
-    path = jobs().upload_path(suffix if suffix in EXTENSIONS else "")
+    path = jobs().upload_path(suffix if suffix in VIDEO_EXTENSIONS else "")
     try:
         upload.save(path)
         size = path.stat().st_size

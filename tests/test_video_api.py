@@ -122,3 +122,22 @@ def test_video_page_and_home_link(client):
     home = client.get("/").get_data(as_text=True)
     assert re.search(r'<a href="/video">Video</a>', home)
     assert client.get("/static/js/video.js").status_code == 200
+
+
+def test_photo_result_offers_a_blurred_download(client, astronaut_jpeg, coffee_jpeg):
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    from app.pipeline.analyze import find_faces
+    page = client.post("/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    match = re.search(r'href="data:image/jpeg;base64,([^"]+)" download="faces-blurred.jpg"[^>]*>Download with faces blurred',
+                      page)
+    assert match
+    blurred = np.asarray(Image.open(io.BytesIO(base64.b64decode(match.group(1)))))
+    assert blurred.shape == (512, 512, 3) and not find_faces(blurred, "haar")
+    page = client.post("/analyze", data={"image": (io.BytesIO(coffee_jpeg), "c.jpg")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    assert "faces blurred" not in page

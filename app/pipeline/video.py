@@ -25,6 +25,7 @@ from app.pipeline.predict import EMOTION_LABELS, load_predictor
 ANALYSIS_MAX_SIDE = 1280    # frames are scaled to this longer side before detection (4K/8K cost no more than 720p)
 OUTPUT_MAX_SIDE = 1280      # longer side of the annotated MP4
 MAX_FPS = 30.0
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")   # what the page and the CLI take as video
 
 Progress = Callable[[int, int], None]
 
