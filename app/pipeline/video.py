@@ -233,8 +233,9 @@ class IouTracker:
     def update(self, boxes) -> list[Track]:
         """The track of each box, in the order of `boxes`."""
         boxes = [np.asarray(b, np.float64) for b in boxes]
-        pairs = sorted(((self.affinity(b, t.predicted()), i, j) for i, b in enumerate(boxes)
-                        for j, t in enumerate(self.active)), reverse=True)
+        # Against the predicted box, or the last one when the face stopped or turned back.
+        pairs = sorted(((max(self.affinity(b, t.predicted()), self.affinity(b, t.box)), i, j)
+                        for i, b in enumerate(boxes) for j, t in enumerate(self.active)), reverse=True)
         owner: dict[int, Track] = {}
         used = set()
         for score, i, j in pairs:
