@@ -16,7 +16,7 @@ DEFAULTS = {
     "VISAGE_LIVE_MAX_SIDE": 400,
     "VISAGE_LIVE_MIN_FACE": 0.12,
     # Video jobs (docs/video.md): limits checked before any work starts, and where jobs run.
-    "VISAGE_MAX_VIDEO_BYTES": 200 * 1024 * 1024,
+    "VISAGE_MAX_VIDEO_BYTES": 200_000_000,
     "VISAGE_MAX_VIDEO_SECONDS": 600,
     "VISAGE_MAX_VIDEO_PIXELS": 7680 * 4320,    # 8K; frames are downscaled for detection
     "VISAGE_REDIS_URL": "",                    # set → jobs go to RQ workers; empty → embedded thread pool

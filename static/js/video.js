@@ -136,8 +136,8 @@ function chart(track) {
     svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(p), y2: y(p), stroke: "#e5e7eb" }));
     svg.append(el("svg:text", { x: L - 6, y: y(p) + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7280" }, `${p * 100}%`));
   }
-  for (const t of [t0, (t0 + t1) / 2, t1]) {
-    svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": "middle", "font-size": 11, fill: "#6b7280" }, seconds(t)));
+  for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
+    svg.append(el("svg:text", { x: x(t), y: H - 6, "text-anchor": anchor, "font-size": 11, fill: "#6b7280" }, seconds(t)));
   }
   for (const [label, color] of Object.entries(COLORS)) {
     const path = points.map((pt) => `${x(pt.t).toFixed(1)},${y(pt.emotion.probabilities[label]).toFixed(1)}`).join(" ");
