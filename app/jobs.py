@@ -75,6 +75,18 @@ class FileStore:
     def request_cancel(self, job_id: str) -> None:
         self._path(job_id, ".cancel").touch()
 
+    def prune(self, results: Path, older_than: float = KEEP_SECONDS) -> None:
+        """Forget jobs (and their result files) older than a day, as Redis expires them."""
+        cutoff = time.time() - older_than
+        for path in self.root.glob("*.json"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(results / path.stem, ignore_errors=True)
+                    path.unlink(missing_ok=True)
+                    path.with_suffix(".cancel").unlink(missing_ok=True)
+            except OSError:
+                pass
+
     def cancel_requested(self, job_id: str) -> bool:
         return self._path(job_id, ".cancel").exists()
 
@@ -260,6 +272,8 @@ class VideoJobs:
     def submit(self, path: Path, options: dict, filename: str = "") -> str:
         job_id = new_job_id()
         cfg = self.config
+        if isinstance(self.store, FileStore):
+            self.store.prune(self.video_dir / "results")
         options = {**options, "store": self.store.spec(), "models_dir": str(cfg["VISAGE_MODELS_DIR"]),
                    "video_dir": str(self.video_dir), "max_seconds": cfg["VISAGE_MAX_VIDEO_SECONDS"],
                    "max_pixels": cfg["VISAGE_MAX_VIDEO_PIXELS"]}

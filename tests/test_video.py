@@ -231,3 +231,12 @@ def test_blur_faces_on_a_photo(astronaut):
     assert not find_faces(blurred, "haar")
     x, y, w, h = boxes[0]
     assert np.array_equal(blurred[:, x + w + w:], astronaut[:, x + w + w:])   # the rest is untouched
+
+
+@pytest.mark.parametrize("name, codec", [("clip.webm", "libvpx"), ("clip.mov", "libx264"),
+                                         ("clip.avi", "mpeg4"), ("clip.mkv", "libx264")])
+def test_the_accepted_containers(tmp_path, predictor, name, codec):
+    frames = [scene(320, 240, [(90 + i, 10, 140)]) for i in range(10)]
+    path = write_clip(tmp_path / name, frames, fps=10, codec=codec)
+    result = analyze_video(path, predictor, fps=5)
+    assert result["sampling"]["samples"] == 5 and len(result["tracks"]) == 1

@@ -179,3 +179,15 @@ def test_rq_failed_and_cancelled_jobs_delete_their_uploads(rq_jobs, clip):
     assert record["status"] == "failed" and record["error"]["code"] == "empty_file"
     assert not bad.exists()
     assert rq_jobs.get(cancelled)["status"] == "cancelled"
+
+
+def test_old_embedded_jobs_and_their_files_are_pruned(embedded, clip):
+    old = "a" * 32
+    embedded.store.create(old, {"id": old, "status": "done", "progress": 1.0, "error": None, "result": None})
+    results = embedded.result_file(old, "annotated.mp4")
+    results.parent.mkdir(parents=True)
+    results.write_bytes(b"x")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(embedded.store._path(old), (day_ago, day_ago))
+    embedded.submit(upload(embedded, clip), {"fps": 5})
+    assert embedded.get(old) is None and not results.exists()
