@@ -141,3 +141,9 @@ def test_photo_result_offers_a_blurred_download(client, astronaut_jpeg, coffee_j
     page = client.post("/analyze", data={"image": (io.BytesIO(coffee_jpeg), "c.jpg")},
                        content_type="multipart/form-data").get_data(as_text=True)
     assert "faces blurred" not in page
+
+
+def test_videos_may_be_larger_than_the_photo_limit(client, video_app):
+    big = b"\x00not a video" * (2 * video_app.config["VISAGE_MAX_BYTES"] // 12)   # twice the photo limit
+    response = submit(client, big)
+    assert response.status_code == 415 and response.get_json()["error"]["code"] == "not_a_video"

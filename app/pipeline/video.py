@@ -8,6 +8,7 @@ is read exactly as the same face in a photo would be.
 from __future__ import annotations
 
 import base64
+import functools
 import inspect
 import math
 from fractions import Fraction
@@ -30,11 +31,26 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")   # what th
 Progress = Callable[[int, int], None]
 
 
+VIDEO_PROFILE = "live"      # one view per face: a track averages many frames anyway
+
+
 def video_predictor(models_dir):
-    """The app's predictor in its fast one-view profile where it has one (many frames, one reading each)."""
-    if "profile" in inspect.signature(load_predictor).parameters:
-        return load_predictor(models_dir, profile="live")
+    """The app's predictor (loaded once per process, as for photos)."""
     return load_predictor(models_dir)
+
+
+def predict_faces(predictor, image: np.ndarray, boxes) -> list[dict]:
+    """The predictor's fast one-view profile where it has one (Predictor.predict(batches, profile)),
+    else its only one."""
+    batches = predictor.prepare(image, boxes)
+    if _takes_profile(type(predictor)):
+        return predictor.predict(batches, profile=VIDEO_PROFILE)
+    return predictor.predict(batches)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_profile(predictor_class) -> bool:
+    return "profile" in inspect.signature(predictor_class.predict).parameters
 
 
 # ---------------------------------------------------------------- probing and decoding
@@ -296,7 +312,7 @@ def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = "haar", 
         if should_cancel and should_cancel():
             raise JobCancelled()
         boxes = find_faces(image, detector, min_face)
-        faces = predictor.predict(predictor.prepare(image, boxes)) if boxes else []
+        faces = predict_faces(predictor, image, boxes) if boxes else []
         for track, box, face in zip(tracker.update(boxes), boxes, faces):
             full_box = [int(round(v / scale)) for v in box]
             track.samples.append((t, full_box, face))
@@ -325,6 +341,7 @@ def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = "haar", 
                      "complete": not (stats.failed or stats.missing or stats.ended_early)
                      and (expected is None or stats.decoded >= expected)},
         "detector": detector,
+        "profile": VIDEO_PROFILE if _takes_profile(type(predictor)) else "default",
         "models": dict(predictor.versions),
         "tracks": tracks,
     }
