@@ -42,5 +42,9 @@ def create_app(config: dict | None = None) -> Flask:
     if importlib.util.find_spec("app.webcam"):    # built by the webcam developer
         from app import webcam
         app.register_blueprint(webcam.bp)
+    from app import video            # video files as background jobs (docs/video.md)
+    video.init_app(app)
+    for view in (video.create, video.cancel):   # its /api/v1 endpoints: JSON API like api.bp, no session auth
+        security.csrf.exempt(view)
     http_errors.register(app)
     return app

@@ -3,6 +3,9 @@
     python -m app.cli photo.jpg                      # one file: pretty JSON on stdout
     python -m app.cli photos/ more.png -o out.jsonl  # many: JSON Lines, progress bar on stderr
     python -m app.cli photos/ --format csv -o out.csv
+    python -m app.cli photo.jpg --blur               # also writes photo-blurred.jpg (every face blurred)
+    python -m app.cli video.mp4 --fps 5 -o timeline.csv [--annotated out.mp4] [--blur]
+                                                     # a video: per-face emotion timelines (docs/video.md)
 
 A file that cannot be analyzed yields an error record, not a crash. Exit status:
 0 all files analyzed, 1 some files failed, 2 the models could not be loaded.
@@ -16,10 +19,11 @@ import sys
 from pathlib import Path
 
 from app import settings
-from app.pipeline.analyze import analyze_bytes
+from app.pipeline.analyze import run_pipeline
 from app.pipeline.detect import DETECTORS
 from app.pipeline.errors import InputError, ModelUnavailable
 from app.pipeline.predict import EMOTION_LABELS, load_predictor
+from app.pipeline.video import VIDEO_EXTENSIONS
 
 CSV_COLUMNS = (["file", "face", "x", "y", "w", "h", "age", "age_low", "age_high", "age_group",
                 "gender", "gender_probability", "emotion"] + [f"p_{e}" for e in EMOTION_LABELS]
@@ -34,6 +38,13 @@ def parse_args(argv=None):
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output for several files")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     p.add_argument("--models-dir", help="default: $VISAGE_MODELS_DIR or <repo>/models")
+    p.add_argument("--blur", action="store_true",
+                   help="photos: also write a copy with every face blurred (NAME-blurred.EXT); "
+                        "a video: blur the faces in the annotated MP4 (NAME-blurred.mp4 unless --annotated)")
+    p.add_argument("--blur-dir", type=Path, help="where the blurred photos go (default: next to each photo)")
+    video = p.add_argument_group("video files (" + ", ".join(VIDEO_EXTENSIONS) + ")")
+    video.add_argument("--fps", type=float, default=5.0, help="frames analysed per second of video (default 5)")
+    video.add_argument("--annotated", type=Path, help="write an MP4 with boxes and smoothed emotion labels here")
     return p.parse_args(argv)
 
 
@@ -48,16 +59,87 @@ def list_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def analyze_file(path: Path, predictor, detector: str, cfg: dict) -> dict:
+def analyze_file(path: Path, predictor, detector: str, cfg: dict, blur_dir: Path | None = None) -> dict:
+    """One photo's record; with blur_dir, also a copy of it with every face blurred (record["blurred"])."""
     try:
         data = path.read_bytes()
-        answer = analyze_bytes(data, predictor, detector=detector,
-                               max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"])
-        return {"file": str(path), **answer}
+        answer, image = run_pipeline(data, predictor, detector=detector,
+                                     max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"])
+        record = {"file": str(path), **answer}
+        if blur_dir is not None:
+            record["blurred"] = str(write_blurred(path, image, answer, blur_dir))
+        return record
     except InputError as e:
         return {"file": str(path), "error": {"code": e.code, "message": e.message}}
     except OSError as e:
         return {"file": str(path), "error": {"code": "unreadable", "message": f"{e.strerror or e}"}}
+
+
+def write_blurred(path: Path, image, answer: dict, folder: Path) -> Path:
+    from PIL import Image
+
+    from app.pipeline.blur import blur_faces
+    boxes = [tuple(face["box"][k] for k in "xywh") for face in answer["faces"]]
+    suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp") else ".png"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{path.stem}-blurred{suffix}"
+    Image.fromarray(blur_faces(image, boxes)).save(out)
+    return out
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def run_video(args, cfg: dict) -> int:
+    """One video file → timeline JSON (default) or CSV, plus the annotated / blurred MP4 if asked."""
+    from tqdm import tqdm
+
+    from app.pipeline.video import analyze_video, render_annotated, video_predictor, write_csv
+    path = args.paths[0]
+    try:
+        predictor = video_predictor(args.models_dir or cfg["VISAGE_MODELS_DIR"])
+    except ModelUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    def bar_progress(bar):
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        return progress
+
+    try:
+        with tqdm(desc="analyzing", unit="frame", file=sys.stderr) as bar:
+            result = analyze_video(path, predictor, fps=args.fps, detector=args.detector,
+                                   max_seconds=cfg["VISAGE_MAX_VIDEO_SECONDS"],
+                                   max_pixels=cfg["VISAGE_MAX_VIDEO_PIXELS"], progress=bar_progress(bar))
+        annotated = args.annotated or (path.with_name(f"{path.stem}-blurred.mp4") if args.blur else None)
+        if annotated:
+            with tqdm(desc="annotating", unit="frame", file=sys.stderr) as bar:
+                render_annotated(path, result, annotated, blur=args.blur, progress=bar_progress(bar))
+            result["annotated"] = str(annotated)
+    except InputError as e:
+        print(f"error: {path}: {e.message} ({e.code})", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {path}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    as_csv = args.format == "csv" or (args.output is not None and args.output.suffix.lower() == ".csv")
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if as_csv:
+            write_csv(result, out)
+        else:
+            out.write(json.dumps({"file": str(path), **result}, indent=1) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    decoding = result["decoding"]
+    if not decoding["complete"]:
+        print(f"warning: {path}: the video is damaged; {decoding['frames_failed']} frame(s) could not be decoded, "
+              f"the rest was analysed", file=sys.stderr)
+    return 0
 
 
 def csv_rows(record: dict):
@@ -77,9 +159,18 @@ def csv_rows(record: dict):
         yield row
 
 
+def blur_dir(args, path: Path) -> Path | None:
+    return (args.blur_dir or path.parent) if args.blur else None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = settings.from_environment()
+    if any(is_video(path) for path in args.paths):
+        if len(args.paths) != 1 or args.paths[0].is_dir():
+            print("error: give one video file at a time", file=sys.stderr)
+            return 1
+        return run_video(args, cfg)
     try:
         predictor = load_predictor(args.models_dir or cfg["VISAGE_MODELS_DIR"])
     except ModelUnavailable as e:
@@ -90,7 +181,7 @@ def main(argv=None) -> int:
     failed = 0
     try:
         if len(files) == 1 and not args.paths[0].is_dir():
-            record = analyze_file(files[0], predictor, args.detector, cfg)
+            record = analyze_file(files[0], predictor, args.detector, cfg, blur_dir(args, files[0]))
             failed = "error" in record
             out.write(json.dumps(record, indent=2) + "\n")
         else:
@@ -99,7 +190,7 @@ def main(argv=None) -> int:
             if writer:
                 writer.writeheader()
             for path in tqdm(files, desc="analyzing", unit="image", file=sys.stderr):
-                record = analyze_file(path, predictor, args.detector, cfg)
+                record = analyze_file(path, predictor, args.detector, cfg, blur_dir(args, path))
                 failed += "error" in record
                 if writer:
                     writer.writerows(csv_rows(record))

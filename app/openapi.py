@@ -49,7 +49,7 @@ def openapi_document() -> dict:
     }
     error = {"type": "object", "properties": {"error": {"type": "object", "required": ["code", "message"],
              "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
-    return {
+    doc = {
         "openapi": "3.0.3",
         "info": {"title": "Visage API", "version": "1",
                  "description": "Estimates of age, gender and emotion from the appearance of faces in a photo. "
@@ -89,6 +89,116 @@ def openapi_document() -> dict:
         },
         "components": {"schemas": {"Face": face, "Analysis": analysis, "Error": error}},
     }
+    add_video_jobs(doc)
+    return doc
+
+
+# ---------------------------------------------------------------- video jobs (app/video.py, docs/video.md)
+
+def add_video_jobs(doc: dict) -> None:
+    """Paths and schemas of the video job API, kept in one block so other API changes merge cleanly."""
+    emotion = {"type": "object", "properties": {
+        "label": {"type": "string", "enum": EMOTIONS},
+        "probabilities": {"type": "object", "properties": {e: {"type": "number"} for e in EMOTIONS}}}}
+    box = {"type": "object", "description": "face box in the video's (displayed) pixels",
+           "properties": {k: {"type": "integer"} for k in ("x", "y", "w", "h")}}
+    track = {
+        "type": "object",
+        "required": ["id", "first_seen", "last_seen", "age", "gender", "timeline"],
+        "properties": {
+            "id": {"type": "integer"},
+            "first_seen": {"type": "number", "description": "seconds into the video"},
+            "last_seen": {"type": "number", "description": "seconds into the video"},
+            "samples": {"type": "integer", "description": "sampled frames the face was found in"},
+            "age": {"type": "number", "description": "median of the per-frame estimates"},
+            "age_range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                          "description": "median of the per-frame calibrated intervals"},
+            "age_spread": {"type": "array", "items": {"type": "number"},
+                           "description": "10th and 90th percentile of the per-frame estimates"},
+            "gender": {"type": "object", "description": "label with the mean probability over the track",
+                       "properties": {"label": {"type": "string", "enum": ["female", "male"]},
+                                      "probability": {"type": "number"}}},
+            "dominant_emotion": emotion,
+            "segments": {"type": "array", "description": "runs of one dominant (smoothed) emotion",
+                         "items": {"type": "object", "properties": {
+                             "start": {"type": "number"}, "end": {"type": "number"},
+                             "label": {"type": "string", "enum": EMOTIONS}, "probability": {"type": "number"}}}},
+            "timeline": {"type": "array", "items": {"type": "object", "properties": {
+                "t": {"type": "number", "description": "seconds into the video"}, "box": box,
+                "emotion": {**emotion, "description": "smoothed over the track (centred window)"},
+                "emotion_raw": {**emotion, "description": "this frame alone"}}}},
+            "thumbnail": {"type": "string", "description": "data: URL of a small JPEG of the face"},
+        },
+    }
+    job = {
+        "type": "object",
+        "required": ["id", "status", "progress", "error", "result"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1,
+                         "description": "sampled frames done / total (then the annotated video)"},
+            "error": {"type": "object", "nullable": True, "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}}},
+            "result": {"type": "object", "nullable": True, "properties": {
+                "tracks": {"type": "array", "items": {"$ref": "#/components/schemas/VideoTrack"}},
+                "video": {"type": "object", "description": "width, height, rotation, duration, fps, frames, codec"},
+                "sampling": {"type": "object", "description": "fps, samples, smooth_seconds"},
+                "decoding": {"type": "object", "description": "frames_decoded, frames_failed, frames_expected, "
+                                                             "ended_early, complete (false for a broken stream)"},
+                "downloads": {"type": "object", "properties": {
+                    "csv": {"type": "string"}, "json": {"type": "string"},
+                    "annotated_video": {"type": "string", "nullable": True}}},
+            }},
+        },
+    }
+    job_response = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/VideoJob"}}}}
+    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    not_found = _error("No such job (unknown, or older than a day)")
+    not_done = _error("The job is not done yet")
+
+    def download(summary: str, media: str) -> dict:
+        return {"get": {"summary": summary, "parameters": job_id, "responses": {
+            "200": {"description": summary, "content": {media: {}}}, "404": not_found, "409": not_done}}}
+
+    doc["paths"].update({
+        "/api/v1/videos": {"post": {
+            "summary": "Upload a video (MP4, WebM, MOV, AVI, MKV) for a background analysis job",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["video"], "properties": {
+                    "video": {"type": "string", "format": "binary"},
+                    "fps": {"type": "number", "minimum": 0.1, "maximum": 30, "default": 5,
+                            "description": "frames analysed per second of video"},
+                    "detector": {"type": "string", "enum": ["haar", "none"], "default": "haar"},
+                    "min_face": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0},
+                    "annotate": {"type": "boolean", "default": True,
+                                 "description": "also render an MP4 with boxes and smoothed labels"},
+                    "blur": {"type": "boolean", "default": False,
+                             "description": "blur every face in the annotated MP4"}}}}}},
+            "responses": {
+                "202": {"description": "Queued; poll the URL in Location", **job_response,
+                        "headers": {"Location": {"schema": {"type": "string"},
+                                                 "description": "/api/v1/jobs/{job_id}"}}},
+                "400": _error("Missing/empty file, bad fps/detector/min_face/annotate/blur"),
+                "413": _error("Too large: bytes (VISAGE_MAX_VIDEO_BYTES), duration (VISAGE_MAX_VIDEO_SECONDS) "
+                              "or frame size (VISAGE_MAX_VIDEO_PIXELS)"),
+                "415": _error("Not a video, no video stream (audio only), or not multipart/form-data"),
+                "422": _error("A video whose header cannot be read (truncated or corrupt)"),
+            },
+        }},
+        "/api/v1/jobs/{job_id}": {
+            "get": {"summary": "Status, progress and, when done, the result of a video job", "parameters": job_id,
+                    "responses": {"200": {"description": "The job", **job_response}, "404": not_found}},
+            "delete": {"summary": "Cancel a job (a queued job at once, a running one at its next frame)",
+                       "parameters": job_id,
+                       "responses": {"200": {"description": "The job after the request", **job_response},
+                                     "404": not_found}},
+        },
+        "/api/v1/jobs/{job_id}/timeline.csv": download("One row per face per sampled time", "text/csv"),
+        "/api/v1/jobs/{job_id}/result.json": download("The finished job as a JSON file", "application/json"),
+        "/api/v1/jobs/{job_id}/annotated.mp4": download("The annotated (optionally blurred) video", "video/mp4"),
+    })
+    doc["components"]["schemas"].update({"VideoJob": job, "VideoTrack": track})
 
 
 def with_token_auth(doc: dict) -> dict:

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, render_template, request
 from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.pipeline.blur import blur_faces
 from app.pipeline.detect import DETECTORS
 from app.pipeline.errors import InputError
 from app.history import PAGE_SOURCES, save_form_for
@@ -41,7 +42,10 @@ def analyze():
     except InputError as e:
         return form_page(e.message, e.status)
     source = request.form.get("source") if request.form.get("source") in PAGE_SOURCES else "photo"
-    return render_template("result.html", result=answer, image_url=inline_jpeg(image),
+    boxes = [tuple(face["box"][k] for k in "xywh") for face in answer["faces"]]
+    # The blurred copy for "Download with faces blurred" is inline too: nothing uploaded is stored.
+    blurred_url = inline_jpeg(blur_faces(image, boxes)) if boxes else None
+    return render_template("result.html", result=answer, image_url=inline_jpeg(image), blurred_url=blurred_url,
                            default_detector=answer["detector"], save_form=save_form_for(answer, image, source))
 
 

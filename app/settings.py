@@ -22,9 +22,19 @@ DEFAULTS = {
     "VISAGE_SECRET_KEY": "",          # empty: generated once into the instance folder
     "VISAGE_REQUIRE_LOGIN": 0,         # 1: upload, capture, live and the API need an account
     "VISAGE_HTTPS": 0,                 # 1: served over HTTPS (Secure cookies, HSTS)
-    "VISAGE_REDIS_URL": "",
+    "VISAGE_REDIS_URL": "",            # set: video jobs go to RQ workers, rate limits are shared there
     "VISAGE_RATELIMIT_STORAGE_URL": "",  # empty: VISAGE_REDIS_URL, else in-process memory
     "VISAGE_LOGIN_RATE_LIMIT": "10 per minute;50 per hour",   # per client address, login + register
+    # Video jobs (docs/video.md): limits checked before any work starts, and where jobs run.
+    "VISAGE_MAX_VIDEO_BYTES": 200_000_000,
+    "VISAGE_MAX_VIDEO_SECONDS": 600,
+    "VISAGE_MAX_VIDEO_PIXELS": 7680 * 4320,    # 8K; frames are downscaled for detection
+    "VISAGE_REDIS_PREFIX": "visage:",
+    "VISAGE_VIDEO_QUEUE": "visage-video",
+    "VISAGE_VIDEO_DIR": "",                    # uploads and results; empty → <tmp>/visage-video (share it between machines)
+    "VISAGE_VIDEO_WORKERS": 1,                 # embedded worker threads per web process
+    "VISAGE_VIDEO_JOB_TIMEOUT": 3600,
+    "VISAGE_VIDEO_STALE_SECONDS": 300,         # a running job silent this long is reported failed
 }
 
 

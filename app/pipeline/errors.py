@@ -38,3 +38,7 @@ class Undecodable(InputError):
 
 class ModelUnavailable(RuntimeError):
     """A model file or card is missing or unreadable: the app must not start without it."""
+
+
+class JobCancelled(Exception):
+    """A background job was asked to stop (the user cancelled it); not an input error."""
