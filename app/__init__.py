@@ -27,10 +27,11 @@ def create_app(config: dict | None = None) -> Flask:
     # Raises ModelUnavailable (naming the file and how to produce it) instead of serving random weights.
     app.extensions["visage.predictor"] = load_predictor(app.config["VISAGE_MODELS_DIR"])
 
-    from app import api, api_docs, http_errors, pages
+    from app import api, api_docs, http_errors, model_cards, pages
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_docs.bp)
+    app.register_blueprint(model_cards.bp)
     if importlib.util.find_spec("app.webcam"):    # built by the webcam developer
         from app import webcam
         app.register_blueprint(webcam.bp)
