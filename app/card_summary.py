@@ -341,8 +341,9 @@ def emotion_summary(card: dict, s: dict) -> None:
                       f"{'yes' if any((setup.get('class_logit_shift') or {}).values()) else 'no'}")
     s["served"] = "; ".join(served)
     s["trained"] = safe_how_trained(card, "PublicTest")
-    s["failure_modes"] += ["Children and older people are few in FER2013; accuracy for them is not measured "
-                           "separately. Posed and spontaneous expressions differ, and so do cultures."]
+    s["failure_modes"] += ["Children, older people and cultures: FER2013 comes from web image searches and is not "
+                           "measured per age or group, so accuracy for them is unknown; an expression is not a "
+                           "feeling, and posed expressions differ from spontaneous ones."]
 
 
 def weak_classes(split: dict, name: str) -> list[str]:
