@@ -141,7 +141,7 @@ def table(title: str, columns: list[str], rows: list[list[str]], note: str = "")
 def generic_tables(title: str, value, depth: int = 0) -> list[dict]:
     """Tables for a card block this module has no special layout for (a new evaluator field, say).
     Scalars → one measure/value table; a dict of same-shaped dicts → one row each; deeper → recursion."""
-    if is_scalar(value) or depth > 3:
+    if is_scalar(value) or depth > 5:
         return [table(title, ["measure", "value"], [[label(title), fmt(title, value)]])]
     if isinstance(value, list):
         if value and all(isinstance(x, dict) and all(is_scalar(v) or isinstance(v, list) for v in x.values())
@@ -327,9 +327,10 @@ def emotion_summary(card: dict, s: dict) -> None:
     s["headline"] += latency_row(metrics)
     for key, m in splits.items():
         if key not in consumed:
-            s["other"] += generic_tables(bench_name.get(key, label(key)),
-                                         {k: v for k, v in m.items() if k not in ("per_class", "confusion_matrix")})
-            s["other"] += emotion_split_tables(bench_name.get(key, label(key)), m)
+            # Another evaluation shaped like the benchmark (another view profile, say): same tables, in full view.
+            s["tables"] += generic_tables(bench_name.get(key, label(key)),
+                                          {k: v for k, v in m.items() if k not in ("per_class", "confusion_matrix")})
+            s["tables"] += emotion_split_tables(bench_name.get(key, label(key)), m)
             consumed.add(key)
     s["other_metrics"] = {k: v for k, v in metrics.items() if k not in consumed}
     tta, setup = card.get("test_time_augmentation") or {}, card.get("serving_setup") or {}
@@ -432,7 +433,8 @@ def age_gender_summary(card: dict, s: dict) -> None:
         consumed.add("fairness_test")
     for key, split in splits.items():
         if key not in consumed:
-            s["other"] += age_gender_split(label(key), split, card, False)[1]
+            # Another evaluation shaped like test (another view profile, say): same tables, in full view.
+            s["tables"] += age_gender_split(label(key), split, card, False)[1]
             consumed.add(key)
     s["other_metrics"] = {k: v for k, v in metrics.items() if k not in consumed}
 
