@@ -126,8 +126,8 @@ def fmt(key: str, v) -> str:
         k = str(key).lower()
         if any(w in k for w in SHARE_WORDS) and 0 <= v <= 1:
             return pct(v)
-        if k.endswith("ms") or "_ms" in k or k in ("median", "p90"):
-            return f"{v:.1f} ms" if ("ms" in k) else f"{v:.1f}"
+        if k == "ms" or k.endswith("_ms") or "_ms_" in k:
+            return f"{v:.1f} ms"
         return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
     if isinstance(v, (list, tuple)) and all(is_scalar(x) for x in v):
         return ", ".join(fmt(key, x) for x in v)
