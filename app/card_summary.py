@@ -480,6 +480,10 @@ def age_gender_weak_spots(metrics: dict, bench: dict) -> list[str]:
 
 # --- one card ---------------------------------------------------------------------------------------------
 
+def listed(value) -> list:
+    return value if isinstance(value, list) else []
+
+
 def summarize(name: str, card: dict) -> dict:
     """A card as sections for a person (see the module docstring); never raises on a card's shape."""
     s = {"name": name, "title": TITLES.get(name, label(name).capitalize()), "file": card.get("file"),
@@ -493,8 +497,7 @@ def summarize(name: str, card: dict) -> dict:
         s["estimates"] = describe_outputs(card)
         s["data"] = data_rows(card)
         s["licences"] = licences(card)
-        if isinstance(card.get("known_failure_modes"), list):
-            s["failure_modes"] += [str(x) for x in card["known_failure_modes"]]
+        s["failure_modes"] += [str(x) for x in listed(card.get("known_failure_modes"))]
         if name == "emotion":
             emotion_summary(card, s)
         elif name == "age_gender":
@@ -513,8 +516,9 @@ def summarize(name: str, card: dict) -> dict:
         if key not in KNOWN_FIELDS and key != "unreadable":
             s["other"] += generic_tables(label(key), card[key])
     s["failure_modes"] += common_failure_modes(card)
-    s["intended_uses"] = [str(x) for x in card.get("intended_uses") or INTENDED_USES]
-    s["unsuitable_uses"] = [str(x) for x in card.get("unsuitable_uses") or UNSUITABLE_USES]
+    # A card may state its own uses (lists of sentences); otherwise the project's apply.
+    s["intended_uses"] = [str(x) for x in listed(card.get("intended_uses")) or INTENDED_USES]
+    s["unsuitable_uses"] = [str(x) for x in listed(card.get("unsuitable_uses")) or UNSUITABLE_USES]
     return s
 
 

@@ -146,8 +146,18 @@ def test_odd_value_types_do_not_crash_the_summary():
     card["metrics"]["test"]["age"]["mae_by_band"] = {"0-12": "n/a"}
     card["metrics"]["fairness_test"] = {"race=White": None}
     card["training"] = "unknown"
+    card["unsuitable_uses"] = "not a list"
     summary = summarize("age_gender", card)
     assert summary["headline"] and summary["trained"] is None
+    assert "hiring" in " ".join(summary["unsuitable_uses"])
+    for broken in ({"outputs": ["age"], "metrics": []}, {"outputs": {"age": "regression"}, "metrics": {"test": 1}}):
+        assert summarize("age_gender", broken)["unsuitable_uses"]
+
+
+def test_a_card_may_state_its_own_uses_and_failure_modes():
+    card = shipped_card("emotion") | {"intended_uses": ["Only this."], "known_failure_modes": ["Hats."]}
+    summary = summarize("emotion", card)
+    assert summary["intended_uses"] == ["Only this."] and summary["failure_modes"][0] == "Hats."
 
 
 def test_models_page_is_linked_from_the_footer_and_every_result_page(client, astronaut_jpeg):
