@@ -15,23 +15,32 @@ from app.pipeline.predict import load_predictor
 
 
 def create_app(config: dict | None = None) -> Flask:
+    merged = {**settings.from_environment(), **(config or {})}
     app = Flask(__name__,
                 template_folder=str(settings.REPO_ROOT / "templates"),
-                static_folder=str(settings.REPO_ROOT / "static"))
-    app.config.from_mapping(settings.from_environment())
-    if config:
-        app.config.update(config)
+                static_folder=str(settings.REPO_ROOT / "static"),
+                instance_path=merged["VISAGE_INSTANCE_DIR"] or str(settings.REPO_ROOT / "instance"))
+    app.config.from_mapping(merged)
     app.config["MAX_CONTENT_LENGTH"] = settings.request_size_limit(app.config["VISAGE_MAX_BYTES"])
     app.json.sort_keys = False        # keep answers in the documented field order
 
     # Raises ModelUnavailable (naming the file and how to produce it) instead of serving random weights.
     app.extensions["visage.predictor"] = load_predictor(app.config["VISAGE_MODELS_DIR"])
 
-    from app import api, api_docs, http_errors, model_cards, pages
+    from app import api, api_docs, auth, dashboard, db, history, http_errors, model_cards, pages, security
+    security.init_app(app)            # secret key, cookies, CSRF, rate limits, headers (before the blueprints)
+    db.init_app(app)                  # SQLite in the instance folder or VISAGE_DATABASE_URL; migrates at start-up
+    auth.login_manager.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    security.csrf.exempt(api.bp)      # the API authenticates with Bearer tokens, never the session cookie
     app.register_blueprint(api_docs.bp)
     app.register_blueprint(model_cards.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(history.bp)
+    app.register_blueprint(dashboard.bp)
+    security.limit_login_routes(app, ("auth.login", "auth.register"))
+    app.cli.add_command(auth.users_cli)
     if importlib.util.find_spec("app.webcam"):    # built by the webcam developer
         from app import webcam
         app.register_blueprint(webcam.bp)

@@ -1,9 +1,9 @@
 """JSON API under /api/v1: analyze, health, and the OpenAPI document describing both."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 
-from app.openapi import openapi_document
+from app.openapi import openapi_document, with_token_auth
 from app.pipeline.errors import InputError
 from app.uploads import analyze_request
 
@@ -16,12 +16,49 @@ def error_response(status: int, code: str, message: str):
 
 @bp.errorhandler(InputError)
 def bad_input(e: InputError):
-    return error_response(e.status, e.code, e.message)
+    response = error_response(e.status, e.code, e.message)
+    if e.status == 401:
+        response[0].headers["WWW-Authenticate"] = 'Bearer realm="visage"'
+    return response
+
+
+def bearer_user():
+    """The user of the request's `Authorization: Bearer <token>` (None without one); 401 for a bad token."""
+    if "visage_bearer_user" not in g:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        user = None
+        if scheme.lower() == "bearer" and token.strip():
+            from app import db
+            user = db.user_for_token(token.strip())
+            if user is None:
+                raise Unauthorized("The access token is unknown or revoked.")
+        g.visage_bearer_user = user
+    return g.visage_bearer_user
+
+
+class Unauthorized(InputError):
+    status = 401
+    code = "invalid_token"
+
+
+def wants_save() -> bool:
+    body = request.get_json(silent=True) if request.is_json else None
+    raw = body.get("save") if isinstance(body, dict) and "save" in body else request.values.get("save")
+    return raw is True or str(raw).lower() in ("1", "true", "yes")
 
 
 @bp.post("/analyze")
 def analyze():
+    user = bearer_user()        # a bad token is refused before any work
+    save = wants_save()
+    if save and user is None:
+        raise Unauthorized("save=true needs a personal access token (Authorization: Bearer <token>).",
+                           code="token_required")
     answer, _image = analyze_request(allow_json=True)
+    if save:
+        from app import db
+        item = db.save_analysis(user, answer, "api")
+        return jsonify({**answer, "saved": {"id": item.id, "url": url_for("history.show", item_id=item.id)}})
     return jsonify(answer)
 
 
@@ -33,4 +70,4 @@ def health():
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document())
+    return jsonify(with_token_auth(openapi_document()))

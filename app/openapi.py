@@ -89,3 +89,26 @@ def openapi_document() -> dict:
         },
         "components": {"schemas": {"Face": face, "Analysis": analysis, "Error": error}},
     }
+
+
+def with_token_auth(doc: dict) -> dict:
+    """Personal access tokens (app/auth.py /account) on POST /api/v1/analyze: optional, needed for save=true.
+
+    Applied on top of openapi_document() so the accounts feature stays one block here."""
+    doc["components"]["securitySchemes"] = {"bearerAuth": {
+        "type": "http", "scheme": "bearer",
+        "description": "A personal access token created on /account (shown once, stored hashed). "
+                       "Revoked tokens are refused with 401."}}
+    analyze = doc["paths"]["/api/v1/analyze"]["post"]
+    analyze["security"] = [{}, {"bearerAuth": []}]      # anonymous use stays possible unless VISAGE_REQUIRE_LOGIN=1
+    save = {"type": "boolean", "default": False,
+            "description": "keep the answer's numbers (never the image) in the token owner's history"}
+    analyze["parameters"].append({"name": "save", "in": "query", "required": False, "schema": save})
+    for body in analyze["requestBody"]["content"].values():
+        body["schema"]["properties"]["save"] = save
+    analyze["responses"]["401"] = _error("Unknown or revoked token, save=true without a token, "
+                                         "or no token when the server requires login")
+    doc["components"]["schemas"]["Analysis"]["properties"]["saved"] = {
+        "type": "object", "description": "only with save=true: the saved history item",
+        "properties": {"id": {"type": "integer"}, "url": {"type": "string"}}}
+    return doc

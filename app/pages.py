@@ -5,12 +5,13 @@ import base64
 import io
 
 import numpy as np
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.pipeline.detect import DETECTORS
 from app.pipeline.errors import InputError
+from app.history import PAGE_SOURCES, save_form_for
 from app.uploads import analyze_request
 
 bp = Blueprint("pages", __name__)
@@ -39,8 +40,9 @@ def analyze():
         answer, image = analyze_request(allow_json=False)
     except InputError as e:
         return form_page(e.message, e.status)
+    source = request.form.get("source") if request.form.get("source") in PAGE_SOURCES else "photo"
     return render_template("result.html", result=answer, image_url=inline_jpeg(image),
-                           default_detector=answer["detector"])
+                           default_detector=answer["detector"], save_form=save_form_for(answer, image, source))
 
 
 @bp.errorhandler(RequestEntityTooLarge)

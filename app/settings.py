@@ -15,6 +15,16 @@ DEFAULTS = {
     # the server to look for (share of the frame height). Measured choices: app/webcam.py, README.
     "VISAGE_LIVE_MAX_SIDE": 400,
     "VISAGE_LIVE_MIN_FACE": 0.12,
+    # Accounts and saved history (app/db.py, app/auth.py, app/security.py; docs/privacy.md, docs/deploy.md).
+    "VISAGE_INSTANCE_DIR": "",        # empty: <repo>/instance (database, secret key; never committed)
+    "VISAGE_DATABASE_URL": "",        # empty: SQLite file visage.sqlite3 in the instance folder
+    "VISAGE_DB_AUTO_UPGRADE": 1,       # apply pending migrations at start-up (under a lock)
+    "VISAGE_SECRET_KEY": "",          # empty: generated once into the instance folder
+    "VISAGE_REQUIRE_LOGIN": 0,         # 1: upload, capture, live and the API need an account
+    "VISAGE_HTTPS": 0,                 # 1: served over HTTPS (Secure cookies, HSTS)
+    "VISAGE_REDIS_URL": "",
+    "VISAGE_RATELIMIT_STORAGE_URL": "",  # empty: VISAGE_REDIS_URL, else in-process memory
+    "VISAGE_LOGIN_RATE_LIMIT": "10 per minute;50 per hour",   # per client address, login + register
 }
 
 

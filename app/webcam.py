@@ -11,6 +11,8 @@ unavailable and the pages fall back to the upload form.
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, url_for
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 
 from app.pipeline.detect import DETECTORS
 
@@ -52,4 +54,6 @@ def live():
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
         "matchIou": LIVE_MATCH_IOU,
     }
+    if current_user.is_authenticated:     # Record/Stop saves the session's timeline (app/history.py)
+        settings.update(saveUrl=url_for("history.save_live"), csrfToken=generate_csrf())
     return render_webcam_page("live.html", settings=settings)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 # Keep the test run light on CPU (the machine is shared with training jobs): set before TF is imported.
 for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The test apps' SQLite database and secret key go to a scratch instance folder, not the repository's.
+os.environ.setdefault("VISAGE_INSTANCE_DIR", tempfile.mkdtemp(prefix="visage-test-instance-"))
 
 import numpy as np
 import pytest
@@ -76,7 +79,8 @@ def predictor(models_dir):
 @pytest.fixture(scope="session")
 def app(models_dir):
     from app import create_app
-    return create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir)})
+    # CSRF is off for the tests that post forms without a token; tests/test_security.py checks it on.
+    return create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "WTF_CSRF_ENABLED": False})
 
 
 @pytest.fixture()
@@ -108,3 +112,85 @@ def two_faces_jpeg(astronaut) -> bytes:
 @pytest.fixture(scope="session")
 def coffee_jpeg() -> bytes:
     return encode(skdata.coffee())       # a cup of coffee: no face
+
+
+# --- Database fixtures (accounts, history, dashboard, tokens) ----------------------------------
+# Every database test runs on SQLite and on a real PostgreSQL server: each run creates its own
+# database there (visage_test_<random>) and drops it at the end. Without a server the PostgreSQL
+# half skips with a reason, except in CI (CI=true), where .ci/run provides one.
+
+POSTGRES_CANDIDATES = ("postgresql+psycopg://root@127.0.0.1:5432/test",
+                       "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_admin_url() -> tuple[str | None, str]:
+    import sqlalchemy as sa
+    candidates = [os.environ["VISAGE_TEST_POSTGRES_URL"]] if os.environ.get("VISAGE_TEST_POSTGRES_URL") \
+        else POSTGRES_CANDIDATES
+    reasons = []
+    for url in candidates:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return url, ""
+        except Exception as e:     # noqa: BLE001 - any failure means "not reachable"
+            reasons.append(f"{url}: {str(e).splitlines()[0]}")
+        finally:
+            engine.dispose()
+    return None, "; ".join(reasons)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield "sqlite:///" + str(tmp_path_factory.mktemp("sqlite") / "visage.sqlite3")
+        return
+    import secrets
+    import sqlalchemy as sa
+    admin_url, why = _postgres_admin_url()
+    if admin_url is None:
+        message = f"no PostgreSQL server reachable ({why}); set VISAGE_TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"visage_test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_app(models_dir, database_url, tmp_path_factory):
+    """The app on each database (migrated at start-up like `make run`); CSRF and login limits relaxed."""
+    from app import create_app
+    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "WTF_CSRF_ENABLED": False,
+                      "VISAGE_DATABASE_URL": database_url, "VISAGE_LOGIN_RATE_LIMIT": "10000 per minute",
+                      "VISAGE_INSTANCE_DIR": str(tmp_path_factory.mktemp("instance"))})
+    yield app
+    with app.app_context():
+        from app.db import db
+        db.engine.dispose()      # let the PostgreSQL database be dropped
+
+
+@pytest.fixture()
+def db_client(db_app):
+    return db_app.test_client()
+
+
+@pytest.fixture()
+def new_account(db_app):
+    """new_account() → (logged-in test client, email, password), a fresh user each call."""
+    import uuid
+
+    def make(password: str = "correct horse battery"):
+        client = db_app.test_client()
+        email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+        r = client.post("/register", data={"email": email, "password": password})
+        assert r.status_code == 302, r.get_data(as_text=True)[:2000]
+        return client, email, password
+    return make

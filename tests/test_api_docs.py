@@ -40,3 +40,14 @@ def test_header_links_to_the_api_docs(client):
 def test_the_spec_the_page_reads_is_served(client):
     doc = client.get("/api/v1/openapi.json").get_json()
     assert "post" in doc["paths"]["/api/v1/analyze"]
+
+
+def test_docs_and_models_pages_stay_public_when_login_is_required(models_dir, tmp_path):
+    from app import create_app
+    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "VISAGE_REQUIRE_LOGIN": 1,
+                      "VISAGE_INSTANCE_DIR": str(tmp_path / "instance")})
+    client = app.test_client()
+    assert client.get("/").status_code == 302                   # the app itself needs an account
+    for path in ("/api/docs", "/models", "/api/v1/openapi.json", "/static/vendor/swagger-ui/swagger-ui.css"):
+        assert client.get(path).status_code == 200, path
+    assert "script-src 'self'" in client.get("/api/docs").headers["Content-Security-Policy"]

@@ -17,7 +17,7 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 @pytest.fixture(scope="module")
 def real_client():
     from app import create_app
-    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(MODELS)})
+    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(MODELS), "WTF_CSRF_ENABLED": False})   # CSRF: test_security.py
     return app.test_client()
 
 

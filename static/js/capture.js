@@ -21,6 +21,7 @@ async function capture() {
   const transfer = new DataTransfer();
   transfer.items.add(new File([blob], "capture.jpg", { type: "image/jpeg" }));
   fileInput.files = transfer.files;
+  if (form.elements.source) form.elements.source.value = "capture";
   form.submit();
 }
 

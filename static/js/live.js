@@ -125,6 +125,7 @@ async function analyzeWhileRunning() {
     }
     recordAnswer(performance.now() - started, result.timing_ms);
     const tracks = tracker.update(toVideoPixels(result.faces, result.image));
+    recordTimeline(tracks, result.models);
     if (!running) break;  // paused while the request was out: leave the last picture
     draw(tracks);
     listFaces(tracks);
@@ -143,6 +144,78 @@ async function start() {
   status.textContent = "";
   toggle.disabled = false;
   setRunning(true);
+}
+
+// Record/Stop (logged-in users): about one smoothed point per face per second, saved to the
+// history on Stop. Only these numbers leave the page; frames are never kept anywhere.
+const recordButton = document.getElementById("live-record");
+const recordStatus = document.getElementById("live-record-status");
+const RECORD_INTERVAL_S = 1;
+let recording = null;
+
+function meanProbabilities(history) {
+  const sums = {};
+  for (const obs of history) for (const [label, p] of Object.entries(obs.emotion)) sums[label] = (sums[label] || 0) + p;
+  return Object.fromEntries(Object.entries(sums).map(([label, total]) => [label, total / history.length]));
+}
+
+function recordTimeline(tracks, models) {
+  if (!recording) return;
+  const t = (performance.now() - recording.startedAt) / 1000;
+  recording.models = models || recording.models;
+  for (const track of tracks) {
+    const last = recording.lastAt.get(track.id);
+    if (last !== undefined && t - last < RECORD_INTERVAL_S) continue;
+    recording.lastAt.set(track.id, t);
+    const s = track.smoothed;
+    recording.points.push({
+      t: Math.round(t * 10) / 10, track: track.id, age: s.age, gender: s.gender.label,
+      gender_probability: s.gender.probability, emotion: s.emotion.label,
+      probabilities: meanProbabilities(track.history),
+    });
+  }
+  recordStatus.textContent = `Recording: ${Math.round(t)} s, ${recording.points.length} points.`;
+}
+
+async function stopRecording() {
+  const session = recording;
+  recording = null;
+  recordButton.textContent = "Record";
+  if (!session.points.length) {
+    recordStatus.textContent = "Nothing recorded (no face was in view).";
+    return;
+  }
+  recordStatus.textContent = "Saving…";
+  const response = await fetch(settings.saveUrl, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": settings.csrfToken },
+    body: JSON.stringify({
+      duration_s: (performance.now() - session.startedAt) / 1000, models: session.models, timeline: session.points,
+    }),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    recordStatus.textContent = `Not saved: ${(answer.error && answer.error.message) || `HTTP ${response.status}`}`;
+    return;
+  }
+  recordStatus.replaceChildren("Saved. ");
+  const link = document.createElement("a");
+  link.href = answer.url;
+  link.textContent = "Open it in your history";
+  link.dataset.testid = "live-saved-link";
+  recordStatus.append(link);
+}
+
+if (recordButton) {
+  recordButton.addEventListener("click", () => {
+    if (recording) {
+      stopRecording();
+    } else {
+      recording = { startedAt: performance.now(), lastAt: new Map(), points: [], models: {} };
+      recordButton.textContent = "Stop";
+      recordStatus.textContent = "Recording…";
+    }
+  });
 }
 
 toggle.addEventListener("click", () => setRunning(!running));

@@ -19,7 +19,8 @@ def test_capture_from_home_page_shows_result_with_a_face(page, screenshot):
     page.get_by_role("link", name="Capture").first.click()
     capture = page.get_by_role("button", name="Capture")
     expect(capture).to_be_enabled()
-    page.wait_for_function("document.getElementById('capture-video').currentTime > 0.3")
+    # A function, not an expression string: Playwright eval()s expression strings, which the CSP forbids.
+    page.wait_for_function("() => document.getElementById('capture-video').currentTime > 0.3")
     screenshot(page, "preview")
 
     capture.click()
