@@ -27,13 +27,15 @@ def create_app(config: dict | None = None) -> Flask:
     # Raises ModelUnavailable (naming the file and how to produce it) instead of serving random weights.
     app.extensions["visage.predictor"] = load_predictor(app.config["VISAGE_MODELS_DIR"])
 
-    from app import api, auth, dashboard, db, history, http_errors, pages, security
+    from app import api, api_docs, auth, dashboard, db, history, http_errors, model_cards, pages, security
     security.init_app(app)            # secret key, cookies, CSRF, rate limits, headers (before the blueprints)
     db.init_app(app)                  # SQLite in the instance folder or VISAGE_DATABASE_URL; migrates at start-up
     auth.login_manager.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     security.csrf.exempt(api.bp)      # the API authenticates with Bearer tokens, never the session cookie
+    app.register_blueprint(api_docs.bp)
+    app.register_blueprint(model_cards.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(history.bp)
     app.register_blueprint(dashboard.bp)

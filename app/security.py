@@ -28,7 +28,8 @@ CSP = "; ".join([
     "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'"])
 
 # Pages anyone may open when VISAGE_REQUIRE_LOGIN=1 (the rest need an account).
-PUBLIC_ENDPOINTS = {"auth.login", "auth.register", "static", "api.health", "api.openapi"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.register", "static", "api.health", "api.openapi",
+                    "api_docs.page", "model_cards.page"}
 
 
 def instance_secret_key(instance_path: str) -> str:

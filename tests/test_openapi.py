@@ -9,7 +9,7 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 def served_api_operations(app) -> set[tuple[str, str]]:
     operations = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/"):
+        if rule.rule.startswith("/api/") and rule.endpoint != "api_docs.page":   # /api/docs: the HTML viewer
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)   # /x/<int:id> → /x/{id}
             operations |= {(path, m.lower()) for m in rule.methods - IGNORED_METHODS}
     return operations

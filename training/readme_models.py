@@ -8,58 +8,9 @@ import json
 import re
 from pathlib import Path
 
+from app.card_summary import how_trained, lineage, on_off, pct  # noqa: F401  (shared with the Models page)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def pct(v) -> str:
-    return f"{100 * v:.1f}%"
-
-
-def lineage(members: list[dict]) -> tuple[int, float]:
-    """Epochs and minutes of training behind earlier models (training.common.member_summaries)."""
-    epochs = sum(m.get("epochs_in_all", m["epochs_run"]) or 0 for m in members)
-    minutes = sum(m.get("wall_time_seconds_in_all", m["wall_time_seconds"]) or 0 for m in members) / 60
-    return epochs, minutes
-
-
-def how_trained(card: dict, selected_on: str) -> str:
-    """Epochs and CPU time, for one network (maybe warm-started) or for an ensemble (training/ensemble.py)."""
-    t = card["training"]
-    minutes = t["wall_time_seconds"] / 60
-    setup = card.get("serving_setup", {})
-    others = setup.get("other_members", {})
-    earlier = t.get("warm_started_from", {})
-    behind = lineage(list((earlier | others).values()))[1]      # earlier training, each model counted once
-    if earlier:
-        e_epochs, e_minutes = lineage(list(earlier.values()))
-        this_run = (f"a network warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min) and "
-                    f"trained {t['epochs_run']} more epochs (best chosen on {selected_on}, {minutes:.0f} min)")
-    else:
-        this_run = (f"a `{card['architecture'].get('arch') or 'visage'}` network trained from scratch "
-                    f"({t['epochs_run']} epochs, best chosen on {selected_on}, {minutes:.0f} min)")
-    if others:
-        networks = setup.get("networks", 1 + sum(m.get("networks") or 1 for m in others.values()))
-        # A member with no card and no epochs is a checkpoint saved earlier in this same run (training in `minutes`).
-        carded = {path: m for path, m in others.items() if m.get("card") or m.get("epochs_run")}
-        snapshots = [f"`{Path(path).name}`" for path in others if path not in carded]
-        parts = [this_run]
-        if carded:
-            o_epochs, o_minutes = lineage(list(carded.values()))
-            parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}"
-                         f"{' itself' if set(carded) <= set(earlier) else ''} "
-                         f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
-                         f"{'them' if len(carded) > 1 else 'it'})")
-        if snapshots:
-            parts.append(f"an earlier checkpoint of the same run ({', '.join(snapshots)})")
-        return (f"the average of {networks} networks, kept because it scored better on {selected_on}: "
-                f"{', and '.join(parts)}; {behind + minutes:.0f} min of training in all on a 2-core CPU")
-    if earlier:
-        return f"{this_run}; {behind + minutes:.0f} min of training in all on a 2-core CPU"
-    return f"{this_run} on a 2-core CPU"
-
-
-def on_off(flag) -> str:
-    return "on" if flag else "off"
 
 
 def emotion_section(card: dict) -> list[str]:
