@@ -3,13 +3,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
+import time
 
-from flask import current_app, request
+from flask import Request, current_app, g, request
+from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 
 from app.pipeline.analyze import run_pipeline
-from app.pipeline.errors import BadRequest, UnsupportedType
+from app.admission import Busy
+from app.settings import MAX_OPTION_CHARS
+from app.pipeline.errors import AnalysisTimeout, BadRequest, UnsupportedType
 
 FIELD = "image"
+
+
+class InMemoryRequest(Request):
+    """Uploaded files stay in memory: Werkzeug would spool any file over 500 KB to a temp file.
+
+    The whole body is already capped by MAX_CONTENT_LENGTH, so memory per request is bounded.
+    """
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
 
 
 OPTIONS = ("detector", "min_face")   # analysis options: form/JSON fields or query parameters
@@ -25,7 +40,7 @@ def image_from_request(allow_json: bool) -> tuple[bytes, dict]:
             raise BadRequest(f"No file in the form field {FIELD!r}{hint}.", code="missing_image")
         return upload.read(), {k: request.values[k] for k in OPTIONS if k in request.values}
     if allow_json and request.is_json:
-        body = request.get_json(silent=True)
+        body = json_body()
         if not isinstance(body, dict) or not isinstance(body.get(FIELD), str):
             raise BadRequest(f'Expected a JSON object {{"{FIELD}": "<base64>"}}.', code="missing_image")
         options = {k: body[k] if k in body else request.args.get(k) for k in OPTIONS}
@@ -33,6 +48,16 @@ def image_from_request(allow_json: bool) -> tuple[bytes, dict]:
     accepted = "multipart/form-data" + (" or application/json" if allow_json else "")
     raise UnsupportedType(f"Send the image as {accepted} (got {request.mimetype or 'no content type'}).",
                           code="unsupported_content_type")
+
+
+def json_body():
+    """The parsed JSON body; malformed or absurdly nested JSON is a 400, never a 500."""
+    try:
+        return request.get_json()
+    except RecursionError:       # the parser recurses once per [ or {; our body is one flat object
+        raise BadRequest("The JSON body is nested too deeply.", code="json_too_deep") from None
+    except WerkzeugBadRequest:
+        raise BadRequest("The body is not valid JSON.", code="bad_json") from None
 
 
 def decode_base64(text: str) -> bytes:
@@ -49,10 +74,24 @@ def decode_base64(text: str) -> bytes:
 def analyze_request(allow_json: bool):
     """Run the pipeline on the request's image with the app's limits → (answer, decoded image)."""
     data, options = image_from_request(allow_json)
+    for name, value in options.items():
+        if isinstance(value, str) and len(value) > MAX_OPTION_CHARS:
+            raise BadRequest(f"The {name} option is {len(value)} characters long; the limit is {MAX_OPTION_CHARS}.",
+                             code="option_too_long")
     cfg = current_app.config
     detector = options.pop("detector", None)
     if detector is not None and not isinstance(detector, str):
         raise BadRequest("detector must be a string.", code="bad_detector")
-    return run_pipeline(data, current_app.extensions["visage.predictor"],
-                        detector=detector or cfg["VISAGE_DEFAULT_DETECTOR"], **options,
-                        max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"])
+    gate = current_app.extensions["visage.gate"]
+    with gate.admit():           # Busy (503) when the analysis cannot start within VISAGE_QUEUE_TIMEOUT
+        try:
+            answer, image = run_pipeline(
+                data, current_app.extensions["visage.predictor"],
+                detector=detector or cfg["VISAGE_DEFAULT_DETECTOR"], **options,
+                max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"],
+                deadline=time.monotonic() + cfg["VISAGE_ANALYSIS_TIMEOUT"])
+        except AnalysisTimeout:
+            raise Busy(f"The analysis took longer than {cfg['VISAGE_ANALYSIS_TIMEOUT']:g} s and was stopped; "
+                       f"the server may be overloaded.", gate.retry_after(), code="analysis_timeout") from None
+    g.face_count = len(answer["faces"])     # for the request log line
+    return answer, image
