@@ -11,10 +11,12 @@ import json
 from gunicorn import util
 
 bind = "127.0.0.1:8000"
-# 2 cores: one worker per core, 2 threads each to overlap uploads with analysis;
-# the app admits as many analyses at once as a worker has threads (VISAGE_QUEUE_TIMEOUT bounds the wait).
+# 2 cores: one worker per core. Analyses run VISAGE_ANALYSIS_SLOTS (2) at a time per worker; the other
+# threads read uploads, answer /health and /ready, and wait in the app's admission queue, where the wait is
+# bounded (VISAGE_QUEUE_TIMEOUT → 503). Requests beyond `threads` wait in gunicorn's own queue, unbounded
+# but short, since a saturated app turns queued requests away at once.
 workers = 2
-threads = 2
+threads = 32
 timeout = 60                     # a worker silent this long is killed and replaced (last resort)
 limit_request_line = 8190        # bytes in "METHOD /path?query HTTP/1.1"; longer → 414
 limit_request_fields = 100       # header count; more → 431

@@ -77,7 +77,7 @@ def openapi_document() -> dict:
                         "image": {"type": "string", "format": "binary"}, "detector": detector_schema,
                         "min_face": min_face_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
-                        "image": {"type": "string", "description": "base64 image bytes, or a data: URL"},
+                        "image": {"type": "string", "minLength": 1, "description": "base64 image bytes, or a data: URL"},
                         "detector": detector_schema, "min_face": min_face_schema}}},
                 }},
                 "responses": {

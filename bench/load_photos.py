@@ -1,7 +1,8 @@
 """Load test: N clients upload a one-face photo to POST /api/v1/analyze for T seconds (Locust, headless).
 
 Each simulated client uploads skimage's astronaut (512x512 JPEG, one frontal face) as multipart,
-waits for the answer, and sends the next one at once (no think time). Against a server this script
+waits for the answer, and sends the next one at once (no think time), or after a 503 waits as long as its
+Retry-After header says (--ignore-retry-after: at once). Against a server this script
 starts (the same gunicorn.conf.py as `make run`, on a free port) or one already running (--host).
 Prints and writes to reports/ (JSON): requests/s, latency p50/p95/p99, errors by status, how many
 answers were the overload 503 (with Retry-After), /api/v1/health latency sampled during the run,
@@ -36,7 +37,7 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 import psutil  # noqa: E402
-from locust import FastHttpUser, constant, events, task  # noqa: E402
+from locust import FastHttpUser, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +58,18 @@ STATUS_COUNTS: collections.Counter = collections.Counter()
 RETRY_AFTER: collections.Counter = collections.Counter()
 
 
+HONOR_RETRY_AFTER = True
+
+
 class PhotoUser(FastHttpUser):
-    wait_time = constant(0)
     network_timeout = 120.0
     connection_timeout = 30.0
+    backoff = 0.0
+
+    def wait_time(self) -> float:
+        """No think time; after a 503, wait as long as its Retry-After says (a well-behaved client)."""
+        wait, self.backoff = self.backoff, 0.0
+        return wait
 
     @task
     def analyze(self):
@@ -72,7 +81,10 @@ class PhotoUser(FastHttpUser):
                 if len(faces) != 1:
                     response.failure(f"expected 1 face, got {len(faces)}")
             elif response.status_code == 503:
-                RETRY_AFTER[response.headers.get("Retry-After")] += 1
+                retry_after = response.headers.get("Retry-After")
+                RETRY_AFTER[retry_after] += 1
+                if HONOR_RETRY_AFTER and retry_after and retry_after.isdigit():
+                    self.backoff = float(retry_after)
                 response.failure("503 overload")
             else:
                 response.failure(f"HTTP {response.status_code}")
@@ -84,13 +96,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, extra_env: dict) -> subprocess.Popen:
+def start_server(port: int, extra_env: dict, extra_args: list[str], log) -> subprocess.Popen:
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2",
                **extra_env)
     cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-           "--log-level", "warning", "wsgi:app"]
+           "--log-level", "warning", *extra_args, "wsgi:app"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=log)
 
 
 def wait_ready(host: str, seconds: float = 180) -> None:
@@ -147,15 +159,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--server-pid", type=int, help="with --host: gunicorn master pid, to sample its memory")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment for the server this script starts, e.g. VISAGE_QUEUE_TIMEOUT=2")
+    parser.add_argument("--gunicorn-args", default="", help='extra gunicorn options, e.g. "--threads 2"')
+    parser.add_argument("--server-log", help="append the server's stderr (one line per request) to this file")
+    parser.add_argument("--ignore-retry-after", action="store_true",
+                        help="send the next request at once after a 503 (default: wait Retry-After seconds)")
     parser.add_argument("--out", type=Path, help="report path (default reports/load_<users>u.json)")
     args = parser.parse_args(argv)
+    global HONOR_RETRY_AFTER
+    HONOR_RETRY_AFTER = not args.ignore_retry_after
 
     server = None
     if args.host:
         host, pid = args.host.rstrip("/"), args.server_pid
     else:
         port = free_port()
-        server = start_server(port, dict(kv.split("=", 1) for kv in args.env))
+        server = start_server(port, dict(kv.split("=", 1) for kv in args.env), args.gunicorn_args.split(),
+                              open(args.server_log, "ab") if args.server_log else subprocess.DEVNULL)
         host, pid = f"http://127.0.0.1:{port}", server.pid
     try:
         wait_ready(host)
@@ -172,7 +191,11 @@ def main(argv=None) -> dict:
     finally:
         if server:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:    # workers still busy with queued requests
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(30)
 
     stats = env.stats.entries[(API_PATH, "POST")]
     ok = STATUS_COUNTS.get(200, 0)
@@ -180,7 +203,7 @@ def main(argv=None) -> dict:
     health_ms = [s["health_ms"] for s in samples]
     report = {
         "users": args.users, "seconds": round(elapsed, 1), "host": host,
-        "server_env": args.env,
+        "server_env": args.env, "gunicorn_args": args.gunicorn_args, "honor_retry_after": HONOR_RETRY_AFTER,
         "requests": stats.num_requests, "ok": ok,
         "requests_per_s": round(stats.num_requests / elapsed, 2), "ok_per_s": round(ok / elapsed, 2),
         "latency_ms": {f"p{int(q * 100)}": stats.get_response_time_percentile(q) for q in (0.5, 0.95, 0.99)},

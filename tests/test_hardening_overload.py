@@ -21,22 +21,22 @@ def busy_app(models_dir):
 
 
 class HeldSlots:
-    """Occupy every analysis slot of a gate from background threads until released."""
+    """Occupy every analysis slot of a gate with analyses that block until released."""
 
     def __init__(self, gate: AdmissionGate):
         self.gate, self.release, self.threads = gate, threading.Event(), []
 
     def __enter__(self):
-        entered = threading.Barrier(self.gate.slots + 1)
+        started = threading.Barrier(self.gate.slots + 1)
 
-        def hold():
-            with self.gate.admit():
-                entered.wait()
-                self.release.wait(10)
-        self.threads = [threading.Thread(target=hold) for _ in range(self.gate.slots)]
+        def blocking_analysis():
+            started.wait()
+            self.release.wait(10)
+        self.threads = [threading.Thread(target=self.gate.run, args=(blocking_analysis,))
+                        for _ in range(self.gate.slots)]
         for t in self.threads:
             t.start()
-        entered.wait(5)
+        started.wait(5)
         return self
 
     def __exit__(self, *_exc):
@@ -50,13 +50,21 @@ def test_gate_times_out_waiting_with_busy():
     with HeldSlots(gate):
         start = time.monotonic()
         with pytest.raises(Busy) as e:
-            with gate.admit():
-                pass
+            gate.run(lambda: None)
         assert 0.15 < time.monotonic() - start < 5
+        assert gate.waiting == 0           # the request that gave up left the queue
     assert e.value.retry_after >= 1 and e.value.code == "overloaded"
-    with gate.admit():                  # free again once the holder leaves
-        assert gate.running == 1
+    assert gate.run(lambda: gate.running) == 1    # free again once the holder leaves
     assert gate.running == 0 and gate.waiting == 0
+
+
+def test_gate_runs_analyses_on_its_own_threads_and_passes_errors_through():
+    gate = AdmissionGate(slots=2, queue_timeout=5)
+    names = {gate.run(lambda: threading.current_thread().name) for _ in range(6)}
+    assert len(names) <= 2 and all(n.startswith("analysis") for n in names)
+    with pytest.raises(ZeroDivisionError):
+        gate.run(lambda: 1 / 0)
+    assert gate.running == 0
 
 
 def test_gate_turns_away_at_once_when_the_queue_is_already_too_long():
@@ -66,8 +74,7 @@ def test_gate_turns_away_at_once_when_the_queue_is_already_too_long():
         assert gate.saturated()
         start = time.monotonic()
         with pytest.raises(Busy) as e:
-            with gate.admit():
-                pass
+            gate.run(lambda: None)
         assert time.monotonic() - start < 1     # no waiting at all
         assert e.value.retry_after == 10
 
