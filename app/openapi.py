@@ -83,9 +83,13 @@ def openapi_document() -> dict:
                 "responses": {
                     "200": {"description": "Analysis (faces is [] when no face is found)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
-                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector, min_face out of range"),
-                    "413": _error("Too large: too many bytes or too many pixels"),
-                    "415": _error("Not an image / unsupported image type or content type"),
+                    "400": _error("Bad request (code): missing_image, empty_file, bad_base64, bad_json, json_too_deep, "
+                                  "bad_detector, bad_min_face, conflicting_option (query and body disagree), "
+                                  "option_too_long. docs/api.md lists when each is sent"),
+                    "413": _error("Too large (code): file_too_large, too_many_pixels, request_entity_too_large "
+                                  "(body, multipart parts or a form field over its limit)"),
+                    "415": _error("Not an image / unsupported image type (unsupported_type) or content type "
+                                  "(unsupported_content_type)"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),
                     "503": _busy("Busy: the analysis could not start within VISAGE_QUEUE_TIMEOUT seconds "
                                  "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout)"),

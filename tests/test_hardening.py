@@ -131,6 +131,13 @@ def test_long_option_is_a_400_without_echoing_it(client, astronaut_jpeg, where):
     assert long not in r.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("value", ["1" + "0" * 400, "1e400", "-1e400", "NaN", "Infinity", "true", "[]", '"0.5"'])
+def test_odd_json_min_face_is_a_400(client, astronaut_jpeg, value):
+    image = base64.b64encode(astronaut_jpeg).decode()
+    body = f'{{"image": "{image}", "min_face": {value}}}'
+    assert_error(client.post("/api/v1/analyze", data=body, content_type="application/json"), 400, "bad_min_face")
+
+
 def test_json_body_over_the_request_limit_is_413(client):
     limit = settings.request_size_limit(settings.DEFAULTS["VISAGE_MAX_BYTES"])
     body = '{"image": "' + "A" * limit + '"}'

@@ -43,7 +43,7 @@ def check_min_face(value) -> float:
         return 0.0
     try:
         share = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):     # OverflowError: a JSON integer of 400 digits
         share = float("nan")
     if not 0.0 <= share <= MAX_MIN_FACE:   # also false for NaN
         raise BadRequest(f"min_face must be a number from 0 to {MAX_MIN_FACE} (a share of the image's shorter "
