@@ -21,8 +21,10 @@ from app.pipeline.errors import InputError
 from app.uploads import decode_base64
 
 FUZZ = settings(max_examples=int(os.environ.get("VISAGE_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+                database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 MAX_PIXELS = 1_000_000
+# Pillow warns about the corrupt files these tests feed it on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 DOCUMENTED_STATUSES = {400, 413, 415, 422}
 
 

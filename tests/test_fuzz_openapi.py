@@ -19,7 +19,7 @@ FUZZ_EXAMPLES = int(os.environ.get("VISAGE_FUZZ_EXAMPLES", "40"))
 # requests go to the session's app fixture in-process.
 schema = schemathesis.openapi.from_dict(openapi_document())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                                max_examples=FUZZ_EXAMPLES, deterministic=True)
+                                max_examples=FUZZ_EXAMPLES, deterministic=True, database="none")
 
 
 @schema.parametrize()
