@@ -10,24 +10,31 @@ import importlib.util
 
 from flask import Flask
 
-from app import settings
+from app import settings, uploads
+from app.admission import AdmissionGate
 from app.pipeline.predict import load_predictor
 
 
 def create_app(config: dict | None = None) -> Flask:
-    merged = {**settings.from_environment(), **(config or {})}
+    # Multipart limits (Werkzeug): form parts, and bytes in non-file fields; over them → 413.
+    merged = {**settings.from_environment(), "MAX_FORM_PARTS": settings.MAX_FORM_PARTS,
+              "MAX_FORM_MEMORY_SIZE": settings.MAX_FORM_MEMORY_SIZE, **(config or {})}
     app = Flask(__name__,
                 template_folder=str(settings.REPO_ROOT / "templates"),
                 static_folder=str(settings.REPO_ROOT / "static"),
                 instance_path=merged["VISAGE_INSTANCE_DIR"] or str(settings.REPO_ROOT / "instance"))
     app.config.from_mapping(merged)
     app.config["MAX_CONTENT_LENGTH"] = settings.request_size_limit(app.config["VISAGE_MAX_BYTES"])
+    app.request_class = uploads.InMemoryRequest   # no uploaded byte is spooled to a temp file
     app.json.sort_keys = False        # keep answers in the documented field order
 
+    app.extensions["visage.gate"] = AdmissionGate(app.config["VISAGE_ANALYSIS_SLOTS"],
+                                                  app.config["VISAGE_QUEUE_TIMEOUT"])
     # Raises ModelUnavailable (naming the file and how to produce it) instead of serving random weights.
     app.extensions["visage.predictor"] = load_predictor(app.config["VISAGE_MODELS_DIR"])
 
-    from app import api, api_docs, auth, dashboard, db, history, http_errors, model_cards, pages, security
+    from app import (api, api_docs, auth, dashboard, db, history, http_errors, model_cards, pages, request_log,
+                     security)
     security.init_app(app)            # secret key, cookies, CSRF, rate limits, headers (before the blueprints)
     db.init_app(app)                  # SQLite in the instance folder or VISAGE_DATABASE_URL; migrates at start-up
     auth.login_manager.init_app(app)
@@ -49,4 +56,5 @@ def create_app(config: dict | None = None) -> Flask:
     for view in (video.create, video.cancel):   # its /api/v1 endpoints: JSON API like api.bp, no session auth
         security.csrf.exempt(view)
     http_errors.register(app)
+    request_log.register(app)
     return app

@@ -18,6 +18,7 @@ from app.jobs import VideoJobs
 from app.pipeline.analyze import check_detector, check_min_face
 from app.pipeline.errors import BadRequest, InputError, TooLarge
 from app.pipeline.video import MAX_FPS, VIDEO_EXTENSIONS, check_fps, probe, write_csv
+from app.uploads import check_option_value
 
 bp = Blueprint("video", __name__)
 
@@ -56,9 +57,10 @@ def _flag(name: str, default: bool) -> bool:
     value = request.values.get(name)
     if value is None or value == "":
         return default
-    if value.lower() in ("1", "true", "yes", "on"):
+    # Exactly the booleans the OpenAPI document admits (the fuzz test holds us to it).
+    if value == "true":
         return True
-    if value.lower() in ("0", "false", "no", "off"):
+    if value == "false":
         return False
     raise BadRequest(f"{name} must be true or false, got {value!r}.", code=f"bad_{name}")
 
@@ -74,6 +76,8 @@ def create():
     upload = request.files.get(FIELD)
     if upload is None:
         raise BadRequest(f"No file in the form field {FIELD!r}.", code="missing_video")
+    for name in ("detector", "min_face"):        # the same checks as the analyze endpoint's options
+        check_option_value(name, request.values.get(name), from_json=False)
     options = {"fps": check_fps(request.values.get("fps", 5)),
                "detector": check_detector(request.values.get("detector"), cfg["VISAGE_DEFAULT_DETECTOR"]),
                "min_face": check_min_face(request.values.get("min_face")),

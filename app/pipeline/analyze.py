@@ -12,7 +12,7 @@ import numpy as np
 
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
-from app.pipeline.errors import BadRequest
+from app.pipeline.errors import AnalysisTimeout, BadRequest
 from app.pipeline.predict import Predictor
 
 # One cascade per thread: sharing a CascadeClassifier across gunicorn threads is not documented as safe.
@@ -43,7 +43,7 @@ def check_min_face(value) -> float:
         return 0.0
     try:
         share = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):     # OverflowError: a JSON integer of 400 digits
         share = float("nan")
     if not 0.0 <= share <= MAX_MIN_FACE:   # also false for NaN
         raise BadRequest(f"min_face must be a number from 0 to {MAX_MIN_FACE} (a share of the image's shorter "
@@ -52,8 +52,12 @@ def check_min_face(value) -> float:
 
 
 def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
-                 max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
-    """(answer dict, decoded RGB image). Raises InputError subclasses for bad input."""
+                 max_bytes: int, max_pixels: int, deadline: float | None = None) -> tuple[dict, np.ndarray]:
+    """(answer dict, decoded RGB image). Raises InputError subclasses for bad input.
+
+    deadline (time.monotonic()): checked after each step; past it, AnalysisTimeout. A step already
+    running is not interrupted (each is bounded by the pixel limit).
+    """
     detector = check_detector(detector)
     min_face = check_min_face(min_face)
     timing = {}
@@ -64,6 +68,8 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
         now = time.perf_counter()
         timing[step] = round((now - clock) * 1000, 1)
         clock = now
+        if deadline is not None and time.monotonic() > deadline:
+            raise AnalysisTimeout(f"the analysis ran past its time limit (after {step})")
 
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     lap("decode")

@@ -42,7 +42,12 @@ class HaarFaceDetector:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         scale = min(1.0, s.max_side / max(gray.shape[:2]))
         if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            height, width = gray.shape[:2]
+            if min(height, width) * scale >= 1:
+                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            else:   # a very thin image (10000x1) would shrink to 0 px, which OpenCV refuses
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         min_size = max(s.min_size, int(min_face * min(gray.shape[:2])))
         found = self.cascade.detectMultiScale(
             gray, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
