@@ -115,19 +115,26 @@ def read_rgb(data_dir: Path, item: UtkItem) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+SPLITS = ("train", "val", "test")
+
+
 def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cache_dir: Path | None = None,
-             limit: int = 0) -> dict:
+             limit: int = 0, splits: tuple[str, ...] = SPLITS) -> dict:
     """Arrays per split: x (N, size, size, 1), age, gender, race (-1 = unknown), detected (bool), plus
-    crop statistics. crops="haar": the app's own detect-and-crop path (app_path_crop); "chip": the chips."""
+    crop statistics. crops="haar": the app's own detect-and-crop path (app_path_crop); "chip": the chips.
+
+    Only the `splits` asked for are returned (and read from the cache): an evaluator asks for the test
+    split only once its setup is fixed. A new cache is always written whole (all three splits)."""
     data_dir = Path(data_dir)
     key = f"utkface_{'app' if crops == 'haar' else crops}_{size}_m{margin:g}.npz"
     cache = Path(cache_dir) / key if cache_dir and not limit else None
     fields = ("x", "age", "gender", "race", "detected")
     if cache and cache.exists():
-        z = np.load(cache)
-        out = {s: {a: z[f"{s}_{a}"] for a in fields} for s in ("train", "val", "test")}
+        with np.load(cache) as z:      # an npz reads each array only when asked for it
+            out = {s: {a: z[f"{s}_{a}"] for a in fields} for s in splits}
         return out | {"crop_stats": crop_stats(out)}
     items = list_items(data_dir)
+    items = {s: v for s, v in items.items() if cache or s in splits}
     if limit:
         items = {s: v[:: max(1, len(v) // limit)] for s, v in items.items()}
     out = {}
@@ -145,14 +152,15 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cach
                       "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **{f"{s}_{a}": out[s][a] for s in ("train", "val", "test") for a in fields})
+        np.savez(cache, **{f"{s}_{a}": out[s][a] for s in SPLITS for a in fields})
+    out = {s: out[s] for s in splits}
     return out | {"crop_stats": crop_stats(out)}
 
 
 def crop_stats(splits: dict) -> dict:
     """Per split: images, and how many of them the app's detector found a face in."""
     return {s: {"images": int(len(splits[s]["age"])), "detected": int(splits[s]["detected"].sum())}
-            for s in ("train", "val", "test")}
+            for s in SPLITS if s in splits}
 
 
 def detected_only(split: dict) -> dict:
