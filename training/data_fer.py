@@ -97,31 +97,37 @@ def soft_targets(split: FerSplit, votes: dict[str, np.ndarray], mode: str) -> tu
     return targets, keep
 
 
-def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0) -> dict[str, FerSplit | int]:
+SPLITS = ("train", "public", "private")
+
+
+def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0,
+             splits: tuple[str, ...] = SPLITS) -> dict[str, FerSplit | int]:
     """{"train", "public", "private"} splits, training copies of test images removed.
 
-    limit > 0 keeps only every k-th image so that each split has about `limit` (smoke tests).
+    Only the `splits` asked for are returned (and read from the cache): an evaluator asks for
+    PrivateTest only once its setup is fixed. limit > 0 keeps only every k-th image so that each
+    split has about `limit` (smoke tests).
     """
     data_dir = Path(data_dir)
     cache = Path(cache_dir) / "fer2013_48.npz" if cache_dir else None
     if cache and cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        out = {k: FerSplit(z[f"{k}_x"], z[f"{k}_y"], list(z[f"{k}_paths"])) for k in ("train", "public", "private")}
-        out["dropped_duplicates"] = int(z["dropped"])
-        return out
+        with np.load(cache, allow_pickle=False) as z:     # an npz reads each array only when asked for it
+            out = {k: FerSplit(z[f"{k}_x"], z[f"{k}_y"], list(z[f"{k}_paths"])) for k in splits}
+            return out | {"dropped_duplicates": int(z["dropped"])}
     train = list_images(data_dir, "train")
     public = list_images(data_dir, "test", "PublicTest")
     private = list_images(data_dir, "test", "PrivateTest")
     if limit:
         train, public, private = (items[::max(1, len(items) // limit)] for items in (train, public, private))
+    # training copies of test images go whichever splits are asked for (pixels are compared, not labels)
     train, dropped = drop_test_copies(data_dir, train, public + private)
-    out = {"train": load_split(data_dir, train), "public": load_split(data_dir, public),
-           "private": load_split(data_dir, private), "dropped_duplicates": dropped}
+    items = {"train": train, "public": public, "private": private}
+    out = {k: load_split(data_dir, items[k]) for k in (SPLITS if cache else splits)}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, dropped=dropped, **{f"{k}_{a}": np.asarray(getattr(out[k], a))
-                                            for k in ("train", "public", "private") for a in ("x", "y", "paths")})
-    return out
+                                            for k in SPLITS for a in ("x", "y", "paths")})
+    return {k: out[k] for k in splits} | {"dropped_duplicates": dropped}
 
 
 def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4, pad: float = 0.25) -> float:

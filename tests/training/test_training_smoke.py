@@ -17,23 +17,47 @@ pytestmark = pytest.mark.skipif(not (DATA / "fer2013").is_dir() or not (DATA / "
                                 reason=f"datasets not found at {DATA} (see its README)")
 
 
-def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path):
-    from training import evaluate_emotion, train_emotion
+def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkeypatch):
+    from training import data_fer, evaluate_emotion, train_emotion
     run = tmp_path / "run"
     train_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
                         "--epochs", "1", "--batch-size", "16"])
     assert (run / "last.keras").exists() and (run / "best.keras").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
-    evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
-                           "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"),
-                           "--ensemble-with", str(run / "last.keras")])
-    card = json.loads((tmp_path / "models" / "emotion.json").read_text())
+
+    def evaluate(out: str) -> dict:
+        evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
+                               "--models-dir", str(tmp_path / out), "--reports-dir", str(tmp_path / out / "reports"),
+                               "--ensemble-with", str(run / "last.keras")])
+        return json.loads((tmp_path / out / "emotion.json").read_text())
+
+    card = evaluate("models")
     assert (tmp_path / "models" / "emotion.keras").exists()
     assert card["outputs"]["emotion"]["labels"][0] == "angry" and card["input"]["size"] == 48
     assert 0 <= card["metrics"]["private_test"]["accuracy"] <= 1
+    assert card["metrics"]["live_profile"]["views"] == 1
+    assert 0 <= card["metrics"]["live_profile"]["private_test"]["accuracy"] <= 1
     assert card["training"]["epochs_run"] == 1
     assert set(card["serving_setup"]["class_logit_shift"]) == set(card["outputs"]["emotion"]["labels"])
-    assert (tmp_path / "reports" / "emotion_confusion.png").stat().st_size > 1000
+    assert "private_test_accuracy_of_alternatives" not in card["serving_setup"]
+    assert "Haar" not in card["input"]["preprocessing"].split("serving")[0]     # FER images are not Haar-cropped
+    assert (tmp_path / "models" / "reports" / "emotion_confusion.png").stat().st_size > 1000
+
+    # PrivateTest is asked for only after the setup is fixed and the model written: with its labels shuffled
+    # the choice is the same, the score is not.
+    load_fer, calls = data_fer.load_fer, []
+
+    def shuffled_private(*args, splits=data_fer.SPLITS, **kwargs):
+        calls.append((splits, (tmp_path / "other" / "emotion.keras").exists()))
+        out = load_fer(*args, splits=splits, **kwargs)
+        if "private" in out:
+            out["private"].y = np.random.default_rng(0).permutation(out["private"].y)
+        return out
+    monkeypatch.setattr(data_fer, "load_fer", shuffled_private)
+    other = evaluate("other")
+    assert [(("private" in splits), written) for splits, written in calls] == [(False, False), (True, True)]
+    assert other["serving_setup"] == card["serving_setup"] and other["training"] == card["training"]
+    assert other["metrics"]["private_test"]["confusion_matrix"] != card["metrics"]["private_test"]["confusion_matrix"]
 
 
 def test_emotion_training_resumes_after_the_last_epoch(tmp_path):
