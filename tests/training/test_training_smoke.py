@@ -42,6 +42,8 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     assert "private_test_accuracy_of_alternatives" not in card["serving_setup"]
     assert "Haar" not in card["input"]["preprocessing"].split("serving")[0]     # FER images are not Haar-cropped
     assert (tmp_path / "models" / "reports" / "emotion_confusion.png").stat().st_size > 1000
+    from training.readme_models import emotion_section
+    assert "Live profile" in "\n".join(emotion_section(card))
 
     # PrivateTest is asked for only after the setup is fixed and the model written: with its labels shuffled
     # the choice is the same, the score is not.
@@ -129,6 +131,9 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
     assert card["serving_setup"]["budgets"]["max_latency_ms"] == 30.0
     tta = card["test_time_augmentation"]
     assert isinstance(tta["horizontal_flip"], bool) and tta["shift_px"] in (0, round(64 / 32))
+    from training.readme_models import age_gender_section
+    text = "\n".join(age_gender_section(card))
+    assert f"({found['detected']:,} of {found['images']:,}" in text and "Live profile" in text
 
     # The choice is made before the test labels are read: shuffling them changes the test numbers, not the choice.
     # (No latency budget here, so that timing noise cannot change the choice between the two runs.)
