@@ -1,8 +1,8 @@
 """Shared fixtures: tiny stand-in models, the Flask app, and test images.
 
 THE MODELS HERE HAVE RANDOM WEIGHTS. They only exercise the plumbing (shapes,
-cards, batching, JSON); their predictions mean nothing. The real models in
-models/ are never used by these tests.
+cards, batching, JSON); their predictions mean nothing. The tests that use the
+shipped models in models/ say so (tests/test_real_models.py, the browser tests).
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
+
+# CI=true: a skip for want of Keras, Chromium or Playwright is a failure (tests/ci_dependencies.py)
+from ci_dependencies import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
