@@ -24,7 +24,8 @@ from skimage import data as skdata
 # CI=true: a skip for want of Keras, Chromium or Playwright is a failure (tests/ci_dependencies.py)
 from ci_dependencies import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# the datasets: ../shared/data beside the checkout, or VISAGE_DATA_DIR (e.g. for a git worktree elsewhere)
+SHARED_DATA = Path(os.environ.get("VISAGE_DATA_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 
 EMOTION_CARD = {
     "name": "emotion", "file": "emotion.keras", "version": "test-random",

@@ -4,14 +4,12 @@ Needs the datasets in ../shared/data (skipped with a reason when absent).
 """
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# ../shared/data beside the checkout, or VISAGE_DATA_DIR (e.g. from a git worktree elsewhere)
-DATA = Path(os.environ.get("VISAGE_DATA_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+from conftest import SHARED_DATA as DATA
 
 pytestmark = pytest.mark.skipif(not (DATA / "fer2013").is_dir() or not (DATA / "utkface").is_dir(),
                                 reason=f"datasets not found at {DATA} (see its README)")
