@@ -130,26 +130,27 @@ def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0,
     return {k: out[k] for k in splits} | {"dropped_duplicates": dropped}
 
 
-def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4, pad: float = 0.25) -> float:
-    """The crop margin that makes a Haar-detected face framed like a FER2013 image.
+def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4) -> float:
+    """The crop margin that makes a face the app detects framed like a FER2013 image.
 
-    FER2013 images are face crops of their own framing; the serving detector
-    runs on (upscaled, padded) training images, and the median detected box
-    width w (as a share of the image) gives margin = (1/w - 1) / 2.
+    FER2013 images are the dataset's own face crops (not cut by our detector). Each (upscaled to a
+    photo-like size) goes through the one way training finds faces (training.common.face_in_frame:
+    set in a frame of its edge pixels, the app's detector, its largest box); the median box width
+    w, as a share of the image, gives margin = (1/w - 1) / 2.
     """
-    from app.pipeline.detect import HaarFaceDetector
-    detector = HaarFaceDetector()
+    from training.common import face_in_frame
     widths = []
     for img in x[:: max(1, len(x) // n)]:
         gray = cv2.resize((img[..., 0] * 255).astype(np.uint8), None, fx=upscale, fy=upscale,
                           interpolation=cv2.INTER_LINEAR)
         side = gray.shape[0]
-        p = int(pad * side)
-        padded = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_REPLICATE)
-        for bx, by, bw, bh in detector.detect(padded):
-            if bw > 0.4 * side and abs(bx + bw / 2 - p - side / 2) < 0.2 * side:
-                widths.append(bw / side)
-                break
+        framed, box = face_in_frame(gray)
+        if box is None:
+            continue
+        bx, _, bw, _ = box
+        p = (framed.shape[1] - side) / 2
+        if bw > 0.4 * side and abs(bx + bw / 2 - p - side / 2) < 0.2 * side:   # the face, not a stray box
+            widths.append(bw / side)
     if not widths:      # too few images to measure (smoke runs): the detector's own framing
         return 0.0
     return round(float((1 / np.median(widths) - 1) / 2), 3)

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.analyze import find_faces
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import whole_image_box
 from app.pipeline.preprocess import prepare_face, prepare_faces
+from training.common import face_in_frame
 
 RACES = ["White", "Black", "Asian", "Indian", "Others"]
 GENDERS = ["male", "female"]
@@ -76,18 +76,10 @@ def list_items(data_dir: Path) -> dict[str, list[UtkItem]]:
     return out
 
 
-CONTEXT_PAD = 0.3   # share of the chip's side added on every side, as the rest of a photo would be
-
-
-def chip_as_photo(data: bytes, pad: float = CONTEXT_PAD) -> np.ndarray:
-    """A chip file decoded by the app's decoder and set in a frame of its own edge pixels.
-
-    A tight chip fills its image; the Haar cascade needs some surroundings (sent as they are,
-    about half of the chips give no face), which any real photo has.
-    """
-    image = decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40)
-    p = int(round(pad * max(image.shape[:2])))
-    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+def chip_as_photo(data: bytes) -> tuple[np.ndarray, tuple | None]:
+    """A chip file decoded by the app's decoder, set in a frame of its own edge pixels, and the face the
+    app finds in it (training.common.face_in_frame: its detector and settings, largest box) or None."""
+    return face_in_frame(decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40))
 
 
 def app_path_crop(data: bytes, size: int, margin: float) -> tuple[np.ndarray, bool]:
@@ -97,10 +89,10 @@ def app_path_crop(data: bytes, size: int, margin: float) -> tuple[np.ndarray, bo
     Where the app finds no face, the whole image stands in (as detector="none" would) and
     `detected` is False: training skips such images, evaluation counts them as missed.
     """
-    image = chip_as_photo(data)
-    boxes = find_faces(image, "haar")
-    box = boxes[0] if boxes else whole_image_box(image)[0]
-    return prepare_faces(image, [box], size, margin)[0], bool(boxes)
+    image, box = chip_as_photo(data)
+    detected = box is not None
+    box = box if detected else whole_image_box(image)[0]
+    return prepare_faces(image, [box], size, margin)[0], detected
 
 
 def chip_crop(chip_rgb: np.ndarray, size: int) -> np.ndarray:
