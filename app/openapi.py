@@ -1,6 +1,8 @@
 """The OpenAPI 3 description of /api/v1 (served at /api/v1/openapi.json; a test keeps it in sync with the routes)."""
 from __future__ import annotations
 
+from app.pipeline.analyze import MAX_MIN_FACE
+from app.pipeline.detect import DETECTORS
 from app.pipeline.predict import AGE_GROUPS, EMOTION_LABELS
 
 EMOTIONS = list(EMOTION_LABELS)
@@ -11,11 +13,11 @@ def _error(description: str) -> dict:
 
 
 def openapi_document() -> dict:
-    detector_schema = {"type": "string", "enum": ["haar", "none"], "default": "haar",
+    detector_schema = {"type": "string", "enum": list(DETECTORS), "default": "haar",
                        "description": "haar: find faces; none: the whole image is one face crop"}
-    min_face_schema = {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0,
+    min_face_schema = {"type": "number", "minimum": 0, "maximum": MAX_MIN_FACE, "default": 0,
                        "description": "look only for faces at least this share of the image's shorter side "
-                                      "(faster; live mode sends 0.12); 0 = down to 24 px"}
+                                      "(faster; live mode sends 0.12); 0 = every face the detector can find"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],

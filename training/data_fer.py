@@ -13,9 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.pipeline.predict import EMOTION_LABELS
 from app.pipeline.preprocess import prepare_face
 
-EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+EMOTIONS = list(EMOTION_LABELS)      # the app's labels, in FER2013's class order (0 angry ... 6 neutral)
 INPUT_SIZE = 48
 # FER+ vote columns for our 7 classes, in EMOTIONS order (contempt, unknown, NF dropped).
 FERPLUS_COLUMNS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
