@@ -19,7 +19,7 @@ from app import settings
 from app.pipeline.analyze import analyze_bytes
 from app.pipeline.detect import DETECTORS
 from app.pipeline.errors import InputError, ModelUnavailable
-from app.pipeline.predict import EMOTION_LABELS, load_predictor
+from app.pipeline.predict import EMOTION_LABELS, PROFILES, load_predictor
 
 CSV_COLUMNS = (["file", "face", "x", "y", "w", "h", "age", "age_low", "age_high", "age_group",
                 "gender", "gender_probability", "emotion"] + [f"p_{e}" for e in EMOTION_LABELS]
@@ -31,6 +31,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
     p.add_argument("--detector", choices=DETECTORS, default="haar")
+    p.add_argument("--profile", choices=PROFILES, default="accurate",
+                   help="accurate: the test-time views each model card names; live: one view (faster)")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output for several files")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     p.add_argument("--models-dir", help="default: $VISAGE_MODELS_DIR or <repo>/models")
@@ -48,10 +50,10 @@ def list_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def analyze_file(path: Path, predictor, detector: str, cfg: dict) -> dict:
+def analyze_file(path: Path, predictor, detector: str, cfg: dict, profile: str = "accurate") -> dict:
     try:
         data = path.read_bytes()
-        answer = analyze_bytes(data, predictor, detector=detector,
+        answer = analyze_bytes(data, predictor, detector=detector, profile=profile,
                                max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"])
         return {"file": str(path), **answer}
     except InputError as e:
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     failed = 0
     try:
         if len(files) == 1 and not args.paths[0].is_dir():
-            record = analyze_file(files[0], predictor, args.detector, cfg)
+            record = analyze_file(files[0], predictor, args.detector, cfg, args.profile)
             failed = "error" in record
             out.write(json.dumps(record, indent=2) + "\n")
         else:
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
             if writer:
                 writer.writeheader()
             for path in tqdm(files, desc="analyzing", unit="image", file=sys.stderr):
-                record = analyze_file(path, predictor, args.detector, cfg)
+                record = analyze_file(path, predictor, args.detector, cfg, args.profile)
                 failed += "error" in record
                 if writer:
                     writer.writerows(csv_rows(record))

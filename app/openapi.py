@@ -16,6 +16,10 @@ def openapi_document() -> dict:
     min_face_schema = {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0,
                        "description": "look only for faces at least this share of the image's shorter side "
                                       "(faster; live mode sends 0.12); 0 = down to 24 px"}
+    profile_schema = {"type": "string", "enum": ["accurate", "live"], "default": "accurate",
+                      "description": "accurate: each model averages the test-time views its card names "
+                                     "(mirror, shifted faces); live: one view per model, several times faster, "
+                                     "noisier per frame (live mode sends it and smooths over frames)"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],
@@ -41,6 +45,7 @@ def openapi_document() -> dict:
             "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}},
             "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
             "detector": {"type": "string"},
+            "profile": {"type": "string", "enum": ["accurate", "live"]},
             "models": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "model name → version"},
             "timing_ms": {"type": "object", "additionalProperties": {"type": "number"},
@@ -58,19 +63,21 @@ def openapi_document() -> dict:
             "/api/v1/analyze": {"post": {
                 "summary": "Analyze the faces in one image",
                 "parameters": [{"name": "detector", "in": "query", "required": False, "schema": detector_schema},
-                               {"name": "min_face", "in": "query", "required": False, "schema": min_face_schema}],
+                               {"name": "min_face", "in": "query", "required": False, "schema": min_face_schema},
+                               {"name": "profile", "in": "query", "required": False, "schema": profile_schema}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "format": "binary"}, "detector": detector_schema,
-                        "min_face": min_face_schema}}},
+                        "min_face": min_face_schema, "profile": profile_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "description": "base64 image bytes, or a data: URL"},
-                        "detector": detector_schema, "min_face": min_face_schema}}},
+                        "detector": detector_schema, "min_face": min_face_schema,
+                        "profile": profile_schema}}},
                 }},
                 "responses": {
                     "200": {"description": "Analysis (faces is [] when no face is found)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
-                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector, min_face out of range"),
+                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector or profile, min_face out of range"),
                     "413": _error("Too large: too many bytes or too many pixels"),
                     "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),

@@ -13,7 +13,7 @@ import numpy as np
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
 from app.pipeline.errors import BadRequest
-from app.pipeline.predict import Predictor
+from app.pipeline.predict import PROFILES, Predictor
 
 # One cascade per thread: sharing a CascadeClassifier across gunicorn threads is not documented as safe.
 _local = threading.local()
@@ -34,6 +34,14 @@ def check_detector(detector: str | None, default: str = "haar") -> str:
     return detector
 
 
+def check_profile(profile, default: str = "accurate") -> str:
+    if profile is None or profile == "":
+        return default
+    if not isinstance(profile, str) or profile.strip().lower() not in PROFILES:
+        raise BadRequest(f"Unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.", code="bad_profile")
+    return profile.strip().lower()
+
+
 MAX_MIN_FACE = 0.9
 
 
@@ -52,10 +60,11 @@ def check_min_face(value) -> float:
 
 
 def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
-                 max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
+                 profile: str = "accurate", max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
     """(answer dict, decoded RGB image). Raises InputError subclasses for bad input."""
     detector = check_detector(detector)
     min_face = check_min_face(min_face)
+    profile = check_profile(profile)
     timing = {}
     clock = time.perf_counter()
 
@@ -71,7 +80,7 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
     lap("detect")
     batches = predictor.prepare(image, boxes)
     lap("preprocess")
-    outputs = predictor.predict(batches)
+    outputs = predictor.predict(batches, profile)
     lap("predict")
     timing["total"] = round(sum(timing.values()), 1)
 
@@ -79,7 +88,7 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
              for (x, y, w, h), out in zip(boxes, outputs)]
     height, width = image.shape[:2]
     answer = {"faces": faces, "image": {"width": width, "height": height},
-              "detector": detector, "models": dict(predictor.versions), "timing_ms": timing}
+              "detector": detector, "profile": profile, "models": dict(predictor.versions), "timing_ms": timing}
     return answer, image
 
 

@@ -30,6 +30,10 @@ HOW_TO_PRODUCE = {
 REQUIRED_OUTPUTS = {"emotion": "softmax", "age": "regression", "gender": "sigmoid"}
 EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 AGE_GROUPS = ("0-2", "4-6", "8-12", "15-20", "25-32", "38-43", "48-53", "60-100")
+# Serving profiles, a parameter of the one pipeline. accurate: each model averages the test-time
+# views its card names (mirror, shifted faces), as in its evaluation; live: one view per model,
+# several times cheaper, and the browser's tracker averages over frames instead (docs/speed.md).
+PROFILES = ("accurate", "live")
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,16 @@ class LoadedModel:
         spec = tf.TensorSpec((None, card.size, card.size, 1), tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def views(self, batch: np.ndarray, profile: str = "accurate") -> list[np.ndarray]:
+        """The views of `batch` this profile averages: the card's test-time views, or the face alone."""
+        if profile == "live":
+            return [batch]
+        return test_time_views(batch, self.card.flip_average, self.card.shift_px)
+
+    def __call__(self, batch: np.ndarray, profile: str = "accurate") -> dict[str, np.ndarray]:
         """(N, size, size, 1) float32 → {output name: (N, k) array}; still one model call per image."""
         n = len(batch)
-        views = test_time_views(batch, self.card.flip_average, self.card.shift_px)
+        views = self.views(batch, profile)
         raw = self._call(np.concatenate(views) if len(views) > 1 else batch)
         names = list(self.card.outputs)
         if isinstance(raw, dict):
@@ -120,14 +130,14 @@ class Predictor:
         """One batch per model, each cut with that model's own margin and size."""
         return [prepare_faces(image, boxes, m.card.size, m.card.margin) for m in self.models]
 
-    def predict(self, batches: list[np.ndarray]) -> list[dict]:
+    def predict(self, batches: list[np.ndarray], profile: str = "accurate") -> list[dict]:
         """Per-face dicts of readable outputs (emotion, age, age_range, age_group, gender)."""
         n = len(batches[0]) if batches else 0
         faces = [{} for _ in range(n)]
         if n == 0:
             return faces
         for model, batch in zip(self.models, batches):
-            raw = model(batch)
+            raw = model(batch, profile)
             for name, spec in model.card.outputs.items():
                 for face, values in zip(faces, raw[name]):
                     face.update(interpret(name, spec, np.asarray(values, np.float64).ravel()))

@@ -87,6 +87,7 @@ async function analyze(blob) {
   const body = new FormData();
   body.append("image", blob, "frame.jpg");
   body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
+  body.append("profile", "live");  // one view per model: the tracker averages over frames instead
   const response = await fetch(settings.apiUrl, { method: "POST", body });
   const result = await response.json();
   if (!response.ok) throw new Error((result.error && result.error.message) || `HTTP ${response.status}`);
