@@ -20,6 +20,10 @@ def openapi_document() -> dict:
                       "description": "accurate: each model averages the test-time views its card names "
                                      "(mirror, shifted faces); live: one view per model, several times faster, "
                                      "noisier per frame (live mode sends it and smooths over frames)"}
+    regions_schema = {"type": "string", "example": "[[150, 40, 60, 60]]",
+                      "description": "a hint: JSON list of at most 16 [x, y, w, h] boxes (image pixels) where faces "
+                                     "were a moment ago; the detector then looks only around them (live mode sends "
+                                     "its tracked faces, and omits it every few frames for a full scan)"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],
@@ -46,6 +50,8 @@ def openapi_document() -> dict:
             "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
             "detector": {"type": "string"},
             "profile": {"type": "string", "enum": ["accurate", "live"]},
+            "scan": {"type": "string", "enum": ["full", "regions"],
+                     "description": "whether the detector scanned the whole image or only the given regions"},
             "models": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "model name → version"},
             "timing_ms": {"type": "object", "additionalProperties": {"type": "number"},
@@ -64,20 +70,24 @@ def openapi_document() -> dict:
                 "summary": "Analyze the faces in one image",
                 "parameters": [{"name": "detector", "in": "query", "required": False, "schema": detector_schema},
                                {"name": "min_face", "in": "query", "required": False, "schema": min_face_schema},
-                               {"name": "profile", "in": "query", "required": False, "schema": profile_schema}],
+                               {"name": "profile", "in": "query", "required": False, "schema": profile_schema},
+                               {"name": "regions", "in": "query", "required": False, "schema": regions_schema}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "format": "binary"}, "detector": detector_schema,
-                        "min_face": min_face_schema, "profile": profile_schema}}},
+                        "min_face": min_face_schema, "profile": profile_schema,
+                        "regions": regions_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "description": "base64 image bytes, or a data: URL"},
                         "detector": detector_schema, "min_face": min_face_schema,
-                        "profile": profile_schema}}},
+                        "profile": profile_schema,
+                        "regions": {"oneOf": [regions_schema, {"type": "array", "items": {
+                            "type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}}]}}}},
                 }},
                 "responses": {
                     "200": {"description": "Analysis (faces is [] when no face is found)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
-                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector or profile, min_face out of range"),
+                    "400": _error("Bad request: missing/empty image, bad base64, unknown detector or profile, min_face out of range, bad regions"),
                     "413": _error("Too large: too many bytes or too many pixels"),
                     "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),

@@ -12,7 +12,7 @@ from app.pipeline.errors import BadRequest, UnsupportedType
 FIELD = "image"
 
 
-OPTIONS = ("detector", "min_face", "profile")   # analysis options: form/JSON fields or query parameters
+OPTIONS = ("detector", "min_face", "profile", "regions")   # analysis options: form/JSON fields or query parameters
 
 
 def image_from_request(allow_json: bool) -> tuple[bytes, dict]:

@@ -5,6 +5,8 @@ cannot disagree about what an image contains.
 """
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 
@@ -19,12 +21,36 @@ from app.pipeline.predict import PROFILES, Predictor
 _local = threading.local()
 
 
-def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0, regions=None) -> list[tuple[int, int, int, int]]:
     if detector == "none":
         return whole_image_box(image)
     if not hasattr(_local, "haar"):
         _local.haar = HaarFaceDetector()
+    if regions:
+        return _local.haar.detect_in_regions(image, regions, min_face)
     return _local.haar.detect(image, min_face)
+
+
+MAX_REGIONS = 16
+
+
+def check_regions(value) -> list[tuple[float, float, float, float]] | None:
+    """Where to look for faces (a hint, e.g. live mode's tracked boxes): a JSON list (or its text) of
+    [x, y, w, h] boxes in image pixels; absent or [] = the whole image."""
+    if value is None or value == "":
+        return None
+    try:
+        boxes = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(boxes, list) or len(boxes) > MAX_REGIONS:
+            raise ValueError
+        parsed = [tuple(float(v) for v in box) for box in boxes]
+        if any(len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0
+               for box in parsed):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise BadRequest(f"regions must be a JSON list of at most {MAX_REGIONS} [x, y, w, h] boxes with w, h > 0, "
+                         f"got {str(value)[:100]!r}.", code="bad_regions") from None
+    return parsed or None
 
 
 def check_detector(detector: str | None, default: str = "haar") -> str:
@@ -60,11 +86,12 @@ def check_min_face(value) -> float:
 
 
 def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
-                 profile: str = "accurate", max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
+                 profile: str = "accurate", regions=None, max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
     """(answer dict, decoded RGB image). Raises InputError subclasses for bad input."""
     detector = check_detector(detector)
     min_face = check_min_face(min_face)
     profile = check_profile(profile)
+    regions = check_regions(regions)
     timing = {}
     clock = time.perf_counter()
 
@@ -76,7 +103,7 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
 
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     lap("decode")
-    boxes = find_faces(image, detector, min_face)
+    boxes = find_faces(image, detector, min_face, regions)
     lap("detect")
     batches = predictor.prepare(image, boxes)
     lap("preprocess")
@@ -88,7 +115,8 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
              for (x, y, w, h), out in zip(boxes, outputs)]
     height, width = image.shape[:2]
     answer = {"faces": faces, "image": {"width": width, "height": height},
-              "detector": detector, "profile": profile, "models": dict(predictor.versions), "timing_ms": timing}
+              "detector": detector, "profile": profile,
+              "scan": "regions" if regions and detector != "none" else "full", "models": dict(predictor.versions), "timing_ms": timing}
     return answer, image
 
 

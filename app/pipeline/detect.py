@@ -50,6 +50,58 @@ class HaarFaceDetector:
         boxes = [tuple(int(round(v / scale)) for v in b) for b in (found if len(found) else [])]
         return sorted(boxes, key=lambda b: -b[2] * b[3])
 
+    def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+        """Faces near the given boxes only (x, y, w, h in `image` pixels, e.g. where live mode's
+        tracker saw faces a frame ago): the cascade scans each box grown by REGION_PAD of its size on
+        every side, for faces from REGION_MIN_SCALE to REGION_MAX_SCALE times its size, instead of the
+        whole frame at all scales. Same settings, same downscaled copy as detect(); boxes largest first.
+        """
+        s = self.settings
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, s.max_side / max(gray.shape[:2]))
+        if scale < 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        height, width = gray.shape[:2]
+        floor = max(s.min_size, int(min_face * min(height, width)))
+        boxes = []
+        for rx, ry, rw, rh in regions:
+            rx, ry, rw, rh = (v * scale for v in (rx, ry, rw, rh))
+            side = max(rw, rh)
+            x0, y0 = max(0, int(rx - REGION_PAD * side)), max(0, int(ry - REGION_PAD * side))
+            x1, y1 = min(width, int(rx + rw + REGION_PAD * side)), min(height, int(ry + rh + REGION_PAD * side))
+            low = max(floor, int(REGION_MIN_SCALE * side))
+            high = int(REGION_MAX_SCALE * side)
+            if x1 - x0 < low or y1 - y0 < low or high < low:
+                continue
+            found = self.cascade.detectMultiScale(
+                gray[y0:y1, x0:x1], scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+                minSize=(low, low), maxSize=(high, high))
+            boxes += [tuple(int(round(v / scale)) for v in (fx + x0, fy + y0, fw, fh))
+                      for fx, fy, fw, fh in (found if len(found) else [])]
+        return without_overlaps(sorted(boxes, key=lambda b: -b[2] * b[3]))
+
+
+# A tracked face moves and changes size a little between two live frames (one round trip apart).
+REGION_PAD = 0.5
+REGION_MIN_SCALE = 0.6
+REGION_MAX_SCALE = 1.6
+
+
+def overlap(a, b) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other."""
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def without_overlaps(boxes: list) -> list:
+    """Boxes (largest first) minus those mostly inside a larger one: two regions can find one face."""
+    kept = []
+    for box in boxes:
+        if all(overlap(box, k) < 0.5 for k in kept):
+            kept.append(box)
+    return kept
+
 
 def whole_image_box(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """detector='none': the whole image is one face crop (for pre-cropped faces)."""
