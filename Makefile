@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-# 2 cores: one worker per core, 2 threads each to overlap uploads with analysis;
-# one TensorFlow thread per worker so the two workers do not fight over the cores.
-GUNICORN_ARGS := --bind 127.0.0.1:8000 --workers 2 --threads 2 --timeout 60
+# Workers, threads, timeouts and request-size limits: gunicorn.conf.py.
+# One TensorFlow thread per worker so the two workers do not fight over the cores.
+GUNICORN_ARGS := -c gunicorn.conf.py
 
 .PHONY: run test venv
 

@@ -1,4 +1,4 @@
-"""JSON API under /api/v1: analyze, health, and the OpenAPI document describing both."""
+"""JSON API under /api/v1: analyze, health (liveness), ready (readiness), and the OpenAPI document."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
@@ -27,8 +27,23 @@ def analyze():
 
 @bp.get("/health")
 def health():
+    """Liveness: the process answers (models load before the app serves anything). Never waits on analyses."""
     predictor = current_app.extensions["visage.predictor"]
     return jsonify({"status": "ok", "models_loaded": True, "models": predictor.versions})
+
+
+@bp.get("/ready")
+def ready():
+    """Readiness: models loaded and analyses are not queued beyond VISAGE_QUEUE_TIMEOUT (else 503)."""
+    gate = current_app.extensions["visage.gate"]
+    body = {"ready": not gate.saturated(), "analyses_running": gate.running, "analyses_waiting": gate.waiting,
+            "analysis_slots": gate.slots}
+    if body["ready"]:
+        return jsonify(body)
+    response = jsonify(body)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(gate.retry_after())
+    return response
 
 
 @bp.get("/openapi.json")

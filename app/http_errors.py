@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app.admission import Busy
 from app.api import error_response
 
 API_PREFIX = "/api/"
@@ -22,6 +23,19 @@ def register(app: Flask) -> None:
                 response[0].headers["Allow"] = ", ".join(e.valid_methods)
             return response
         return render_template("error.html", status=e.code, title=e.name, message=e.description), e.code
+
+    @app.errorhandler(Busy)
+    def busy(e: Busy):
+        if request.path.startswith(API_PREFIX):
+            response, status = error_response(503, e.code, e.message)
+        else:
+            response = app.make_response(render_template(
+                "error.html", status=503, title="Busy right now",
+                message=f"{e.message} Please try again in about {e.retry_after} s."))
+            status = 503
+        response.status_code = status
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):

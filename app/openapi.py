@@ -1,6 +1,8 @@
 """The OpenAPI 3 description of /api/v1 (served at /api/v1/openapi.json; a test keeps it in sync with the routes)."""
 from __future__ import annotations
 
+from app.pipeline.analyze import MAX_MIN_FACE
+from app.pipeline.detect import DETECTORS
 from app.pipeline.predict import AGE_GROUPS, EMOTION_LABELS
 
 EMOTIONS = list(EMOTION_LABELS)
@@ -10,10 +12,17 @@ def _error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+retry_after = {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}
+
+
+def _busy(description: str) -> dict:
+    return {**_error(description), "headers": {"Retry-After": retry_after}}
+
+
 def openapi_document() -> dict:
-    detector_schema = {"type": "string", "enum": ["haar", "none"], "default": "haar",
+    detector_schema = {"type": "string", "enum": list(DETECTORS), "default": DETECTORS[0],
                        "description": "haar: find faces; none: the whole image is one face crop"}
-    min_face_schema = {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0,
+    min_face_schema = {"type": "number", "minimum": 0, "maximum": MAX_MIN_FACE, "default": 0,
                        "description": "look only for faces at least this share of the image's shorter side "
                                       "(faster; live mode sends 0.12); 0 = down to 24 px"}
     profile_schema = {"type": "string", "enum": ["accurate", "live"], "default": "accurate",
@@ -60,6 +69,10 @@ def openapi_document() -> dict:
     }
     error = {"type": "object", "properties": {"error": {"type": "object", "required": ["code", "message"],
              "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+    counter = {"type": "integer", "minimum": 0}
+    ready = {"type": "object", "required": ["ready", "analyses_running", "analyses_waiting", "analysis_slots"],
+             "properties": {"ready": {"type": "boolean"}, "analyses_running": counter,
+                            "analyses_waiting": counter, "analysis_slots": counter}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Visage API", "version": "1",
@@ -78,7 +91,7 @@ def openapi_document() -> dict:
                         "min_face": min_face_schema, "profile": profile_schema,
                         "regions": regions_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
-                        "image": {"type": "string", "description": "base64 image bytes, or a data: URL"},
+                        "image": {"type": "string", "minLength": 1, "description": "base64 image bytes, or a data: URL"},
                         "detector": detector_schema, "min_face": min_face_schema,
                         "profile": profile_schema,
                         "regions": {"oneOf": [regions_schema, {"type": "array", "items": {
@@ -91,13 +104,24 @@ def openapi_document() -> dict:
                     "413": _error("Too large: too many bytes or too many pixels"),
                     "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),
+                    "503": _busy("Busy: the analysis could not start within VISAGE_QUEUE_TIMEOUT seconds "
+                                 "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout)"),
                 },
             }},
             "/api/v1/health": {"get": {
-                "summary": "Models loaded and their versions",
-                "responses": {"200": {"description": "Healthy", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"status": {"type": "string"}, "models_loaded": {"type": "boolean"},
-                                                     "models": {"type": "object"}}}}}}},
+                "summary": "Liveness: the process answers; models loaded and their versions",
+                "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["status", "models_loaded", "models"],
+                    "properties": {"status": {"type": "string", "enum": ["ok"]},
+                                   "models_loaded": {"type": "boolean"},
+                                   "models": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}},
+            }},
+            "/api/v1/ready": {"get": {
+                "summary": "Readiness: models loaded and analyses not queued beyond VISAGE_QUEUE_TIMEOUT",
+                "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": ready}}},
+                              "503": {"description": "Saturated: new analyses would wait too long",
+                                      "headers": {"Retry-After": retry_after},
+                                      "content": {"application/json": {"schema": ready}}}},
             }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This document",

@@ -14,7 +14,7 @@ import numpy as np
 
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
-from app.pipeline.errors import BadRequest
+from app.pipeline.errors import AnalysisTimeout, BadRequest
 from app.pipeline.predict import PROFILES, Predictor
 
 # One cascade per thread: sharing a CascadeClassifier across gunicorn threads is not documented as safe.
@@ -86,8 +86,13 @@ def check_min_face(value) -> float:
 
 
 def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
-                 profile: str = "accurate", regions=None, max_bytes: int, max_pixels: int) -> tuple[dict, np.ndarray]:
-    """(answer dict, decoded RGB image). Raises InputError subclasses for bad input."""
+                 profile: str = "accurate", regions=None, max_bytes: int, max_pixels: int,
+                 deadline: float | None = None) -> tuple[dict, np.ndarray]:
+    """(answer dict, decoded RGB image). Raises InputError subclasses for bad input.
+
+    deadline (time.monotonic()): checked after each step; past it, AnalysisTimeout. A step already
+    running is not interrupted (each is bounded by the pixel limit).
+    """
     detector = check_detector(detector)
     min_face = check_min_face(min_face)
     profile = check_profile(profile)
@@ -100,6 +105,8 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
         now = time.perf_counter()
         timing[step] = round((now - clock) * 1000, 1)
         clock = now
+        if deadline is not None and time.monotonic() > deadline:
+            raise AnalysisTimeout(f"the analysis ran past its time limit (after {step})")
 
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     lap("decode")

@@ -17,6 +17,8 @@ from app.pipeline.errors import BadRequest, TooLarge, Undecodable, UnsupportedTy
 # Pillow format names we accept. GIF / animated WebP: the first frame is used.
 FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF", "MPO": "JPEG"}
 SUPPORTED = "JPEG, PNG, WebP, BMP, GIF, TIFF"
+# Leading bytes of the accepted formats (WebP is RIFF....WEBP; BMP's "BM" is too short to be telling).
+SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\0", b"MM\0*")
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -43,6 +45,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise TooLarge(f"The image has too many pixels (decompression bomb?): {e}", code="too_many_pixels") from e
     except UnidentifiedImageError as e:
+        # Pillow says "unidentified" also when a known format's header is corrupt (e.g. a bad PNG CRC).
+        if data.startswith(SIGNATURES) or (data.startswith(b"RIFF") and data[8:12] == b"WEBP"):
+            raise Undecodable("The image header is corrupt (a known image format, but unreadable).") from e
         raise UnsupportedType(f"The file is not an image we can read. Supported: {SUPPORTED}.") from e
     except Exception as e:  # Pillow plugins raise assorted errors on corrupt headers
         raise Undecodable(f"The image header could not be read (corrupt file: {e}).") from e

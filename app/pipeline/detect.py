@@ -31,6 +31,16 @@ class HaarFaceDetector:
             raise RuntimeError(f"could not load the Haar cascade {path}; reinstall opencv-python-headless<5")
         self.settings = settings
 
+    def downscaled_gray(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The grayscale copy the cascade sees (longer side at most max_side) and its scale."""
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, self.settings.max_side / max(gray.shape[:2]))
+        if scale < 1.0:
+            height, width = gray.shape[:2]    # at least 1 px: a 10000x1 image must not shrink to 0
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        return gray, scale
+
     def detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
         """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8.
 
@@ -39,10 +49,7 @@ class HaarFaceDetector:
         uses it to detect several times faster (bench/measure_detector.py --live).
         """
         s = self.settings
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        scale = min(1.0, s.max_side / max(gray.shape[:2]))
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        gray, scale = self.downscaled_gray(image)
         min_size = max(s.min_size, int(min_face * min(gray.shape[:2])))
         found = self.cascade.detectMultiScale(
             gray, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
@@ -57,10 +64,7 @@ class HaarFaceDetector:
         whole frame at all scales. Same settings, same downscaled copy as detect(); boxes largest first.
         """
         s = self.settings
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        scale = min(1.0, s.max_side / max(gray.shape[:2]))
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        gray, scale = self.downscaled_gray(image)
         height, width = gray.shape[:2]
         floor = max(s.min_size, int(min_face * min(height, width)))
         boxes = []

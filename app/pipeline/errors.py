@@ -36,5 +36,9 @@ class Undecodable(InputError):
     status, code = 422, "undecodable"
 
 
+class AnalysisTimeout(RuntimeError):
+    """The analysis ran past its deadline (checked between steps; the server answers 503)."""
+
+
 class ModelUnavailable(RuntimeError):
     """A model file or card is missing or unreadable: the app must not start without it."""
