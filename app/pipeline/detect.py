@@ -71,8 +71,12 @@ class HaarFaceDetector:
         for rx, ry, rw, rh in regions:
             rx, ry, rw, rh = (v * scale for v in (rx, ry, rw, rh))
             side = max(rw, rh)
-            x0, y0 = max(0, int(rx - REGION_PAD * side)), max(0, int(ry - REGION_PAD * side))
-            x1, y1 = min(width, int(rx + rw + REGION_PAD * side)), min(height, int(ry + rh + REGION_PAD * side))
+            # Crop edges on a fixed grid: the cascade's answer depends a little on where the crop starts,
+            # and a crop that followed the hint pixel by pixel fed that back into the next hint (live ages
+            # then settled on two values a few years apart, alternating for seconds).
+            x0, y0 = (max(0, snap(v - REGION_PAD * side, floor=True)) for v in (rx, ry))
+            x1 = min(width, snap(rx + rw + REGION_PAD * side, floor=False))
+            y1 = min(height, snap(ry + rh + REGION_PAD * side, floor=False))
             low = max(floor, int(REGION_MIN_SCALE * side))
             high = int(REGION_MAX_SCALE * side)
             if x1 - x0 < low or y1 - y0 < low or high < low:
@@ -89,6 +93,14 @@ class HaarFaceDetector:
 REGION_PAD = 0.5
 REGION_MIN_SCALE = 0.6
 REGION_MAX_SCALE = 1.6
+
+
+REGION_GRID = 16   # pixels of the downscaled image
+
+
+def snap(value: float, floor: bool) -> int:
+    cells = value / REGION_GRID
+    return int(REGION_GRID * (np.floor(cells) if floor else np.ceil(cells)))
 
 
 def overlap(a, b) -> float:
