@@ -108,6 +108,29 @@ def main(argv=None):
             if answer["faces"]:
                 clip[profile]["faces"].append(answer["faces"][0])
 
+    # One 640x480 camera frame in-process (issue #13's comparison with `fer`), one face and four faces.
+    one = face_frame()
+    small = cv2.resize(one, (320, 240), interpolation=cv2.INTER_AREA)
+    four = np.concatenate([np.concatenate([small, small], 1)] * 2, 0)
+    frame_ms = {}
+    for name, picture, min_face in (("one_face", one, MIN_FACE), ("four_faces", four, 0.05)):
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        data = jpeg.tobytes()
+        boxes = [[f["box"][k] for k in "xywh"] for f in
+                 run_pipeline(data, predictor, min_face=min_face, **LIMITS)[0]["faces"]]
+        setups = {"accurate, full scan": {}, "live, full scan": {"profile": "live"},
+                  "live, regions": {"profile": "live", "regions": boxes}}
+        times = {setup: [] for setup in setups}
+        found = {}
+        for _ in range(max(10, args.frames // 4)):
+            for setup, options in setups.items():
+                t0 = time.perf_counter()
+                answer, _ = run_pipeline(data, predictor, min_face=min_face, **options, **LIMITS)
+                times[setup].append((time.perf_counter() - t0) * 1000)
+                found[setup] = len(answer["faces"])
+        frame_ms[name] = {setup: {"median_ms": round(statistics.median(t), 2), "faces": found[setup]}
+                          for setup, t in times.items()}
+
     def summary(runs, extra=()):
         out = {}
         for profile, r in runs.items():
@@ -126,6 +149,9 @@ def main(argv=None):
         "clip": {"what": "tests/browser/make_clip.py frames (2 px sway), 400 px JPEG q80, whole pipeline "
                          f"(min_face {MIN_FACE}); ms = decode + detect + preprocess + predict",
                  **summary(clip, extra=("detect_ms", "faces_per_frame"))},
+        "frame_640x480": {"what": "one 640x480 JPEG (q80) in-process through run_pipeline (decode, detect, "
+                                  "preprocess, predict); four_faces = the frame tiled 2x2 at half size, min_face 0.05",
+                          **frame_ms},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -5,10 +5,16 @@ count) and boxes are mapped back to original-image pixels.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+# OpenCV's own threads per process (a Haar scan uses them); unset = OpenCV's default (all cores).
+# bench/photo_throughput.py sets it per server layout.
+if os.environ.get("VISAGE_OPENCV_THREADS"):
+    cv2.setNumThreads(int(os.environ["VISAGE_OPENCV_THREADS"]))
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 DETECTORS = ("haar", "none")
