@@ -36,7 +36,9 @@ from app.pipeline.detect import HaarFaceDetector  # noqa: E402
 from app.pipeline.predict import PROFILES, load_predictor  # noqa: E402
 from tests.browser.make_clip import face_frame, jittered  # noqa: E402
 
-SEND_SIDE, JPEG_QUALITY, MIN_FACE, WINDOW = 400, 80, 0.12, 15   # what live mode sends (app/webcam.py)
+from app.webcam import LIVE_SMOOTHING_WINDOW as WINDOW  # noqa: E402  (the tracker's window)
+
+SEND_SIDE, JPEG_QUALITY, MIN_FACE = 400, 80, 0.12   # what live mode sends (app/webcam.py)
 LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}
 
 
