@@ -231,8 +231,9 @@ def file_sha256(path: Path) -> str:
 def onnx_session(models_dir: Path, card: dict, keras_path: Path):
     """An ONNX Runtime session for the card's ONNX copy, or None (serve the .keras file) when the card
     names none, the file or onnxruntime is missing, or the copy was made from another .keras file."""
-    entry = card.get("runtime", {}).get("onnx")
-    if not entry:
+    runtime = card.get("runtime")
+    entry = runtime.get("onnx") if isinstance(runtime, dict) else None
+    if not isinstance(entry, dict):
         return None
     path = models_dir / str(entry.get("file", ""))
     if not path.is_file():
