@@ -113,7 +113,9 @@ function smooth(history, shown, windowSize) {
   // Also kept while the shown age is still within the middle half of the window's ages: single
   // frames of a still face can settle on two values years apart (live profile, one view), and the
   // median then flips between them although nothing changed.
-  const typical = shown && n >= windowSize && shown.age >= quantile(ages, 0.25) && shown.age <= quantile(ages, 0.75);
+  // Not when the window first fills: that re-check is what corrects an early guess.
+  const typical = shown && !fillsWindow && n >= windowSize &&
+    shown.age >= quantile(ages, 0.25) && shown.age <= quantile(ages, 0.75);
   return {
     age: shown && (Math.abs(age - shown.age) < ageStep || typical) ? shown.age : Math.round(age),
     gender: { label: genderLabel, probability: (gender[genderLabel] || 0) / n },
