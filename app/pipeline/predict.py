@@ -249,9 +249,11 @@ def onnx_session(models_dir: Path, card: dict, keras_path: Path):
         log.warning("onnxruntime is not installed: serving %s with Keras", keras_path.name)
         return None
     options = ort.SessionOptions()
-    # One knob for both runtimes: `make run` gives each worker one thread (Makefile).
-    options.intra_op_num_threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0)
+    # One knob for both runtimes (`make run` sets 1). Unset: also 1, not ONNX Runtime's one per core,
+    # whose idle threads spin and took CPU from the Haar scan on 2 shared cores (docs/speed.md).
+    options.intra_op_num_threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 1)
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # a corrupt copy: the .keras file is still there
