@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-requirements
 
 # Workers, threads, timeouts and request-size limits: gunicorn.conf.py.
 # One model thread (TensorFlow and ONNX Runtime) and one OpenCV thread per worker so the two workers
-# do not fight over the cores: 2 workers x 1 thread gave the most photos/s (docs/speed.md).
+# do not oversubscribe the cores (layouts measured within noise of each other: docs/speed.md).
 GUNICORN_ARGS := -c gunicorn.conf.py
 
 .PHONY: run test venv
