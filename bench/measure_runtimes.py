@@ -1,5 +1,6 @@
 """Time the shipped models under TensorFlow (today's tf.function), ONNX Runtime and LiteRT, one thread.
 
+    pip install -r bench/requirements-runtimes.txt    # LiteRT (ONNX Runtime and tf2onnx: requirements.txt)
     python bench/measure_runtimes.py [--repeats 200] [--out reports/model_runtimes.json]
 
 Converts each models/*.keras in memory (tf2onnx for ONNX, TensorFlow's TFLite converter for LiteRT,
