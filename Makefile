@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
 # Workers, threads, timeouts and request-size limits: gunicorn.conf.py.
-# One TensorFlow thread per worker so the two workers do not fight over the cores.
+# One model thread (TensorFlow and ONNX Runtime) and one OpenCV thread per worker so the two workers
+# do not oversubscribe the cores (layouts measured within noise of each other: docs/speed.md).
 GUNICORN_ARGS := -c gunicorn.conf.py
 
 .PHONY: run test venv
@@ -22,7 +23,7 @@ $(STAMP): requirements.txt | $(BIN)/python
 	cp requirements.txt $(STAMP)
 
 run: venv
-	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2 \
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 VISAGE_OPENCV_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2 \
 		$(BIN)/gunicorn $(GUNICORN_ARGS) wsgi:app
 
 test: venv
