@@ -101,7 +101,7 @@ def openapi_document() -> dict:
                     "200": {"description": "Analysis (faces is [] when no face is found)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
                     "400": _error("Bad request (code): missing_image, empty_file, bad_base64, bad_json, json_too_deep, "
-                                  "bad_detector, bad_min_face, conflicting_option (query and body disagree), "
+                                  "bad_detector, bad_min_face, bad_profile, bad_regions, conflicting_option (query and body disagree), "
                                   "option_too_long. docs/api.md lists when each is sent"),
                     "413": _error("Too large (code): file_too_large, too_many_pixels, request_entity_too_large "
                                   "(body, multipart parts or a form field over its limit)"),
