@@ -29,10 +29,10 @@ def openapi_document() -> dict:
                       "description": "accurate: each model averages the test-time views its card names "
                                      "(mirror, shifted faces); live: one view per model, several times faster, "
                                      "noisier per frame (live mode sends it and smooths over frames)"}
-    regions_schema = {"type": "string", "example": "[[150, 40, 60, 60]]",
+    regions_schema = {"type": "string",
                       "description": "a hint: JSON list of at most 16 [x, y, w, h] boxes (image pixels) where faces "
                                      "were a moment ago; the detector then looks only around them (live mode sends "
-                                     "its tracked faces, and omits it every few frames for a full scan)"}
+                                     "its tracked faces in the query string, and omits it every few frames for a full scan)"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],
@@ -88,8 +88,7 @@ def openapi_document() -> dict:
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "format": "binary"}, "detector": detector_schema,
-                        "min_face": min_face_schema, "profile": profile_schema,
-                        "regions": regions_schema}}},
+                        "min_face": min_face_schema, "profile": profile_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "minLength": 1, "description": "base64 image bytes, or a data: URL"},
                         "detector": detector_schema, "min_face": min_face_schema,

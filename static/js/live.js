@@ -114,8 +114,9 @@ async function analyze(blob, regions) {
   body.append("image", blob, "frame.jpg");
   body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
   body.append("profile", "live");  // one view per model: the tracker averages over frames instead
-  if (regions) body.append("regions", JSON.stringify(regions));
-  const response = await fetch(settings.apiUrl, { method: "POST", body });
+  // The hint goes in the query string: it is the documented place for it beside a multipart body.
+  const url = regions ? `${settings.apiUrl}?regions=${encodeURIComponent(JSON.stringify(regions))}` : settings.apiUrl;
+  const response = await fetch(url, { method: "POST", body });
   const result = await response.json();
   if (!response.ok) throw new Error((result.error && result.error.message) || `HTTP ${response.status}`);
   return result;
