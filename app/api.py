@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from app.openapi import openapi_document, with_token_auth
-from app.pipeline.errors import InputError
-from app.uploads import analyze_request
+from app.pipeline.errors import BadRequest, InputError
+from app.uploads import analyze_request, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -42,9 +42,14 @@ class Unauthorized(InputError):
 
 
 def wants_save() -> bool:
-    body = request.get_json(silent=True) if request.is_json else None
+    """save: a JSON boolean in a JSON body, "true"/"false" in a form or query (as the OpenAPI document says)."""
+    body = json_body() if request.is_json else None
     raw = body.get("save") if isinstance(body, dict) and "save" in body else request.values.get("save")
-    return raw is True or str(raw).lower() in ("1", "true", "yes")
+    if raw is None or raw is False or raw == "false":
+        return False
+    if raw is True or raw == "true":
+        return True
+    raise BadRequest("save must be true or false.", code="bad_save")
 
 
 @bp.post("/analyze")

@@ -24,7 +24,7 @@ def openapi_document() -> dict:
                        "description": "haar: find faces; none: the whole image is one face crop"}
     min_face_schema = {"type": "number", "minimum": 0, "maximum": MAX_MIN_FACE, "default": 0,
                        "description": "look only for faces at least this share of the image's shorter side "
-                                      "(faster; live mode sends 0.12); 0 = down to 24 px"}
+                                      "(faster; live mode sends 0.12); 0 = every face the detector can find"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],

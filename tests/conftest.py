@@ -1,8 +1,8 @@
 """Shared fixtures: tiny stand-in models, the Flask app, and test images.
 
 THE MODELS HERE HAVE RANDOM WEIGHTS. They only exercise the plumbing (shapes,
-cards, batching, JSON); their predictions mean nothing. The real models in
-models/ are never used by these tests.
+cards, batching, JSON); their predictions mean nothing. The tests that use the
+shipped models in models/ say so (tests/test_real_models.py, the browser tests).
 """
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# CI=true: a skip for want of Keras, Chromium or Playwright is a failure (tests/ci_dependencies.py)
+from ci_dependencies import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+
+# the datasets: ../shared/data beside the checkout, or VISAGE_DATA_DIR (e.g. for a git worktree elsewhere)
+SHARED_DATA = Path(os.environ.get("VISAGE_DATA_DIR") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 
 EMOTION_CARD = {
     "name": "emotion", "file": "emotion.keras", "version": "test-random",

@@ -72,14 +72,14 @@ def test_save_needs_a_valid_token(db_client, astronaut_jpeg):
 def test_revoked_token_is_refused(db_app, new_account, astronaut_jpeg):
     client, email, _ = new_account()
     token = create_token(client)
-    assert analyze(db_app.test_client(), astronaut_jpeg, token, save="1").status_code == 200
+    assert analyze(db_app.test_client(), astronaut_jpeg, token, save="true").status_code == 200
     with db_app.app_context():
         token_id = store.user_tokens(store.find_user(email))[0].id
     other, _, _ = new_account()
     assert other.post(f"/account/tokens/{token_id}/revoke").status_code == 404      # not theirs
-    assert analyze(db_app.test_client(), astronaut_jpeg, token, save="1").status_code == 200
+    assert analyze(db_app.test_client(), astronaut_jpeg, token, save="true").status_code == 200
     assert client.post(f"/account/tokens/{token_id}/revoke").status_code == 302
-    r = analyze(db_app.test_client(), astronaut_jpeg, token, save="1")
+    r = analyze(db_app.test_client(), astronaut_jpeg, token, save="true")
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_token"
     assert len(client.get("/history/export.json").get_json()["items"]) == 2      # the two before revoking
 

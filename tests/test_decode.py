@@ -48,16 +48,39 @@ def test_gif_first_frame():
     assert image[5, 5, 0] > 200 and image[5, 5, 2] < 50
 
 
-def test_exif_orientation_applied(picture):
+def blocks(colours, side: int = 16) -> np.ndarray:
+    """Flat blocks of the given RGB colours side by side, so that lossy codecs keep each block's colour."""
+    return np.concatenate([np.full((side, side, 3), c, np.uint8) for c in colours], axis=1)
+
+
+# EXIF orientation → what the viewer must do to the stored pixels (np.rot90 turns counter-clockwise)
+ORIENTATIONS = {3: lambda a: np.rot90(a, 2), 6: lambda a: np.rot90(a, -1), 8: lambda a: np.rot90(a, 1),
+                2: lambda a: a[:, ::-1]}
+
+
+@pytest.mark.parametrize("tag", sorted(ORIENTATIONS))
+def test_exif_orientation_applied_in_the_right_direction(picture, tag):
     exif = Image.Exif()
-    exif[0x0112] = 6                      # "rotate 90° clockwise to display"
-    image = decode(encode(picture, "JPEG", exif=exif))
+    exif[0x0112] = tag                    # 6: "rotate 90° clockwise to display", 8: counter-clockwise
+    image = decode(encode(picture, "PNG", exif=exif))
+    assert np.array_equal(image, ORIENTATIONS[tag](picture))
+
+
+def test_exif_orientation_of_a_jpeg(picture):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = decode(encode(picture, "JPEG", exif=exif, quality=95))
     assert_rgb8(image, 80, 120)
+    expected = np.rot90(decode(encode(picture, "JPEG", quality=95)), -1).astype(int)
+    assert np.abs(image.astype(int) - expected).mean() < 2       # turned clockwise, not counter-clockwise
+    assert np.abs(image.astype(int) - np.rot90(expected, 2)).mean() > 20
 
 
-def test_grayscale(picture):
+def test_grayscale_becomes_three_equal_channels(picture):
     gray = np.asarray(Image.fromarray(picture).convert("L"))
-    assert_rgb8(decode(encode(gray, "PNG")), 120, 80)
+    image = decode(encode(gray, "PNG"))
+    assert_rgb8(image, 120, 80)
+    assert all(np.array_equal(image[..., c], gray) for c in range(3))
 
 
 def test_rgba_transparent_becomes_white():
@@ -67,16 +90,22 @@ def test_rgba_transparent_becomes_white():
     assert (image == 255).all()
 
 
-def test_palette_png(picture):
-    buffer = io.BytesIO()
-    Image.fromarray(picture).convert("P", palette=Image.Palette.ADAPTIVE).save(buffer, format="PNG")
-    assert_rgb8(decode(buffer.getvalue()), 120, 80)
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0), (200, 120, 40)]
 
 
-def test_cmyk_jpeg(picture):
+def test_palette_png_keeps_its_colours():
     buffer = io.BytesIO()
-    Image.fromarray(picture).convert("CMYK").save(buffer, format="JPEG")
-    assert_rgb8(decode(buffer.getvalue()), 120, 80)
+    Image.fromarray(blocks(COLOURS)).convert("P", palette=Image.Palette.ADAPTIVE).save(buffer, format="PNG")
+    assert np.array_equal(decode(buffer.getvalue()), blocks(COLOURS))      # 6 colours fit any palette exactly
+
+
+def test_cmyk_jpeg_colours_come_back_as_rgb():
+    buffer = io.BytesIO()
+    Image.fromarray(blocks(COLOURS)).convert("CMYK").save(buffer, format="JPEG", quality=95)
+    image = decode(buffer.getvalue())
+    assert_rgb8(image, 16, 16 * len(COLOURS))
+    centres = image[8, 8::16].astype(int)             # the middle of each block
+    assert np.abs(centres - np.array(COLOURS)).max() <= 12, centres.tolist()
 
 
 def test_16bit_grayscale_is_scaled_not_clipped():

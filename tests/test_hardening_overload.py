@@ -16,7 +16,7 @@ from test_api import assert_error, upload
 def busy_app(models_dir):
     """One analysis slot, a short queue timeout: easy to saturate from a test."""
     from app import create_app
-    return create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir),
+    return create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "VISAGE_MODELS_DIR": str(models_dir),
                        "VISAGE_ANALYSIS_SLOTS": 1, "VISAGE_QUEUE_TIMEOUT": 0.3})
 
 
@@ -115,7 +115,7 @@ def test_ready_is_503_when_saturated_and_200_otherwise(busy_app):
 
 def test_analysis_past_its_time_limit_is_503(models_dir, astronaut_jpeg):
     from app import create_app
-    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "VISAGE_ANALYSIS_TIMEOUT": 0})
+    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "VISAGE_MODELS_DIR": str(models_dir), "VISAGE_ANALYSIS_TIMEOUT": 0})
     r = upload(app.test_client(), astronaut_jpeg)
     assert_error(r, 503, "analysis_timeout")
     assert "Retry-After" in r.headers

@@ -43,3 +43,13 @@ def test_face_schema_matches_answer(client, astronaut_jpeg):
     answer = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")}).get_json()
     assert set(answer["faces"][0]) == set(face_schema["properties"]) == set(face_schema["required"])
     assert set(doc["components"]["schemas"]["Analysis"]["required"]) <= set(answer)
+
+
+def test_options_are_documented_from_the_code_that_checks_them(client):
+    """The detector list and min_face's range in the document are the constants the request checks use."""
+    from app.pipeline.analyze import MAX_MIN_FACE, check_detector, check_min_face
+    from app.pipeline.detect import DETECTORS
+    doc = client.get("/api/v1/openapi.json").get_json()
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/analyze"]["post"]["parameters"]}
+    assert params["detector"]["enum"] == list(DETECTORS) and all(check_detector(d) == d for d in DETECTORS)
+    assert params["min_face"]["maximum"] == MAX_MIN_FACE and check_min_face(MAX_MIN_FACE) == MAX_MIN_FACE

@@ -34,7 +34,7 @@ def assert_well_formed(face: dict, width: int, height: int):
 def test_portrait_has_a_face(predictor, astronaut_jpeg):
     result = analyze(astronaut_jpeg, predictor)
     assert result["image"] == {"width": 512, "height": 512}
-    assert len(result["faces"]) >= 1
+    assert len(result["faces"]) == 1
     for face in result["faces"]:
         assert_well_formed(face, 512, 512)
     assert result["models"] == {"emotion": "test-random", "age_gender": "test-random"}
@@ -103,11 +103,12 @@ UTKFACE = SHARED_DATA / "utkface" / "UTKFace"
 @pytest.mark.skipif(not UTKFACE.is_dir(), reason=f"dataset not available at {UTKFACE}")
 def test_real_face_crops(predictor):
     """UTKFace face crops (read in place, never copied). The face fills the whole 200x200 crop, which
-    is hard for the Haar cascade (it finds ~60%), so only a loose bound is checked for it."""
+    is hard for the Haar cascade (it finds about half of them as they are), so only a loose bound is checked
+    for how many it finds; but each chip holds one face, so it never finds two."""
     files = sorted(UTKFACE.glob("*.jpg"))
     files = files[:: max(1, len(files) // 12)][:12]
-    with_haar = [len(analyze(f.read_bytes(), predictor)["faces"]) >= 1 for f in files]
-    assert sum(with_haar) >= len(files) // 3
+    counts = [len(analyze(f.read_bytes(), predictor)["faces"]) for f in files]
+    assert max(counts) == 1 and sum(counts) >= len(files) // 3
     for f in files[:3]:
         faces = analyze(f.read_bytes(), predictor, detector="none")["faces"]
         assert len(faces) == 1

@@ -13,9 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.pipeline.predict import EMOTION_LABELS
 from app.pipeline.preprocess import prepare_face
 
-EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+EMOTIONS = list(EMOTION_LABELS)      # the app's labels, in FER2013's class order (0 angry ... 6 neutral)
 INPUT_SIZE = 48
 # FER+ vote columns for our 7 classes, in EMOTIONS order (contempt, unknown, NF dropped).
 FERPLUS_COLUMNS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
@@ -97,53 +98,60 @@ def soft_targets(split: FerSplit, votes: dict[str, np.ndarray], mode: str) -> tu
     return targets, keep
 
 
-def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0) -> dict[str, FerSplit | int]:
+SPLITS = ("train", "public", "private")
+
+
+def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0,
+             splits: tuple[str, ...] = SPLITS) -> dict[str, FerSplit | int]:
     """{"train", "public", "private"} splits, training copies of test images removed.
 
-    limit > 0 keeps only every k-th image so that each split has about `limit` (smoke tests).
+    Only the `splits` asked for are returned (and read from the cache): an evaluator asks for
+    PrivateTest only once its setup is fixed. limit > 0 keeps only every k-th image so that each
+    split has about `limit` (smoke tests).
     """
     data_dir = Path(data_dir)
     cache = Path(cache_dir) / "fer2013_48.npz" if cache_dir else None
     if cache and cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        out = {k: FerSplit(z[f"{k}_x"], z[f"{k}_y"], list(z[f"{k}_paths"])) for k in ("train", "public", "private")}
-        out["dropped_duplicates"] = int(z["dropped"])
-        return out
+        with np.load(cache, allow_pickle=False) as z:     # an npz reads each array only when asked for it
+            out = {k: FerSplit(z[f"{k}_x"], z[f"{k}_y"], list(z[f"{k}_paths"])) for k in splits}
+            return out | {"dropped_duplicates": int(z["dropped"])}
     train = list_images(data_dir, "train")
     public = list_images(data_dir, "test", "PublicTest")
     private = list_images(data_dir, "test", "PrivateTest")
     if limit:
         train, public, private = (items[::max(1, len(items) // limit)] for items in (train, public, private))
+    # training copies of test images go whichever splits are asked for (pixels are compared, not labels)
     train, dropped = drop_test_copies(data_dir, train, public + private)
-    out = {"train": load_split(data_dir, train), "public": load_split(data_dir, public),
-           "private": load_split(data_dir, private), "dropped_duplicates": dropped}
+    items = {"train": train, "public": public, "private": private}
+    out = {k: load_split(data_dir, items[k]) for k in (SPLITS if cache else splits)}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, dropped=dropped, **{f"{k}_{a}": np.asarray(getattr(out[k], a))
-                                            for k in ("train", "public", "private") for a in ("x", "y", "paths")})
-    return out
+                                            for k in SPLITS for a in ("x", "y", "paths")})
+    return {k: out[k] for k in splits} | {"dropped_duplicates": dropped}
 
 
-def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4, pad: float = 0.25) -> float:
-    """The crop margin that makes a Haar-detected face framed like a FER2013 image.
+def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4) -> float:
+    """The crop margin that makes a face the app detects framed like a FER2013 image.
 
-    FER2013 images are face crops of their own framing; the serving detector
-    runs on (upscaled, padded) training images, and the median detected box
-    width w (as a share of the image) gives margin = (1/w - 1) / 2.
+    FER2013 images are the dataset's own face crops (not cut by our detector). Each (upscaled to a
+    photo-like size) goes through the one way training finds faces (training.common.face_in_frame:
+    set in a frame of its edge pixels, the app's detector, its largest box); the median box width
+    w, as a share of the image, gives margin = (1/w - 1) / 2.
     """
-    from app.pipeline.detect import HaarFaceDetector
-    detector = HaarFaceDetector()
+    from training.common import face_in_frame
     widths = []
     for img in x[:: max(1, len(x) // n)]:
         gray = cv2.resize((img[..., 0] * 255).astype(np.uint8), None, fx=upscale, fy=upscale,
                           interpolation=cv2.INTER_LINEAR)
         side = gray.shape[0]
-        p = int(pad * side)
-        padded = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_REPLICATE)
-        for bx, by, bw, bh in detector.detect(padded):
-            if bw > 0.4 * side and abs(bx + bw / 2 - p - side / 2) < 0.2 * side:
-                widths.append(bw / side)
-                break
+        framed, box = face_in_frame(gray)
+        if box is None:
+            continue
+        bx, _, bw, _ = box
+        p = (framed.shape[1] - side) / 2
+        if bw > 0.4 * side and abs(bx + bw / 2 - p - side / 2) < 0.2 * side:   # the face, not a stray box
+            widths.append(bw / side)
     if not widths:      # too few images to measure (smoke runs): the detector's own framing
         return 0.0
     return round(float((1 / np.median(widths) - 1) / 2), 3)

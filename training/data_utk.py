@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.analyze import find_faces
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import whole_image_box
 from app.pipeline.preprocess import prepare_face, prepare_faces
+from training.common import face_in_frame
 
 RACES = ["White", "Black", "Asian", "Indian", "Others"]
 GENDERS = ["male", "female"]
@@ -76,18 +76,10 @@ def list_items(data_dir: Path) -> dict[str, list[UtkItem]]:
     return out
 
 
-CONTEXT_PAD = 0.3   # share of the chip's side added on every side, as the rest of a photo would be
-
-
-def chip_as_photo(data: bytes, pad: float = CONTEXT_PAD) -> np.ndarray:
-    """A chip file decoded by the app's decoder and set in a frame of its own edge pixels.
-
-    A tight chip fills its image; the Haar cascade needs some surroundings (sent as they are,
-    about half of the chips give no face), which any real photo has.
-    """
-    image = decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40)
-    p = int(round(pad * max(image.shape[:2])))
-    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+def chip_as_photo(data: bytes) -> tuple[np.ndarray, tuple | None]:
+    """A chip file decoded by the app's decoder, set in a frame of its own edge pixels, and the face the
+    app finds in it (training.common.face_in_frame: its detector and settings, largest box) or None."""
+    return face_in_frame(decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40))
 
 
 def app_path_crop(data: bytes, size: int, margin: float) -> tuple[np.ndarray, bool]:
@@ -97,10 +89,10 @@ def app_path_crop(data: bytes, size: int, margin: float) -> tuple[np.ndarray, bo
     Where the app finds no face, the whole image stands in (as detector="none" would) and
     `detected` is False: training skips such images, evaluation counts them as missed.
     """
-    image = chip_as_photo(data)
-    boxes = find_faces(image, "haar")
-    box = boxes[0] if boxes else whole_image_box(image)[0]
-    return prepare_faces(image, [box], size, margin)[0], bool(boxes)
+    image, box = chip_as_photo(data)
+    detected = box is not None
+    box = box if detected else whole_image_box(image)[0]
+    return prepare_faces(image, [box], size, margin)[0], detected
 
 
 def chip_crop(chip_rgb: np.ndarray, size: int) -> np.ndarray:
@@ -115,19 +107,26 @@ def read_rgb(data_dir: Path, item: UtkItem) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+SPLITS = ("train", "val", "test")
+
+
 def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cache_dir: Path | None = None,
-             limit: int = 0) -> dict:
+             limit: int = 0, splits: tuple[str, ...] = SPLITS) -> dict:
     """Arrays per split: x (N, size, size, 1), age, gender, race (-1 = unknown), detected (bool), plus
-    crop statistics. crops="haar": the app's own detect-and-crop path (app_path_crop); "chip": the chips."""
+    crop statistics. crops="haar": the app's own detect-and-crop path (app_path_crop); "chip": the chips.
+
+    Only the `splits` asked for are returned (and read from the cache): an evaluator asks for the test
+    split only once its setup is fixed. A new cache is always written whole (all three splits)."""
     data_dir = Path(data_dir)
     key = f"utkface_{'app' if crops == 'haar' else crops}_{size}_m{margin:g}.npz"
     cache = Path(cache_dir) / key if cache_dir and not limit else None
     fields = ("x", "age", "gender", "race", "detected")
     if cache and cache.exists():
-        z = np.load(cache)
-        out = {s: {a: z[f"{s}_{a}"] for a in fields} for s in ("train", "val", "test")}
+        with np.load(cache) as z:      # an npz reads each array only when asked for it
+            out = {s: {a: z[f"{s}_{a}"] for a in fields} for s in splits}
         return out | {"crop_stats": crop_stats(out)}
     items = list_items(data_dir)
+    items = {s: v for s, v in items.items() if cache or s in splits}
     if limit:
         items = {s: v[:: max(1, len(v) // limit)] for s, v in items.items()}
     out = {}
@@ -145,14 +144,15 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cach
                       "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **{f"{s}_{a}": out[s][a] for s in ("train", "val", "test") for a in fields})
+        np.savez(cache, **{f"{s}_{a}": out[s][a] for s in SPLITS for a in fields})
+    out = {s: out[s] for s in splits}
     return out | {"crop_stats": crop_stats(out)}
 
 
 def crop_stats(splits: dict) -> dict:
     """Per split: images, and how many of them the app's detector found a face in."""
     return {s: {"images": int(len(splits[s]["age"])), "detected": int(splits[s]["detected"].sum())}
-            for s in ("train", "val", "test")}
+            for s in SPLITS if s in splits}
 
 
 def detected_only(split: dict) -> dict:

@@ -2,11 +2,15 @@
 
     python -m training.evaluate_age_gender --data-dir ../shared/data/utkface --run-dir runs/age_gender
 
-The checkpoint, averaging with --ensemble-with models, the output corrections
-of training/ensemble.py (a linear age correction, Platt scaling of P(female)),
-the age interval and the gender calibration check all come from `val`; every
-reported number comes from `test`, which was never used for selection. Writes
-models/age_gender.keras, models/age_gender.json and plots in reports/.
+Protocol (validation only). The budgets (--max-latency-ms, --max-size-mb) are fixed by the command
+line before anything is scored. Then, from train and val alone: the checkpoint, averaging with
+--ensemble-with models, the test-time views (face only, + mirror, + 4 shifts, + 4 shifts each
+mirrored), the output corrections of training/ensemble.py (a linear age correction, Platt scaling of
+P(female)) and the age interval. Only then is the test split read, and scored once, for the chosen
+setup: its accurate views and its live profile (one view), both on the faces the app's own detector
+finds (the headline, with the detection recall beside it; a missed face is no answer, as in the app)
+and on the tight chips as ready crops. Writes models/age_gender.keras, models/age_gender.json and
+plots in reports/.
 
     # snapshot ensemble: the new run's checkpoint averaged with the model it was warm-started from
     python -m training.evaluate_age_gender --data-dir ../shared/data/utkface --run-dir runs/age_gender_ws \
@@ -39,6 +43,11 @@ def parse_args(argv=None):
     p.add_argument("--max-latency-ms", type=float, default=30.0,
                    help="serving setups (members x test-time views) slower than this per face are scored but "
                         "not chosen: the webcam page analyses every frame (time it on an otherwise idle machine)")
+    p.add_argument("--latency-statistic", choices=["median", "p10"], default="median",
+                   help="which single-face time the budget applies to: median (on an idle machine), or the "
+                        "fastest tenth of the calls (p10: nearer the idle cost when other jobs share the CPU)")
+    p.add_argument("--max-size-mb", type=float, default=20.0,
+                   help="serving setups whose weights (float32) take more than this are not chosen")
     return p.parse_args(argv)
 
 
@@ -86,20 +95,26 @@ def objective(age: np.ndarray, p: np.ndarray, split: dict) -> float:
     return float(AGE_LOSS_WEIGHT * np.abs(age - split["age"]).mean() + bce)
 
 
-def setup_latency_ms(members: list, size: int, choice: str) -> float:
-    """Median single-face latency of a serving setup, through the app's own model wrapper."""
+def setup_latency_ms(members: list, size: int, choice: str, statistic: str = "median") -> float:
+    """Single-face latency of a serving setup (its median or p10), through the app's own model wrapper."""
     from training.common import single_face_latency_ms
     from training.ensemble import average_models
     flip, shift_px = tta_settings(choice, size)
     card = {"name": "age_gender", "file": "", "version": "", "input": {"size": size, "margin": 0.0},
             "outputs": {}, "test_time_augmentation": {"horizontal_flip": flip, "shift_px": shift_px}}
-    return single_face_latency_ms(average_models(members, "timing"), card, calls=100)["median"]
+    return single_face_latency_ms(average_models(members, "timing"), card, calls=100)[statistic]
 
 
-def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_latency_ms: float) -> dict:
-    """Members and test-time views by val objective among the setups within the latency budget; then each
-    output correction kept only if it helps on held-out halves of val. `candidates` maps a name to members,
-    each list a prefix of the longest."""
+def size_mb(members: list) -> float:
+    """The weights of a serving setup in MB (float32), about the size of its .keras file."""
+    return sum(int(m.count_params()) for m in members) * 4 / 1e6
+
+
+def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_latency_ms: float,
+                         max_size_mb: float = float("inf"), latency_statistic: str = "median") -> dict:
+    """Members and test-time views by val objective among the setups within the latency and size budgets;
+    then each output correction kept only if it helps on held-out halves of val. `candidates` maps a name
+    to members, each list a prefix of the longest. Takes no test data: nothing here can depend on it."""
     from training.ensemble import fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt, two_fold_gain, views_of
     every = max(candidates.values(), key=len)
     size = int(val["x"].shape[1])
@@ -107,14 +122,18 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     views = {(name, tta): views_of(all_views, len(members), len(every), view_indices(tta, size))
              for name, members in candidates.items() for tta in TTA_CHOICES}
     losses = {key: objective(*averaged(v), val) for key, v in views.items()}
-    latency = {(name, tta): setup_latency_ms(candidates[name], size, tta) for name, tta in views}
-    allowed = [key for key in views if latency[key] <= max_latency_ms] or [min(latency, key=latency.get)]
+    latency = {(name, tta): setup_latency_ms(candidates[name], size, tta, latency_statistic) for name, tta in views}
+    sizes = {name: size_mb(members) for name, members in candidates.items()}
+    within = [key for key in views if latency[key] <= max_latency_ms and sizes[key[0]] <= max_size_mb]
+    allowed = within or [min(latency, key=latency.get)]
     name, tta = min(allowed, key=losses.get)
     ages, logits = [a for a, _ in views[name, tta]], [logit(p) for _, p in views[name, tta]]
     setup = {"members": name, "tta": tta,
              "val_loss": {f"{n}, views: {t}": v for (n, t), v in losses.items()},
              "latency_ms": {f"{n}, views: {t}": v for (n, t), v in latency.items()},
-             "max_latency_ms": max_latency_ms,
+             "size_mb": sizes, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
+             "latency_statistic": latency_statistic,
+             "within_budgets": bool(within),
              "age_correction": np.array([1.0, 0.0]), "gender_platt": np.array([1.0, 0.0])}
     if corrections:
         setup["age_check"] = two_fold_gain(fit_linear_age, linear_age, setup["age_correction"], ages, val["age"],
@@ -128,18 +147,70 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     return setup
 
 
+def select_setup(args, train: dict, val: dict) -> dict:
+    """Everything the evaluation chooses, from train and val (faces the app detects) alone: the checkpoint,
+    the ensemble members, the test-time views, the output corrections."""
+    from training.common import load_other_members, pick_checkpoint
+    from training.ensemble import ensemble_candidates
+    model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), train["x"],
+                                               lambda m: -validation_loss(m, val))
+    candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, train["x"]))
+    setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms, args.max_size_mb,
+                                 args.latency_statistic)
+    return setup | {"checkpoint": chosen, "checkpoint_selection": selection,
+                    "networks": candidates[setup["members"]],
+                    "kept_others": args.ensemble_with[:models_used[setup["members"]]]}
+
+
+def served_model(setup: dict, path: Path):
+    """The chosen networks averaged, the corrections folded in, exported to `path` and read back from it."""
+    import keras
+    from training.common import export_inference_model
+    from training.ensemble import average_models, fold_linear_age, fold_platt
+    model = average_models(setup["networks"], "visage_age_gender_ensemble")
+    fold_linear_age(model, "age", setup["age_correction"])
+    fold_platt(model, "gender", setup["gender_platt"])
+    # Score the exported file itself: fold_linear_age sets Rescaling's scale/offset, plain floats that
+    # a predict function traced before the fold keeps, so the in-memory model answers uncorrected.
+    export_inference_model(model, path)
+    return keras.models.load_model(path, compile=False)
+
+
+def split_scores(split: dict, age_pred: np.ndarray, p_female: np.ndarray, found: np.ndarray | None = None) -> dict:
+    """Age and gender metrics of predictions for the faces in `split`. With `found` (did the app detect
+    each image's face; `split` then holds the found faces only), also the detection recall and the
+    per-image rates where a missed face counts as no answer, as it is in the app."""
+    from training.metrics import age_report, binary_report
+    age = age_report(split["age"], age_pred)
+    gender = binary_report(split["gender"], p_female) | {"positive_label": "female"}
+    out = {"age": age, "gender": gender}
+    if found is not None:
+        images = int(len(found))
+        out["detection"] = {"images": images, "detected": int(found.sum()), "missed": int((~found).sum()),
+                            "recall": float(found.mean()) if images else 0.0}
+        correct = ((p_female >= 0.5) == (split["gender"] >= 0.5)).sum()
+        out["per_image"] = {"gender_correct": float(correct / max(1, images)),
+                            "age_within_5_years": float(age["cs5"] * age["n"] / max(1, images))}
+    return out
+
+
 def fairness_table(split: dict, age_pred, p_female) -> dict:
-    """Gender accuracy and age MAE for each race group and each gender."""
+    """Per race group and gender: the app's detection recall over all test images, then gender accuracy and
+    age MAE on the faces it found. `split` holds all images; predictions are for its detected ones."""
     from training.data_utk import GENDERS, RACES
     from training.metrics import age_report, binary_report
+    found = split["detected"]
     groups = {f"race={r}": split["race"] == i for i, r in enumerate(RACES)}
     groups |= {f"gender={g}": split["gender"] == i for i, g in enumerate(GENDERS)}
     table = {}
     for name, sel in groups.items():
-        if sel.any():
-            table[name] = {"n": int(sel.sum()),
-                           "gender_accuracy": binary_report(split["gender"][sel], p_female[sel])["accuracy"],
-                           "age_mae": age_report(split["age"][sel], age_pred[sel])["mae"]}
+        answered = sel[found]
+        if answered.any():
+            table[name] = {"n": int(answered.sum()), "images": int(sel.sum()),
+                           "detection_recall": float(found[sel].mean()),
+                           "gender_accuracy": binary_report(split["gender"][found][answered],
+                                                            p_female[answered])["accuracy"],
+                           "age_mae": age_report(split["age"][found][answered], age_pred[answered])["mae"]}
     return table
 
 
@@ -163,66 +234,67 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras
-
+    from app.pipeline.preprocess import test_time_offsets
     from training import data_utk
-    from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
-                                 read_log, single_face_latency_ms, warm_started_from, write_json)
-    from training.ensemble import average_models, ensemble_candidates, fold_linear_age, fold_platt, members_of, views_of
-    from training.metrics import (age_report, binary_report, expected_calibration_error, interval_coverage,
-                                  residual_interval)
+    from training.common import member_summaries, read_log, single_face_latency_ms, warm_started_from, write_json
+    from training.ensemble import members_of
+    from training.metrics import expected_calibration_error, interval_coverage, residual_interval
     from training.train_age_gender import MARGIN, input_size
 
     run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
     size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
-    data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit)
-    val, test = data["val"], data["test"]
-    model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), data["train"]["x"],
-                                               lambda m: -validation_loss(m, val))
-    candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"]["x"]))
-    test_alternatives = {}   # scored only, for the card: not used for any choice
-    every = max(candidates.values(), key=len)
-    test_all = prediction_views(every, test["x"], *tta_settings("flip + shifts", size))
-    for name, members in candidates.items():
-        for tta in TTA_CHOICES:
-            alt_age, alt_female = averaged(views_of(test_all, len(members), len(every), view_indices(tta, size)))
-            test_alternatives[f"{name}, views: {tta}"] = {
-                "age_mae": age_report(test["age"], alt_age)["mae"],
-                "gender_accuracy": binary_report(test["gender"], alt_female)["accuracy"]}
-    setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms)
-    kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
-    model = average_models(candidates[setup["members"]], "visage_age_gender_ensemble")
-    fold_linear_age(model, "age", setup["age_correction"])
-    fold_platt(model, "gender", setup["gender_platt"])
-    # Score the exported file itself: fold_linear_age sets Rescaling's scale/offset, plain floats that
-    # a predict function traced before the fold keeps, so the in-memory model answers uncorrected.
-    export_inference_model(model, args.models_dir / "age_gender.keras")
-    model = keras.models.load_model(args.models_dir / "age_gender.keras", compile=False)
 
+    # 1. Choose, on train and val only (the test split is not loaded yet).
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit, splits=("train", "val"))
+    val = data_utk.detected_only(data["val"])
+    setup = select_setup(args, data_utk.detected_only(data["train"]), val)
+    model = served_model(setup, args.models_dir / "age_gender.keras")
     flip, shift_px = tta_settings(setup["tta"], size)
     val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
     interval = residual_interval(val["age"], val_age, coverage=0.8)
-    test_age, test_female = averaged(prediction_views([model], test["x"], flip, shift_px))
-    age = age_report(test["age"], test_age)
-    gender = binary_report(test["gender"], test_female) | {"positive_label": "female"}
-    metrics = {
-        "test": {"age": age, "gender": gender,
-                 "age_interval_coverage": interval_coverage(test["age"], test_age, interval["below"], interval["above"]),
-                 "gender_calibration": expected_calibration_error(test["gender"], test_female)},
-        "val": {"age_mae": age_report(val["age"], val_age)["mae"],
-                "gender_accuracy": binary_report(val["gender"], val_female)["accuracy"],
-                "gender_calibration": expected_calibration_error(val["gender"], val_female)},
-        "fairness_test": fairness_table(test, test_age, test_female),
-    }
-    if not args.limit:   # the same model on the tight chips, for the train/serve framing comparison
-        chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir)["test"]
-        chip_age, chip_female = averaged(prediction_views([model], chips["x"], flip, shift_px))
-        metrics["test_on_tight_chips"] = {"age_mae": age_report(chips["age"], chip_age)["mae"],
-                                          "gender_accuracy": binary_report(chips["gender"], chip_female)["accuracy"]}
 
-    plot_age(test["age"], test_age, age["mae_by_band"], args.reports_dir / "age_gender_test.png")
+    # 2. The setup is fixed: score it on the test split, once (its accurate views and its live profile).
+    test_all = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit,
+                                 splits=("test",))["test"]
+    found = test_all["detected"]
+    test = data_utk.detected_only(test_all)
+    test_age, test_female = averaged(prediction_views([model], test["x"], flip, shift_px))
+    live_age, live_female = averaged(prediction_views([model], test["x"], False, 0))
+    chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir, args.limit, splits=("test",))["test"]
+    if not np.array_equal(chips["age"], test_all["age"]):
+        raise RuntimeError("the chip and app-path test splits list different images")
+    chip_age, chip_female = averaged(prediction_views([model], chips["x"], flip, shift_px))
+    headline = split_scores(test, test_age, test_female, found)
+    metrics = {
+        "protocol": "budgets fixed before evaluation; every choice on val; test scored once, after the choice",
+        "test": headline | {
+            "faces": "as the app cuts them: chip set in a frame of its edge pixels (data_utk.chip_as_photo), "
+                     "the app's Haar detector and settings, largest box, the card's margin",
+            "age_interval_coverage": interval_coverage(test["age"], test_age, interval["below"], interval["above"]),
+            "gender_calibration": expected_calibration_error(test["gender"], test_female)},
+        "test_on_tight_chips": {
+            "faces": "the UTKFace chips themselves as ready crops (no detector)",
+            "all_images": split_scores(chips, chip_age, chip_female),
+            "images_the_app_detects": split_scores(data_utk.detected_only(chips | {"detected": found}),
+                                                   chip_age[found], chip_female[found])},
+        "val": split_scores(val, val_age, val_female, data["val"]["detected"]) | {
+            "age_mae": float(np.abs(val_age - val["age"]).mean()),
+            "gender_accuracy": float(((val_female >= 0.5) == (val["gender"] >= 0.5)).mean()),
+            "gender_calibration": expected_calibration_error(val["gender"], val_female)},
+        "fairness_test": fairness_table(test_all, test_age, test_female),
+    }
+    # the flat numbers the tables read
+    for key in ("all_images", "images_the_app_detects"):
+        part = metrics["test_on_tight_chips"][key]
+        part |= {"age_mae": part["age"]["mae"], "gender_accuracy": part["gender"]["accuracy"]}
+    metrics["test_on_tight_chips"] |= {k: metrics["test_on_tight_chips"]["all_images"][k]
+                                       for k in ("age_mae", "gender_accuracy")}
+
+    plot_age(test["age"], test_age, headline["age"]["mae_by_band"], args.reports_dir / "age_gender_test.png")
     log = read_log(args.run_dir)
+    chosen = setup["checkpoint"]
     shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmin([r["val_loss"] for r in log])) + 1) if log else None
+    kept_others = setup["kept_others"]
     card = {
         "name": "age_gender",
         "file": "age_gender.keras",
@@ -236,27 +308,33 @@ def main(argv=None):
                     "gender": {"kind": "sigmoid", "positive_label": "female", "negative_label": "male"}},
         "test_time_augmentation": {"horizontal_flip": bool(flip), "shift_px": int(shift_px)},
         "serving_setup": {
-            "chosen_on": "val",
+            "chosen_on": "val (faces the app detects); the test split was read only after this setup was fixed",
+            "budgets": {"max_latency_ms": setup["max_latency_ms"], "max_size_mb": setup["max_size_mb"],
+                        "latency_statistic": setup["latency_statistic"],
+                        "fixed": "by the command line, before evaluation", "met": setup["within_budgets"]},
             "networks": len(members_of(model)),
             "members": [str(args.run_dir / chosen)] + [str(p) for p in kept_others],
+            "views": len(test_time_offsets(flip, shift_px)),
             "val_loss_by_candidate": setup["val_loss"],
             "latency_ms_by_candidate": setup["latency_ms"], "max_latency_ms": setup["max_latency_ms"],
+            "size_mb_by_members": setup["size_mb"],
             "age_correction_alpha_beta": setup["age_correction"].tolist(),
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),
             "gender_platt_two_fold_check_on_val": setup.get("gender_check"),
-            "test_metrics_of_uncorrected_candidates": test_alternatives,
             "other_members": member_summaries(kept_others)},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",
                  "train_images": run.get("train_images"), "crops": run.get("crops"),
-                 "crop_stats": data["crop_stats"], "fallback_box": data["fallback_box"],
-                 "age_balance": run.get("age_balance")},
+                 "crop_stats": data["crop_stats"] | {"test": {"images": int(len(found)), "detected": int(found.sum())}},
+                 "age_balance": run.get("age_balance"), "distill_from": run.get("distill_from"),
+                 "distill_weight": run.get("distill_weight")},
         "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
                      "warm_started_from": warm_started_from(args.run_dir, run),
-                     "checkpoint_selection": {"val_loss_after_bn_recalibration": {k: -v for k, v in selection.items()},
+                     "checkpoint_selection": {"val_loss_after_bn_recalibration":
+                                              {k: -v for k, v in setup["checkpoint_selection"].items()},
                                               "chosen": chosen},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
@@ -265,11 +343,20 @@ def main(argv=None):
                                 "val_gender_accuracy": r["val_gender_accuracy"]} for i, r in enumerate(log)]},
         "metrics": metrics,
     }
+    live_card = card | {"test_time_augmentation": {"horizontal_flip": False, "shift_px": 0}}
     metrics["latency_ms_single_face"] = single_face_latency_ms(model, card)
+    metrics["live_profile"] = {
+        "views": 1, "note": "the same networks on the face alone (no mirror, no shifts), as profile=live serves them",
+        "test": split_scores(test, live_age, live_female, found),
+        "latency_ms_single_face": single_face_latency_ms(model, live_card)}
     write_json(args.models_dir / "age_gender.json", card)
     write_json(args.reports_dir / "age_gender_eval.json", metrics)
-    print(f"test age MAE {age['mae']:.2f}, CS@5 {age['cs5']:.3f}; gender accuracy {gender['accuracy']:.4f}; "
-          f"80% interval -{interval['below']:.1f}/+{interval['above']:.1f}")
+    age, gender, live = headline["age"], headline["gender"], metrics["live_profile"]
+    print(f"test (app path, {headline['detection']['detected']}/{headline['detection']['images']} faces found): "
+          f"age MAE {age['mae']:.2f}, CS@5 {age['cs5']:.3f}; gender accuracy {gender['accuracy']:.4f}; "
+          f"80% interval -{interval['below']:.1f}/+{interval['above']:.1f}; live profile: age MAE "
+          f"{live['test']['age']['mae']:.2f}, gender {live['test']['gender']['accuracy']:.4f}; tight chips: age MAE "
+          f"{metrics['test_on_tight_chips']['age_mae']:.2f}, gender {metrics['test_on_tight_chips']['gender_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

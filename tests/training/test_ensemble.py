@@ -149,3 +149,38 @@ def test_warm_start_takes_the_first_network_of_a_shipped_ensemble(tmp_path):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(warm_start_weights(tmp_path / "single.keras"), b.get_weights()):
         np.testing.assert_array_equal(got, want)
+
+
+def tiny_age_gender_model(seed: int):
+    """The real model's output contract: age = Rescaling(scale, offset) of a Dense unit, P(female) a sigmoid."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 1), name="face")
+    x = keras.layers.Dense(4, activation="relu")(keras.layers.Flatten()(inputs))
+    age = keras.layers.Rescaling(20.0, offset=33.0, name="age")(keras.layers.Dense(1)(x))
+    return keras.Model(inputs, {"age": age, "gender": keras.layers.Dense(1, activation="sigmoid", name="gender")(x)})
+
+
+@pytest.mark.parametrize("networks", [1, 2])
+def test_fold_linear_age_changes_the_exported_file_by_exactly_the_fold_through_the_app(tmp_path, networks):
+    """alpha * age + beta folded into the Rescaling layer(s), exported, loaded and served by the app's own wrapper
+    (with mirrored and shifted views): every age moves by exactly the fold, P(female) not at all."""
+    from app.pipeline.predict import LoadedModel, ModelCard
+    from training.ensemble import fold_linear_age
+    card = ModelCard.from_dict({"name": "age_gender", "file": "m.keras", "version": "t", "input": {"size": 16, "margin": 0},
+                                "outputs": {"age": {"kind": "regression"}, "gender": {"kind": "sigmoid"}},
+                                "test_time_augmentation": {"horizontal_flip": True, "shift_px": 1}})
+    x = np.random.default_rng(0).random((5, 16, 16, 1), np.float32)
+
+    def served(model, name):
+        export_inference_model(model, tmp_path / name)
+        return LoadedModel(card, keras.models.load_model(tmp_path / name, compile=False))(x)
+
+    model = average_models([tiny_age_gender_model(seed) for seed in range(networks)], "ens")
+    before = served(model, "before.keras")
+    model.predict(x, verbose=0)            # a predict function traced before the fold must not matter for the file
+    alpha, beta = 0.8, 4.0          # fixed point 20 years, far from these ages (about 33)
+    fold_linear_age(model, "age", np.array([alpha, beta]))
+    after = served(model, "after.keras")
+    np.testing.assert_allclose(after["age"], alpha * before["age"] + beta, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(after["gender"], before["gender"], atol=1e-6)
+    assert np.abs(after["age"] - before["age"]).min() > 0.1     # the fold did reach the file

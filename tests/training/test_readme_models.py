@@ -40,3 +40,11 @@ def test_an_earlier_checkpoint_of_the_same_run_adds_no_training_time():
                             {"networks": 2, "other_members": {"runs/snap/e33.keras": snapshot}}), "val")
     assert "an earlier checkpoint of the same run (`e33.keras`)" in text
     assert "earlier model" not in text and "100 min of training in all" in text
+
+
+def test_the_readme_models_block_is_what_the_shipped_cards_write():
+    """README.md's generated section must be regenerated (python -m training.readme_models) whenever a card changes."""
+    from training.readme_models import ROOT, models_block
+    block = models_block(ROOT / "models")
+    assert "**Age and gender**" in block and "**Emotion**" in block
+    assert block in (ROOT / "README.md").read_text()

@@ -94,3 +94,34 @@ def test_utk_list_items_without_csv_splits_by_hash(tmp_path):
     (tmp_path / "UTKFace" / "notes.jpg").write_bytes(b"")
     items = data_utk.list_items(tmp_path)
     assert sum(len(v) for v in items.values()) == 30
+
+
+def test_loaders_give_only_the_splits_asked_for_from_a_cache_and_without_one(tmp_path, fer_dir):
+    """An evaluator asks for its test split only after choosing; a cache is still written whole."""
+    cache = tmp_path / "cache"
+    first = data_fer.load_fer(fer_dir, cache, splits=("train", "public"))
+    assert set(first) == {"train", "public", "dropped_duplicates"} and (cache / "fer2013_48.npz").exists()
+    private = data_fer.load_fer(fer_dir, cache, splits=("private",))
+    assert set(private) == {"private", "dropped_duplicates"} and len(private["private"].y) == 7
+    assert set(data_fer.load_fer(fer_dir, splits=("public",))) == {"public", "dropped_duplicates"}
+
+    fields = ("x", "age", "gender", "race", "detected")
+    sizes = {"train": 5, "val": 3, "test": 4}
+    np.savez(cache / "utkface_app_8_m0.15.npz", **{f"{s}_{a}": np.zeros((n, 8, 8, 1) if a == "x" else n, bool if a ==
+                                                   "detected" else np.float32) for s, n in sizes.items() for a in fields})
+    data = data_utk.load_utk(tmp_path / "nowhere", 8, 0.15, "haar", cache, splits=("train", "val"))
+    assert set(data) == {"train", "val", "crop_stats"} and set(data["crop_stats"]) == {"train", "val"}
+    assert data["val"]["x"].shape == (3, 8, 8, 1) and data["crop_stats"]["train"] == {"images": 5, "detected": 0}
+
+
+def test_serving_margin_recovers_the_framing_of_face_crops(astronaut):
+    """Face crops cut around the app's own box with margin m, shrunk to FER2013's 48 px: the margin
+    serving_margin measures on them is m again (so served crops are framed like the training images)."""
+    from app.pipeline.analyze import find_faces
+    from app.pipeline.preprocess import crop_face
+    box = find_faces(astronaut, "haar")[0]
+    for margin in (0.0, 0.2):
+        crop = cv2.resize(cv2.cvtColor(crop_face(astronaut, box, margin), cv2.COLOR_RGB2GRAY), (48, 48),
+                          interpolation=cv2.INTER_AREA)
+        x = (crop.astype(np.float32) / 255)[None, ..., None]
+        assert data_fer.serving_margin(x) == pytest.approx(margin, abs=0.04)    # measured: -0.013, 0.196

@@ -2,34 +2,62 @@
 
 Needs the datasets in ../shared/data (skipped with a reason when absent).
 """
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA
 
 pytestmark = pytest.mark.skipif(not (DATA / "fer2013").is_dir() or not (DATA / "utkface").is_dir(),
                                 reason=f"datasets not found at {DATA} (see its README)")
 
 
-def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path):
-    from training import evaluate_emotion, train_emotion
+def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkeypatch):
+    from training import data_fer, evaluate_emotion, train_emotion
     run = tmp_path / "run"
     train_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
                         "--epochs", "1", "--batch-size", "16"])
     assert (run / "last.keras").exists() and (run / "best.keras").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
-    evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
-                           "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"),
-                           "--ensemble-with", str(run / "last.keras")])
-    card = json.loads((tmp_path / "models" / "emotion.json").read_text())
+
+    def evaluate(out: str) -> dict:
+        evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
+                               "--models-dir", str(tmp_path / out), "--reports-dir", str(tmp_path / out / "reports"),
+                               "--ensemble-with", str(run / "last.keras")])
+        return json.loads((tmp_path / out / "emotion.json").read_text())
+
+    card = evaluate("models")
     assert (tmp_path / "models" / "emotion.keras").exists()
     assert card["outputs"]["emotion"]["labels"][0] == "angry" and card["input"]["size"] == 48
     assert 0 <= card["metrics"]["private_test"]["accuracy"] <= 1
+    assert card["metrics"]["live_profile"]["views"] == 1
+    assert 0 <= card["metrics"]["live_profile"]["private_test"]["accuracy"] <= 1
     assert card["training"]["epochs_run"] == 1
     assert set(card["serving_setup"]["class_logit_shift"]) == set(card["outputs"]["emotion"]["labels"])
-    assert (tmp_path / "reports" / "emotion_confusion.png").stat().st_size > 1000
+    assert "private_test_accuracy_of_alternatives" not in card["serving_setup"]
+    assert "Haar" not in card["input"]["preprocessing"].split("serving")[0]     # FER images are not Haar-cropped
+    assert (tmp_path / "models" / "reports" / "emotion_confusion.png").stat().st_size > 1000
+    from training.readme_models import emotion_section
+    assert "Live profile" in "\n".join(emotion_section(card))
+
+    # PrivateTest is asked for only after the setup is fixed and the model written: with its labels shuffled
+    # the choice is the same, the score is not.
+    load_fer, calls = data_fer.load_fer, []
+
+    def shuffled_private(*args, splits=data_fer.SPLITS, **kwargs):
+        calls.append((splits, (tmp_path / "other" / "emotion.keras").exists()))
+        out = load_fer(*args, splits=splits, **kwargs)
+        if "private" in out:
+            out["private"].y = np.random.default_rng(0).permutation(out["private"].y)
+        return out
+    monkeypatch.setattr(data_fer, "load_fer", shuffled_private)
+    other = evaluate("other")
+    assert [(("private" in splits), written) for splits, written in calls] == [(False, False), (True, True)]
+    assert other["serving_setup"] == card["serving_setup"] and other["training"] == card["training"]
+    assert other["metrics"]["private_test"]["confusion_matrix"] != card["metrics"]["private_test"]["confusion_matrix"]
 
 
 def test_emotion_training_resumes_after_the_last_epoch(tmp_path):
@@ -40,27 +68,79 @@ def test_emotion_training_resumes_after_the_last_epoch(tmp_path):
     assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 3
 
 
+def shuffled_test_labels(data_dir: Path, folder: Path) -> Path:
+    """A copy of the UTKFace folder (images linked) whose test rows have their labels shuffled among them."""
+    folder.mkdir()
+    (folder / "UTKFace").symlink_to(data_dir / "UTKFace")
+    with open(data_dir / "splits.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    test = [r for r in rows if r["split"] == "test"]
+    labels = [(r["age"], r["gender"], r["race"]) for r in test]
+    for r, i in zip(test, np.random.default_rng(0).permutation(len(test))):
+        r["age"], r["gender"], r["race"] = labels[i]
+    with open(folder / "splits.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def chosen_setup(card: dict) -> dict:
+    """Everything the evaluation chooses (not the timings, which are measured, nor the test numbers)."""
+    setup = card["serving_setup"]
+    return {"members": setup["members"], "views": card["test_time_augmentation"], "val": setup["val_loss_by_candidate"],
+            "age_correction": setup["age_correction_alpha_beta"], "platt": setup["gender_platt_a_c"],
+            "interval": card["outputs"]["age"]["interval"], "checkpoint": card["training"]["checkpoint_selection"],
+            "val_metrics": card["metrics"]["val"]}
+
+
 def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
     from training import evaluate_age_gender, train_age_gender
     run = tmp_path / "run"
     train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
                            "--epochs", "1", "--batch-size", "16"])
     assert (run / "best.keras").exists()
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
-                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports"),
-                              "--ensemble-with", str(run / "last.keras")])
-    card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
+
+    def evaluate(data_dir: Path, out: str, *extra) -> dict:
+        evaluate_age_gender.main(["--data-dir", str(data_dir), "--run-dir", str(run), "--limit", "60",
+                                  "--models-dir", str(tmp_path / out), "--reports-dir", str(tmp_path / out / "reports"),
+                                  "--ensemble-with", str(run / "last.keras"), *extra])
+        return json.loads((tmp_path / out / "age_gender.json").read_text())
+
+    card = evaluate(DATA / "utkface", "models")
     assert (tmp_path / "models" / "age_gender.keras").exists()
     assert card["outputs"]["gender"]["positive_label"] == "female"
     assert card["outputs"]["age"]["interval"]["coverage"] == 0.8
+    test = card["metrics"]["test"]
     assert set(card["metrics"]["fairness_test"]) >= {"gender=male", "gender=female"}
-    assert card["metrics"]["test"]["age"]["mae"] > 0
-    # 2 candidates x 4 sets of test-time views, each timed; the chosen one within the latency budget
-    assert len(card["serving_setup"]["test_metrics_of_uncorrected_candidates"]) == 8
+    # the headline counts the faces the app finds; missed ones are no answer, reported beside it
+    found = test["detection"]
+    assert found["detected"] + found["missed"] == found["images"] > 0 and test["age"]["n"] == found["detected"]
+    assert card["data"]["crop_stats"]["test"] == {"images": found["images"], "detected": found["detected"]}
+    assert test["age"]["mae"] > 0 and test["per_image"]["gender_correct"] <= test["gender"]["accuracy"]
+    assert card["metrics"]["test_on_tight_chips"]["all_images"]["age"]["n"] == found["images"]
+    live = card["metrics"]["live_profile"]
+    assert live["views"] == 1 and live["test"]["age"]["n"] == found["detected"]
+    assert live["latency_ms_single_face"]["median"] > 0 and card["metrics"]["latency_ms_single_face"]["median"] > 0
+    # 2 candidates x 4 sets of test-time views, each timed and none scored on test; budgets recorded
+    assert "test_metrics_of_uncorrected_candidates" not in card["serving_setup"]
     latency = card["serving_setup"]["latency_ms_by_candidate"]
     assert len(latency) == 8 and all(v > 0 for v in latency.values())
+    assert card["serving_setup"]["budgets"]["max_latency_ms"] == 30.0
     tta = card["test_time_augmentation"]
     assert isinstance(tta["horizontal_flip"], bool) and tta["shift_px"] in (0, round(64 / 32))
+    from training.readme_models import age_gender_section
+    text = "\n".join(age_gender_section(card))
+    assert f"({found['detected']:,} of {found['images']:,}" in text and "Live profile" in text
+
+    # The choice is made before the test labels are read: shuffling them changes the test numbers, not the choice.
+    # (No latency budget here, so that timing noise cannot change the choice between the two runs.)
+    shuffled = shuffled_test_labels(DATA / "utkface", tmp_path / "shuffled")
+    again = evaluate(DATA / "utkface", "again", "--max-latency-ms", "1e9", "--latency-statistic", "p10")
+    other = evaluate(shuffled, "other", "--max-latency-ms", "1e9", "--latency-statistic", "p10")
+    assert other["serving_setup"]["budgets"]["latency_statistic"] == "p10"
+    assert chosen_setup(other) == chosen_setup(again)
+    assert other["metrics"]["test"]["age"]["mae"] != again["metrics"]["test"]["age"]["mae"]
 
 
 def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
