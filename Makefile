@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
 # Workers, threads, timeouts and request-size limits: gunicorn.conf.py.
-# One TensorFlow thread per worker so the two workers do not fight over the cores.
+# One model thread (TensorFlow and ONNX Runtime) and one OpenCV thread per worker so the two workers
+# do not oversubscribe the cores (layouts measured within noise of each other: docs/speed.md).
 GUNICORN_ARGS := -c gunicorn.conf.py
 
 .PHONY: run test venv models
@@ -22,7 +23,7 @@ $(STAMP): requirements.txt | $(BIN)/python
 	cp requirements.txt $(STAMP)
 
 run: venv
-	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2 \
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 VISAGE_OPENCV_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2 \
 		$(BIN)/gunicorn $(GUNICORN_ARGS) wsgi:app
 
 test: venv
@@ -31,12 +32,13 @@ test: venv
 	exit $$status
 
 # make models: train both models from scratch on DATA (hours on 2 CPU cores; docs/training.md),
-# evaluate and ship them into models/, then refresh the documents generated from their cards.
+# evaluate and ship them into models/ with their ONNX copies, then refresh the documents generated from their cards.
 DATA ?= ../shared/data
 models: venv
 	$(BIN)/python -m training.train_emotion --data-dir $(DATA)/fer2013 --epochs 28 --threads 2
 	$(BIN)/python -m training.evaluate_emotion --data-dir $(DATA)/fer2013
 	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --input-size 96 --epochs 60 --threads 2
 	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface
+	$(BIN)/python -m training.export_runtime models/
 	$(BIN)/python -m training.readme_models
 	$(BIN)/python -m training.models_doc

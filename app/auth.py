@@ -189,8 +189,12 @@ def revoke_token(token_id: int):
 
 @bp.app_context_processor
 def header_forms():
-    """The header's Log out button is a POST form with a CSRF token, on every page."""
-    return {"logout_form": PlainForm() if current_user.is_authenticated else None}
+    """The header's forms, on every page: Log out (a POST with a CSRF token) for a user, a compact
+    login form for everyone else (left out on the login and register pages, which have their own)."""
+    if current_user.is_authenticated:
+        return {"logout_form": PlainForm(), "header_login_form": None}
+    own_form = request.endpoint in ("auth.login", "auth.register")
+    return {"logout_form": None, "header_login_form": None if own_form else LoginForm(formdata=None)}
 
 
 # --- CLI ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from app import settings
 from app.pipeline.analyze import run_pipeline
 from app.pipeline.detect import DETECTORS
 from app.pipeline.errors import InputError, ModelUnavailable
-from app.pipeline.predict import EMOTION_LABELS, load_predictor
+from app.pipeline.predict import EMOTION_LABELS, PROFILES, load_predictor
 from app.pipeline.video import VIDEO_EXTENSIONS
 
 CSV_COLUMNS = (["file", "face", "x", "y", "w", "h", "age", "age_low", "age_high", "age_group",
@@ -35,6 +35,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
     p.add_argument("--detector", choices=DETECTORS, default="haar")
+    p.add_argument("--profile", choices=PROFILES, default="accurate",
+                   help="accurate: the test-time views each model card names; live: one view (faster)")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output for several files")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     p.add_argument("--models-dir", help="default: $VISAGE_MODELS_DIR or <repo>/models")
@@ -59,11 +61,12 @@ def list_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def analyze_file(path: Path, predictor, detector: str, cfg: dict, blur_dir: Path | None = None) -> dict:
+def analyze_file(path: Path, predictor, detector: str, cfg: dict, profile: str = "accurate",
+                 blur_dir: Path | None = None) -> dict:
     """One photo's record; with blur_dir, also a copy of it with every face blurred (record["blurred"])."""
     try:
         data = path.read_bytes()
-        answer, image = run_pipeline(data, predictor, detector=detector,
+        answer, image = run_pipeline(data, predictor, detector=detector, profile=profile,
                                      max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"])
         record = {"file": str(path), **answer}
         if blur_dir is not None:
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
     failed = 0
     try:
         if len(files) == 1 and not args.paths[0].is_dir():
-            record = analyze_file(files[0], predictor, args.detector, cfg, blur_dir(args, files[0]))
+            record = analyze_file(files[0], predictor, args.detector, cfg, args.profile, blur_dir(args, files[0]))
             failed = "error" in record
             out.write(json.dumps(record, indent=2) + "\n")
         else:
@@ -190,7 +193,7 @@ def main(argv=None) -> int:
             if writer:
                 writer.writeheader()
             for path in tqdm(files, desc="analyzing", unit="image", file=sys.stderr):
-                record = analyze_file(path, predictor, args.detector, cfg, blur_dir(args, path))
+                record = analyze_file(path, predictor, args.detector, cfg, args.profile, blur_dir(args, path))
                 failed += "error" in record
                 if writer:
                     writer.writerows(csv_rows(record))

@@ -25,6 +25,14 @@ def openapi_document() -> dict:
     min_face_schema = {"type": "number", "minimum": 0, "maximum": MAX_MIN_FACE, "default": 0,
                        "description": "look only for faces at least this share of the image's shorter side "
                                       "(faster; live mode sends 0.12); 0 = every face the detector can find"}
+    profile_schema = {"type": "string", "enum": ["accurate", "live"], "default": "accurate",
+                      "description": "accurate: each model averages the test-time views its card names "
+                                     "(mirror, shifted faces); live: one view per model, several times faster, "
+                                     "noisier per frame (live mode sends it and smooths over frames)"}
+    regions_schema = {"type": "string", "example": "[[150, 40, 60, 60]]",
+                      "description": "a hint: JSON list of at most 16 [x, y, w, h] boxes (image pixels) where faces "
+                                     "were a moment ago; the detector then looks only around them (live mode sends "
+                                     "its tracked faces, and omits it every few frames for a full scan)"}
     face = {
         "type": "object",
         "required": ["box", "age", "age_range", "age_group", "gender", "emotion"],
@@ -50,6 +58,9 @@ def openapi_document() -> dict:
             "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}},
             "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
             "detector": {"type": "string"},
+            "profile": {"type": "string", "enum": ["accurate", "live"]},
+            "scan": {"type": "string", "enum": ["full", "regions"],
+                     "description": "whether the detector scanned the whole image or only the given regions"},
             "models": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "model name → version"},
             "timing_ms": {"type": "object", "additionalProperties": {"type": "number"},
@@ -71,25 +82,33 @@ def openapi_document() -> dict:
             "/api/v1/analyze": {"post": {
                 "summary": "Analyze the faces in one image",
                 "parameters": [{"name": "detector", "in": "query", "required": False, "schema": detector_schema},
-                               {"name": "min_face", "in": "query", "required": False, "schema": min_face_schema}],
+                               {"name": "min_face", "in": "query", "required": False, "schema": min_face_schema},
+                               {"name": "profile", "in": "query", "required": False, "schema": profile_schema},
+                               {"name": "regions", "in": "query", "required": False, "schema": regions_schema}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "format": "binary"}, "detector": detector_schema,
-                        "min_face": min_face_schema}}},
+                        "min_face": min_face_schema, "profile": profile_schema,
+                        "regions": regions_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "minLength": 1, "description": "base64 image bytes, or a data: URL"},
-                        "detector": detector_schema, "min_face": min_face_schema}}},
+                        "detector": detector_schema, "min_face": min_face_schema,
+                        "profile": profile_schema,
+                        "regions": {"oneOf": [regions_schema, {"type": "array", "items": {
+                            "type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}}]}}}},
                 }},
                 "responses": {
                     "200": {"description": "Analysis (faces is [] when no face is found)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Analysis"}}}},
                     "400": _error("Bad request (code): missing_image, empty_file, bad_base64, bad_json, json_too_deep, "
-                                  "bad_detector, bad_min_face, conflicting_option (query and body disagree), "
+                                  "bad_detector, bad_min_face, bad_profile, bad_regions, conflicting_option (query and body disagree), "
                                   "option_too_long. docs/api.md lists when each is sent"),
                     "413": _error("Too large (code): file_too_large, too_many_pixels, request_entity_too_large "
                                   "(body, multipart parts or a form field over its limit)"),
                     "415": _error("Not an image / unsupported image type (unsupported_type) or content type "
                                   "(unsupported_content_type)"),
+                    "413": _error("Too large: too many bytes or too many pixels"),
+                    "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),
                     "503": _busy("Busy: the analysis could not start within VISAGE_QUEUE_TIMEOUT seconds "
                                  "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout)"),

@@ -29,7 +29,7 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-OPTIONS = ("detector", "min_face")   # analysis options: form/JSON fields or query parameters
+OPTIONS = ("detector", "min_face", "profile", "regions")   # analysis options: form/JSON fields or query parameters
 
 
 def image_from_request(allow_json: bool) -> tuple[bytes, dict]:

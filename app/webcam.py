@@ -29,8 +29,15 @@ bp = Blueprint("webcam", __name__)
 LIVE_JPEG_QUALITY = 0.8
 # Temporal smoothing of live labels: observations averaged per tracked face, and the
 # box overlap (IoU) needed to count a detection as the same face as the previous frame.
-LIVE_SMOOTHING_WINDOW = 15
+# 30, not 15, since live mode runs one view per model (profile=live): single frames spread more
+# (age s.d. 5.3 vs 2.1 years over 1-3 px box moves, reports/profiles.json), at about twice the fps.
+LIVE_SMOOTHING_WINDOW = 30
 LIVE_MATCH_IOU = 0.3
+# Detection hints (static/js/live.js): scan the whole frame at least every this many frames (the
+# others search only around tracked faces, several times faster: docs/speed.md), and send one frame
+# at the camera's full resolution after this many frames without a face.
+LIVE_FULL_SCAN_EVERY = 8
+LIVE_FULL_RESOLUTION_AFTER = 15
 
 
 def render_webcam_page(template: str, **context):
@@ -53,6 +60,8 @@ def live():
         "minFace": current_app.config["VISAGE_LIVE_MIN_FACE"],
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
         "matchIou": LIVE_MATCH_IOU,
+        "fullScanEvery": LIVE_FULL_SCAN_EVERY,
+        "fullResolutionAfter": LIVE_FULL_RESOLUTION_AFTER,
     }
     if current_user.is_authenticated:     # Record/Stop saves the session's timeline (app/history.py)
         settings.update(saveUrl=url_for("history.save_live"), csrfToken=generate_csrf())

@@ -40,7 +40,7 @@ def iou(a, b) -> float:
     return inter / (aw * ah + bw * bh - inter)
 
 
-def make_trials(data_dir: Path, n: int, seed: int = 0):
+def make_trials(data_dir: Path, n: int, seed: int = 0, face_px: tuple[int, int] = (80, 240)):
     import skimage.data
     rng = np.random.default_rng(seed)
     scenes = []
@@ -52,7 +52,7 @@ def make_trials(data_dir: Path, n: int, seed: int = 0):
     trials = []
     for item in [items[i] for i in rng.choice(len(items), n, replace=False)]:
         frame = scenes[rng.integers(len(scenes))].copy()
-        side = int(rng.integers(80, 241))
+        side = int(rng.integers(face_px[0], face_px[1] + 1))
         x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
         frame[y:y + side, x:x + side] = cv2.resize(read_rgb(data_dir, item), (side, side))
         trials.append((frame, (x, y, side, side)))
@@ -79,13 +79,19 @@ def main():
     p.add_argument("--max-sides", default="640,480,320", help="longer sides of the image the cascade sees")
     p.add_argument("--out", type=Path, help="default: reports/detector.json (reports/detector_live.json with --live)")
     p.add_argument("--live", action="store_true", help="sweep min_face on frames scaled like live mode's")
+    p.add_argument("--face-px", default="80,240", help="smallest,largest face side pasted into the 640x480 frame")
+    p.add_argument("--settings", help="instead of the grid: max_side/scale_factor/min_neighbors,... "
+                                      "e.g. 480/1.1/5,320/1.1/3 (the first is today's, the reference)")
     p.add_argument("--send-side", type=int, default=400, help="with --live: longer side of the frames sent")
     p.add_argument("--min-faces", default="0,0.08,0.1,0.12,0.15,0.2", help="with --live: min_face values")
     args = p.parse_args()
-    trials = make_trials(args.data_dir, args.trials)
+    face_px = tuple(int(v) for v in args.face_px.split(","))
+    trials = make_trials(args.data_dir, args.trials, face_px=face_px)
     cv2.setNumThreads(1)          # per-frame cost on one core, as a gunicorn worker sees it
     if args.live:
         return measure_live(args, trials)
+    if args.settings:
+        return measure_settings(args, trials, face_px)
     rows = []
     for max_side in (int(v) for v in args.max_sides.split(",")):
         for scale_factor in (1.1, 1.2):
@@ -97,6 +103,23 @@ def main():
                 print(json.dumps(r), flush=True)
     write_report(args.out or Path("reports/detector.json"),
                  {"trials": args.trials, "frame": "640x480", "face_px": [80, 240], "rows": rows})
+
+
+def measure_settings(args, trials, face_px) -> None:
+    """The given settings on the same trials, one after the other (time_vs_first: ratio to the first)."""
+    settings = []
+    for spec in args.settings.split(","):
+        max_side, scale_factor, min_neighbors = spec.split("/")
+        settings.append(HaarSettings(float(scale_factor), int(min_neighbors), min_size=24, max_side=int(max_side)))
+    results = [evaluate(s, trials) for s in settings]
+    rows = [{"max_side": s.max_side, "scale_factor": s.scale_factor, "min_neighbors": s.min_neighbors,
+             "smallest_face_px_in_frame": round(s.min_size * 640 / min(640, s.max_side)), **r,
+             "time_vs_first": round(r["ms_median"] / results[0]["ms_median"], 3)} for s, r in zip(settings, results)]
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    write_report(args.out or Path("reports/detector_schedules.json"),
+                 {"trials": args.trials, "frame": "640x480", "face_px": list(face_px), "reference": "first row (today's)",
+                  "load_average": list(__import__("os").getloadavg()), "rows": rows})
 
 
 def measure_live(args, trials) -> None:

@@ -14,9 +14,17 @@ def post_photo(client, data: bytes, **form):
 
 def test_header_links_for_visitors_and_users(db_client, new_account):
     html = db_client.get("/").get_data(as_text=True)
-    for name in ("Register", "Log in", "History", "Dashboard"):
+    for name in ("Register", "History", "Dashboard"):
         assert re.search(rf"<a [^>]*>{name}</a>", html), name
+    # Every page's header has a login form (Email, Password, CSRF token) posting to /login ...
+    header_form = re.search(r'<form [^>]*action="/login"[^>]*data-testid="header-login">(.*?)</form>', html, re.S)
+    assert header_form
+    assert "Email <input" in header_form.group(1) and "Password <input" in header_form.group(1)
     assert "Log out" not in html
+    # ... except the login and register pages, which have their own form (one Email field per page).
+    for own in ("/login", "/register"):
+        page = db_client.get(own).get_data(as_text=True)
+        assert 'data-testid="header-login"' not in page and page.count('name="email"') == 1, own
 
     client, email, _ = new_account()
     html = client.get("/").get_data(as_text=True)
@@ -163,3 +171,4 @@ def test_migrations_build_exactly_the_models_schema(db_app):
     from alembic.migration import MigrationContext
     with db_app.app_context(), store.db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), store.db.metadata) == []
+

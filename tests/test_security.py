@@ -165,3 +165,17 @@ def test_require_login_closes_pages_and_api(models_dir, tmp_path, astronaut_jpeg
     r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")},
                     content_type="multipart/form-data")
     assert r.status_code == 200                    # the live page's requests, with the session
+
+
+def test_header_login_form_carries_its_token_and_logs_in(csrf_app):
+    """Every page's header has a login form; with that page's CSRF token it starts a session."""
+    from app import db
+    with csrf_app.app_context():
+        db.create_user("header@example.com", "long enough pw")
+    client = csrf_app.test_client()
+    html = client.get("/video").get_data(as_text=True)
+    form = re.search(r'<form [^>]*action="/login"[^>]*data-testid="header-login">(.*?)</form>', html, re.S).group(1)
+    r = client.post("/login", data={"email": "header@example.com", "password": "long enough pw",
+                                    "csrf_token": csrf_token(form)})
+    assert r.status_code == 302
+    assert "Log out</button>" in client.get("/").get_data(as_text=True)

@@ -242,16 +242,15 @@ def test_the_accepted_containers(tmp_path, predictor, name, codec):
     assert result["sampling"]["samples"] == 5 and len(result["tracks"]) == 1
 
 
-def test_uses_the_one_view_profile_when_the_predictor_has_one(clip, predictor):
+def test_uses_the_one_view_profile(clip, predictor):
     from app.pipeline.predict import Predictor
 
-    class ProfiledPredictor(Predictor):        # the shape of Predictor.predict on the speed branch
+    class ProfiledPredictor(Predictor):        # records the profile each call asks for
         def predict(self, batches, profile="accurate"):
             self.profiles.append(profile)
-            return super().predict(batches)
+            return super().predict(batches, profile)
 
     profiled = ProfiledPredictor(predictor.models)
     profiled.profiles = []
     result = analyze_video(clip, profiled, fps=5)
     assert set(profiled.profiles) == {"live"} and result["profile"] == "live"
-    assert analyze_video(clip, predictor, fps=5)["profile"] == "default"

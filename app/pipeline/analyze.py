@@ -5,6 +5,8 @@ cannot disagree about what an image contains.
 """
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 
@@ -13,18 +15,42 @@ import numpy as np
 from app.pipeline.decode import decode_image
 from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
 from app.pipeline.errors import AnalysisTimeout, BadRequest
-from app.pipeline.predict import Predictor
+from app.pipeline.predict import PROFILES, Predictor
 
 # One cascade per thread: sharing a CascadeClassifier across gunicorn threads is not documented as safe.
 _local = threading.local()
 
 
-def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0, regions=None) -> list[tuple[int, int, int, int]]:
     if detector == "none":
         return whole_image_box(image)
     if not hasattr(_local, "haar"):
         _local.haar = HaarFaceDetector()
+    if regions:
+        return _local.haar.detect_in_regions(image, regions, min_face)
     return _local.haar.detect(image, min_face)
+
+
+MAX_REGIONS = 16
+
+
+def check_regions(value) -> list[tuple[float, float, float, float]] | None:
+    """Where to look for faces (a hint, e.g. live mode's tracked boxes): a JSON list (or its text) of
+    [x, y, w, h] boxes in image pixels; absent or [] = the whole image."""
+    if value is None or value == "":
+        return None
+    try:
+        boxes = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(boxes, list) or len(boxes) > MAX_REGIONS:
+            raise ValueError
+        parsed = [tuple(float(v) for v in box) for box in boxes]
+        if any(len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0
+               for box in parsed):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise BadRequest(f"regions must be a JSON list of at most {MAX_REGIONS} [x, y, w, h] boxes with w, h > 0, "
+                         f"got {str(value)[:100]!r}.", code="bad_regions") from None
+    return parsed or None
 
 
 def check_detector(detector: str | None, default: str = "haar") -> str:
@@ -32,6 +58,14 @@ def check_detector(detector: str | None, default: str = "haar") -> str:
     if detector not in DETECTORS:
         raise BadRequest(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.", code="bad_detector")
     return detector
+
+
+def check_profile(profile, default: str = "accurate") -> str:
+    if profile is None or profile == "":
+        return default
+    if not isinstance(profile, str) or profile.strip().lower() not in PROFILES:
+        raise BadRequest(f"Unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.", code="bad_profile")
+    return profile.strip().lower()
 
 
 MAX_MIN_FACE = 0.9
@@ -52,7 +86,8 @@ def check_min_face(value) -> float:
 
 
 def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
-                 max_bytes: int, max_pixels: int, deadline: float | None = None) -> tuple[dict, np.ndarray]:
+                 profile: str = "accurate", regions=None, max_bytes: int, max_pixels: int,
+                 deadline: float | None = None) -> tuple[dict, np.ndarray]:
     """(answer dict, decoded RGB image). Raises InputError subclasses for bad input.
 
     deadline (time.monotonic()): checked after each step; past it, AnalysisTimeout. A step already
@@ -60,6 +95,8 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
     """
     detector = check_detector(detector)
     min_face = check_min_face(min_face)
+    profile = check_profile(profile)
+    regions = check_regions(regions)
     timing = {}
     clock = time.perf_counter()
 
@@ -73,11 +110,11 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
 
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     lap("decode")
-    boxes = find_faces(image, detector, min_face)
+    boxes = find_faces(image, detector, min_face, regions)
     lap("detect")
     batches = predictor.prepare(image, boxes)
     lap("preprocess")
-    outputs = predictor.predict(batches)
+    outputs = predictor.predict(batches, profile)
     lap("predict")
     timing["total"] = round(sum(timing.values()), 1)
 
@@ -85,7 +122,8 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
              for (x, y, w, h), out in zip(boxes, outputs)]
     height, width = image.shape[:2]
     answer = {"faces": faces, "image": {"width": width, "height": height},
-              "detector": detector, "models": dict(predictor.versions), "timing_ms": timing}
+              "detector": detector, "profile": profile,
+              "scan": "regions" if regions and detector != "none" else "full", "models": dict(predictor.versions), "timing_ms": timing}
     return answer, image
 
 

@@ -5,10 +5,16 @@ count) and boxes are mapped back to original-image pixels.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+# OpenCV's own threads per process (a Haar scan uses them); unset = OpenCV's default (all cores).
+# bench/photo_throughput.py sets it per server layout.
+if os.environ.get("VISAGE_OPENCV_THREADS"):
+    cv2.setNumThreads(int(os.environ["VISAGE_OPENCV_THREADS"]))
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 DETECTORS = ("haar", "none")
@@ -31,6 +37,16 @@ class HaarFaceDetector:
             raise RuntimeError(f"could not load the Haar cascade {path}; reinstall opencv-python-headless<5")
         self.settings = settings
 
+    def downscaled_gray(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The grayscale copy the cascade sees (longer side at most max_side) and its scale."""
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, self.settings.max_side / max(gray.shape[:2]))
+        if scale < 1.0:
+            height, width = gray.shape[:2]    # at least 1 px: a 10000x1 image must not shrink to 0
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        return gray, scale
+
     def detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
         """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8.
 
@@ -39,21 +55,74 @@ class HaarFaceDetector:
         uses it to detect several times faster (bench/measure_detector.py --live).
         """
         s = self.settings
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        scale = min(1.0, s.max_side / max(gray.shape[:2]))
-        if scale < 1.0:
-            height, width = gray.shape[:2]
-            if min(height, width) * scale >= 1:
-                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            else:   # a very thin image (10000x1) would shrink to 0 px, which OpenCV refuses
-                size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        gray, scale = self.downscaled_gray(image)
         min_size = max(s.min_size, int(min_face * min(gray.shape[:2])))
         found = self.cascade.detectMultiScale(
             gray, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
             minSize=(min_size, min_size))
         boxes = [tuple(int(round(v / scale)) for v in b) for b in (found if len(found) else [])]
         return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+    def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+        """Faces near the given boxes only (x, y, w, h in `image` pixels, e.g. where live mode's
+        tracker saw faces a frame ago): the cascade scans each box grown by REGION_PAD of its size on
+        every side, for faces from REGION_MIN_SCALE to REGION_MAX_SCALE times its size, instead of the
+        whole frame at all scales. Same settings, same downscaled copy as detect(); boxes largest first.
+        """
+        s = self.settings
+        gray, scale = self.downscaled_gray(image)
+        height, width = gray.shape[:2]
+        floor = max(s.min_size, int(min_face * min(height, width)))
+        boxes = []
+        for rx, ry, rw, rh in regions:
+            rx, ry, rw, rh = (v * scale for v in (rx, ry, rw, rh))
+            side = max(rw, rh)
+            # Crop edges on a fixed grid: the cascade's answer depends a little on where the crop starts,
+            # and a crop that followed the hint pixel by pixel fed that back into the next hint (live ages
+            # then settled on two values a few years apart, alternating for seconds).
+            x0, y0 = (max(0, snap(v - REGION_PAD * side, floor=True)) for v in (rx, ry))
+            x1 = min(width, snap(rx + rw + REGION_PAD * side, floor=False))
+            y1 = min(height, snap(ry + rh + REGION_PAD * side, floor=False))
+            low = max(floor, int(REGION_MIN_SCALE * side))
+            high = int(REGION_MAX_SCALE * side)
+            if x1 - x0 < low or y1 - y0 < low or high < low:
+                continue
+            found = self.cascade.detectMultiScale(
+                gray[y0:y1, x0:x1], scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+                minSize=(low, low), maxSize=(high, high))
+            boxes += [tuple(int(round(v / scale)) for v in (fx + x0, fy + y0, fw, fh))
+                      for fx, fy, fw, fh in (found if len(found) else [])]
+        return without_overlaps(sorted(boxes, key=lambda b: -b[2] * b[3]))
+
+
+# A tracked face moves and changes size a little between two live frames (one round trip apart).
+REGION_PAD = 0.5
+REGION_MIN_SCALE = 0.6
+REGION_MAX_SCALE = 1.6
+
+
+REGION_GRID = 16   # pixels of the downscaled image
+
+
+def snap(value: float, floor: bool) -> int:
+    cells = value / REGION_GRID
+    return int(REGION_GRID * (np.floor(cells) if floor else np.ceil(cells)))
+
+
+def overlap(a, b) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other."""
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def without_overlaps(boxes: list) -> list:
+    """Boxes (largest first) minus those mostly inside a larger one: two regions can find one face."""
+    kept = []
+    for box in boxes:
+        if all(overlap(box, k) < 0.5 for k in kept):
+            kept.append(box)
+    return kept
 
 
 def whole_image_box(image: np.ndarray) -> list[tuple[int, int, int, int]]:

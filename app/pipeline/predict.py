@@ -7,7 +7,9 @@ so a retrained model with a new card needs no code change here.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from app.pipeline.errors import ModelUnavailable
 from app.pipeline.preprocess import prepare_faces, test_time_views
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-up chatter out of the logs
+log = logging.getLogger(__name__)
 
 MODEL_NAMES = ("emotion", "age_gender")
 HOW_TO_PRODUCE = {
@@ -30,6 +33,10 @@ HOW_TO_PRODUCE = {
 REQUIRED_OUTPUTS = {"emotion": "softmax", "age": "regression", "gender": "sigmoid"}
 EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 AGE_GROUPS = ("0-2", "4-6", "8-12", "15-20", "25-32", "38-43", "48-53", "60-100")
+# Serving profiles, a parameter of the one pipeline. accurate: each model averages the test-time
+# views its card names (mirror, shifted faces), as in its evaluation; live: one view per model,
+# several times cheaper, and the browser's tracker averages over frames instead (docs/speed.md).
+PROFILES = ("accurate", "live")
 
 
 @dataclass(frozen=True)
@@ -61,21 +68,38 @@ class ModelCard:
 
 
 class LoadedModel:
-    """One Keras model plus its card; called once per image on the batch of all its faces."""
+    """One model plus its card; called once per image on the batch of all its faces.
 
-    def __init__(self, card: ModelCard, model):
+    Runs the card's ONNX copy with ONNX Runtime when one is given (`onnx_session`), else the Keras
+    model through one traced tf.function (docs/speed.md: ONNX Runtime is several times faster on
+    1-4 faces; training/export_runtime.py writes the copy).
+    """
+
+    def __init__(self, card: ModelCard, model, onnx_session=None):
+        self.card, self.model, self.onnx_session = card, model, onnx_session
+        self.runtime = "onnxruntime" if onnx_session is not None else "keras"
+        if onnx_session is not None:
+            self._input_name = onnx_session.get_inputs()[0].name
+            self._output_names = [o.name for o in onnx_session.get_outputs()]
+            self._call = lambda x: dict(zip(self._output_names, onnx_session.run(None, {self._input_name: x})))
+            return
         import tensorflow as tf
-        self.card, self.model = card, model
         # A tf.function with a fixed signature: traced once for any batch size, ~8x faster than
         # eager model(x) and ~25x faster than model.predict on 1-4 faces (ARCHITECTURE.md).
         spec = tf.TensorSpec((None, card.size, card.size, 1), tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def views(self, batch: np.ndarray, profile: str = "accurate") -> list[np.ndarray]:
+        """The views of `batch` this profile averages: the card's test-time views, or the face alone."""
+        if profile == "live":
+            return [batch]
+        return test_time_views(batch, self.card.flip_average, self.card.shift_px)
+
+    def __call__(self, batch: np.ndarray, profile: str = "accurate") -> dict[str, np.ndarray]:
         """(N, size, size, 1) float32 → {output name: (N, k) array}; still one model call per image."""
         n = len(batch)
-        views = test_time_views(batch, self.card.flip_average, self.card.shift_px)
-        raw = self._call(np.concatenate(views) if len(views) > 1 else batch)
+        views = self.views(batch, profile)
+        raw = self._call(np.ascontiguousarray(np.concatenate(views) if len(views) > 1 else batch, np.float32))
         names = list(self.card.outputs)
         if isinstance(raw, dict):
             out = {k: np.asarray(v) for k, v in raw.items()}
@@ -120,14 +144,14 @@ class Predictor:
         """One batch per model, each cut with that model's own margin and size."""
         return [prepare_faces(image, boxes, m.card.size, m.card.margin) for m in self.models]
 
-    def predict(self, batches: list[np.ndarray]) -> list[dict]:
+    def predict(self, batches: list[np.ndarray], profile: str = "accurate") -> list[dict]:
         """Per-face dicts of readable outputs (emotion, age, age_range, age_group, gender)."""
         n = len(batches[0]) if batches else 0
         faces = [{} for _ in range(n)]
         if n == 0:
             return faces
         for model, batch in zip(self.models, batches):
-            raw = model(batch)
+            raw = model(batch, profile)
             for name, spec in model.card.outputs.items():
                 for face, values in zip(faces, raw[name]):
                     face.update(interpret(name, spec, np.asarray(values, np.float64).ravel()))
@@ -185,9 +209,53 @@ def _load_one(models_dir: Path, name: str) -> LoadedModel:
     model_path = models_dir / card.file
     if not model_path.is_file():
         raise ModelUnavailable(f"Model file {model_path} (named by {card_path}) is missing. {how}")
+    session = onnx_session(models_dir, json.loads(card_path.read_text()), model_path)
+    if session is not None:
+        return LoadedModel(card, None, session)
     import keras
     try:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive
         raise ModelUnavailable(f"Model file {model_path} could not be loaded ({type(e).__name__}: {e}). {how}") from e
     return LoadedModel(card, model)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def onnx_session(models_dir: Path, card: dict, keras_path: Path):
+    """An ONNX Runtime session for the card's ONNX copy, or None (serve the .keras file) when the card
+    names none, the file or onnxruntime is missing, or the copy was made from another .keras file."""
+    runtime = card.get("runtime")
+    entry = runtime.get("onnx") if isinstance(runtime, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    path = models_dir / str(entry.get("file", ""))
+    if not path.is_file():
+        log.warning("%s names %s, which is missing: serving %s with Keras", card.get("name"), path, keras_path.name)
+        return None
+    if entry.get("source_sha256") != file_sha256(keras_path):
+        log.warning("%s was exported from another %s (stale): serving it with Keras; re-export with "
+                    "python -m training.export_runtime %s", path, keras_path.name, models_dir)
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        log.warning("onnxruntime is not installed: serving %s with Keras", keras_path.name)
+        return None
+    options = ort.SessionOptions()
+    # One knob for both runtimes (`make run` sets 1). Unset: also 1, not ONNX Runtime's one per core,
+    # whose idle threads spin and took CPU from the Haar scan on 2 shared cores (docs/speed.md).
+    options.intra_op_num_threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 1)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # a corrupt copy: the .keras file is still there
+        log.warning("%s could not be loaded (%s: %s): serving %s with Keras", path, type(e).__name__, e, keras_path.name)
+        return None

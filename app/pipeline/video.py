@@ -8,8 +8,6 @@ is read exactly as the same face in a photo would be.
 from __future__ import annotations
 
 import base64
-import functools
-import inspect
 import math
 from fractions import Fraction
 from dataclasses import dataclass, field
@@ -40,17 +38,8 @@ def video_predictor(models_dir):
 
 
 def predict_faces(predictor, image: np.ndarray, boxes) -> list[dict]:
-    """The predictor's fast one-view profile where it has one (Predictor.predict(batches, profile)),
-    else its only one."""
-    batches = predictor.prepare(image, boxes)
-    if _takes_profile(type(predictor)):
-        return predictor.predict(batches, profile=VIDEO_PROFILE)
-    return predictor.predict(batches)
-
-
-@functools.lru_cache(maxsize=None)
-def _takes_profile(predictor_class) -> bool:
-    return "profile" in inspect.signature(predictor_class.predict).parameters
+    """The predictor's fast one-view profile: a track averages over many frames anyway."""
+    return predictor.predict(predictor.prepare(image, boxes), profile=VIDEO_PROFILE)
 
 
 # ---------------------------------------------------------------- probing and decoding
@@ -341,7 +330,7 @@ def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = "haar", 
                      "complete": not (stats.failed or stats.missing or stats.ended_early)
                      and (expected is None or stats.decoded >= expected)},
         "detector": detector,
-        "profile": VIDEO_PROFILE if _takes_profile(type(predictor)) else "default",
+        "profile": VIDEO_PROFILE,
         "models": dict(predictor.versions),
         "tracks": tracks,
     }

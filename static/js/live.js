@@ -83,10 +83,38 @@ function listFaces(tracks) {
   faceList.replaceChildren(...items);
 }
 
-async function analyze(blob) {
+// Where to look: the server stays stateless, the tracker knows where the faces were. Most frames
+// send the tracked boxes as `regions` (the detector then scans only around them); the whole frame
+// is scanned every few frames, when there is no track, and right after a track went undetected.
+// When no face has been found for a while, one frame goes at the camera's full resolution, so a
+// face too small or too faint for the downscaled frames is still found (and then tracked).
+const scan = { sinceFull: 0, withoutFace: 0, lost: false };
+
+function nextRequest() {
+  const fullResolution = scan.withoutFace >= settings.fullResolutionAfter;
+  const maxSide = fullResolution ? Infinity : settings.sendMaxSide;
+  const tracks = tracker.tracks;
+  const fullScan = fullResolution || scan.lost || !tracks.length || scan.sinceFull >= settings.fullScanEvery - 1;
+  const toSent = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));  // as grabFrame scales
+  const regions = fullScan ? null : tracks.map(({ box }) =>
+    [box.x, box.y, box.w, box.h].map((v) => Math.round(v * toSent)));
+  return { fullResolution, maxSide, regions };
+}
+
+function afterAnswer(request, result) {
+  const counter = result.scan === "regions" ? "regionScans" : "fullScans";   // shown to tests
+  serverOut.dataset[counter] = String(Number(serverOut.dataset[counter] || 0) + 1);
+  scan.sinceFull = request.regions ? scan.sinceFull + 1 : 0;
+  scan.lost = Boolean(request.regions) && result.faces.length < request.regions.length;
+  scan.withoutFace = result.faces.length ? 0 : request.fullResolution ? 0 : scan.withoutFace + 1;
+}
+
+async function analyze(blob, regions) {
   const body = new FormData();
   body.append("image", blob, "frame.jpg");
   body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
+  body.append("profile", "live");  // one view per model: the tracker averages over frames instead
+  if (regions) body.append("regions", JSON.stringify(regions));
   const response = await fetch(settings.apiUrl, { method: "POST", body });
   const result = await response.json();
   if (!response.ok) throw new Error((result.error && result.error.message) || `HTTP ${response.status}`);
@@ -113,17 +141,19 @@ async function loop() {
 
 async function analyzeWhileRunning() {
   while (running) {
-    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, settings.sendMaxSide), settings.jpegQuality);
+    const request = nextRequest();
+    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, request.maxSide), settings.jpegQuality);
     const started = performance.now();
     let result;
     try {
-      result = await analyze(blob);
+      result = await analyze(blob, request.regions);
     } catch (err) {
       status.textContent = `Analysis failed: ${err.message}. Retrying…`;
       await new Promise((resolve) => setTimeout(resolve, 1000));
       continue;
     }
     recordAnswer(performance.now() - started, result.timing_ms);
+    afterAnswer(request, result);
     const tracks = tracker.update(toVideoPixels(result.faces, result.image));
     recordTimeline(tracks, result.models);
     if (!running) break;  // paused while the request was out: leave the last picture

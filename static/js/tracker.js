@@ -15,6 +15,12 @@ function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+function quantile(values, q) {
+  const sorted = [...values].sort((p, r) => p - r);
+  const at = (sorted.length - 1) * q, below = Math.floor(at);
+  return sorted[below] + (sorted[Math.min(below + 1, sorted.length - 1)] - sorted[below]) * (at - below);
+}
+
 // Hysteresis, so that a face between two answers does not blink between them:
 // a new label must lead the shown one by this much mean probability over the window,
 const LABEL_MARGIN = 0.1;
@@ -100,11 +106,18 @@ function smooth(history, shown, windowSize) {
   const emotion = history.reduce((total, obs) => addScores(total, obs.emotion), {});
   const genderLabel = votedLabel(gender, n, shown && shown.gender.label);
   const emotionLabel = votedLabel(emotion, n, shown && shown.emotion.label);
-  const age = median(history.map((obs) => obs.age));
+  const ages = history.map((obs) => obs.age);
+  const age = median(ages);
   const fillsWindow = shown && shown.frames < windowSize && n >= windowSize;
   const ageStep = fillsWindow ? AGE_STEP / 2 : AGE_STEP;
+  // Also kept while the shown age is still within the middle half of the window's ages: single
+  // frames of a still face can settle on two values years apart (live profile, one view), and the
+  // median then flips between them although nothing changed.
+  // Not when the window first fills: that re-check is what corrects an early guess.
+  const typical = shown && !fillsWindow && n >= windowSize &&
+    shown.age >= quantile(ages, 0.25) && shown.age <= quantile(ages, 0.75);
   return {
-    age: shown && Math.abs(age - shown.age) < ageStep ? shown.age : Math.round(age),
+    age: shown && (Math.abs(age - shown.age) < ageStep || typical) ? shown.age : Math.round(age),
     gender: { label: genderLabel, probability: (gender[genderLabel] || 0) / n },
     emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / n },
     frames: n,

@@ -36,10 +36,10 @@ def test_register_upload_save_dashboard_logout(page, astronaut_file, screenshot)
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
     page.get_by_role("button", name="Log out").click()
 
-    page.get_by_role("link", name="Log in").click()
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
+    header_login = page.get_by_test_id("header-login")     # every page's header has the login form
+    header_login.get_by_label("Email").fill(email)
+    header_login.get_by_label("Password").fill(password)
+    header_login.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
     page.goto("/")

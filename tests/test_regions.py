@@ -1,0 +1,74 @@
+"""Detection hints: `regions` (live mode's tracked boxes) make the detector look only around them."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+
+from app.pipeline.analyze import analyze_bytes
+from app.pipeline.detect import HaarFaceDetector
+from tests.browser.make_clip import face_frame
+
+LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}
+
+
+def iou(a, b) -> float:
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+
+def as_tuple(box: dict) -> tuple:
+    return box["x"], box["y"], box["w"], box["h"]
+
+
+@pytest.fixture(scope="module")
+def webcam_frame() -> np.ndarray:
+    return face_frame()        # the browser tests' 640x480 camera picture
+
+
+def test_regions_find_the_tracked_face_moved_or_resized(webcam_frame):
+    detector = HaarFaceDetector()
+    (truth,) = detector.detect(webcam_frame, 0.12)
+    x, y, w, h = truth
+    # where a tracker one frame behind may have it: shifted, a little larger or smaller
+    for hint in [truth, (x + 12, y - 9, w, h), (x - 5, y + 4, int(w * 1.2), int(h * 1.2)), (x, y, int(w * 0.8), int(h * 0.8))]:
+        found = detector.detect_in_regions(webcam_frame, [hint], 0.12)
+        assert len(found) == 1 and iou(found[0], truth) > 0.7, (hint, found, truth)
+
+
+def test_regions_elsewhere_find_nothing_and_duplicates_are_merged(webcam_frame):
+    detector = HaarFaceDetector()
+    (truth,) = detector.detect(webcam_frame, 0.12)
+    assert detector.detect_in_regions(webcam_frame, [(0, 0, 60, 60), (560, 380, 70, 70)], 0.12) == []
+    assert len(detector.detect_in_regions(webcam_frame, [truth, truth], 0.12)) == 1
+
+
+def test_pipeline_scans_regions_only_when_given(predictor, astronaut_jpeg):
+    full = analyze_bytes(astronaut_jpeg, predictor, **LIMITS)
+    assert full["scan"] == "full" and len(full["faces"]) == 1
+    box = as_tuple(full["faces"][0]["box"])
+    hinted = analyze_bytes(astronaut_jpeg, predictor, regions=json.dumps([box]), profile="live", **LIMITS)
+    assert hinted["scan"] == "regions" and iou(as_tuple(hinted["faces"][0]["box"]), box) > 0.7
+    assert analyze_bytes(astronaut_jpeg, predictor, regions="[]", **LIMITS)["scan"] == "full"
+    assert analyze_bytes(astronaut_jpeg, predictor, regions=[[0, 0, 40, 40]], **LIMITS)["faces"] == []
+    assert analyze_bytes(astronaut_jpeg, predictor, regions=[[0, 0, 40, 40]], detector="none", **LIMITS)["scan"] == "full"
+
+
+def test_api_takes_regions_as_form_field_or_json_list(client, astronaut_jpeg):
+    r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg"),
+                                             "regions": "[[178, 66, 94, 94]]"})
+    assert r.status_code == 200 and r.get_json()["scan"] == "regions" and len(r.get_json()["faces"]) == 1
+    r = client.post("/api/v1/analyze", json={"image": base64.b64encode(astronaut_jpeg).decode(),
+                                             "regions": [[178, 66, 94, 94]]})
+    assert r.status_code == 200 and r.get_json()["scan"] == "regions"
+
+
+@pytest.mark.parametrize("value", ["nope", "[[1, 2, 3]]", "[[0, 0, -1, 5]]", "[[0, 0, 5, NaN]]", '{"x": 1}',
+                                   json.dumps([[0, 0, 9, 9]] * 17), '[["a", 0, 9, 9]]'])
+def test_bad_regions_are_a_clear_400(client, astronaut_jpeg, value):
+    r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg"), "regions": value})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_regions"

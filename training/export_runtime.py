@@ -1,0 +1,101 @@
+"""Write an ONNX copy of each model beside its .keras file, for the app's faster model calls.
+
+    python -m training.export_runtime models/      # after every change to a models/*.keras
+
+The .keras file stays the source of truth. For each card in the folder this writes <name>.onnx
+(tf2onnx, from the same inference function the app traces) and records it in the card:
+"runtime": {"onnx": {"file", "source_sha256", ...}}. The app (app/pipeline/predict.py) serves
+the ONNX file with ONNX Runtime only while source_sha256 is the .keras file's hash, and falls
+back to Keras otherwise, so a retrained model is never answered by a stale copy; the export checks
+the copy against Keras on random inputs and refuses to record one that disagrees.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+OPSET = 17
+TOLERANCE = 1e-4   # largest difference to Keras accepted on the check inputs (probabilities; years for age)
+
+
+def export_one(card_path: Path) -> dict:
+    import keras
+    import numpy as np
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    from app.pipeline.predict import ModelCard, file_sha256
+
+    card_json = json.loads(card_path.read_text())
+    card = ModelCard.from_dict(card_json)
+    keras_path = card_path.parent / card.file
+    model = keras.models.load_model(keras_path, compile=False)
+    spec = tf.TensorSpec((None, card.size, card.size, 1), tf.float32, name="face")
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=OPSET)
+    rename_outputs(proto, list(card.outputs))
+
+    x = np.random.default_rng(0).random((4, card.size, card.size, 1), dtype=np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: x})))
+    want = fn(x)
+    want = {k: np.asarray(v) for k, v in want.items()} if isinstance(want, dict) else {card.file: np.asarray(want)}
+    if len(want) == 1:
+        want = {list(card.outputs)[0]: next(iter(want.values()))}
+    diff = max(float(np.max(np.abs(got[k] - want[k]))) for k in card.outputs)
+    if not diff <= TOLERANCE:
+        raise SystemExit(f"{keras_path}: the ONNX copy differs from Keras by {diff:.2g} (> {TOLERANCE}); not written")
+
+    onnx_path = keras_path.with_suffix(".onnx")
+    onnx_path.write_bytes(proto.SerializeToString())
+    card_json["runtime"] = {"onnx": {
+        "file": onnx_path.name, "source": card.file, "source_sha256": file_sha256(keras_path),
+        "made_by": f"python -m training.export_runtime (tf2onnx {tf2onnx.__version__}, opset {OPSET})",
+        "max_abs_diff_to_keras_on_random_inputs": diff}}
+    card_path.write_text(json.dumps(card_json, indent=2) + "\n")
+    return card_json["runtime"]["onnx"]
+
+
+def rename_outputs(proto, names: list[str]) -> None:
+    """Name the graph's outputs after the card's outputs (tf2onnx names them after TF tensors)."""
+    outputs = list(proto.graph.output)
+    if len(outputs) == 1:
+        mapping = {outputs[0].name: names[0]}
+    else:
+        mapping = {}
+        for out in outputs:
+            hits = [n for n in names if n in out.name]
+            if len(hits) != 1:
+                raise SystemExit(f"cannot tell which of {names} the ONNX output {out.name!r} is")
+            mapping[out.name] = hits[0]
+    for node in proto.graph.node:
+        node.output[:] = [mapping.get(o, o) for o in node.output]
+        node.input[:] = [mapping.get(i, i) for i in node.input]
+    for out in outputs:
+        out.name = mapping[out.name]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.export_runtime", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models_dir", type=Path, help="folder with <name>.json cards and their .keras files")
+    args = p.parse_args(argv)
+    cards = sorted(c for c in args.models_dir.glob("*.json") if "file" in json.loads(c.read_text()))
+    if not cards:
+        print(f"no model cards in {args.models_dir}", file=sys.stderr)
+        return 1
+    for card_path in cards:
+        written = export_one(card_path)
+        print(f"{card_path.parent / written['file']}: from {written['source']} "
+              f"(max diff {written['max_abs_diff_to_keras_on_random_inputs']:.2g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
