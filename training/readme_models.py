@@ -54,7 +54,7 @@ def models_block(models_dir: Path = ROOT / "models") -> str:
         rows.append(emotion_row(cards["emotion"]))
     if "age_gender" in cards:
         rows.append(age_gender_row(cards["age_gender"]))
-    lines = ["| model | measured on | test result | time per face (median, 1 face) |", "|---|---|---|---|", *rows]
+    lines = ["| model | measured on | test result | time per face (median, Keras, as the card measured) |", "|---|---|---|---|", *rows]
     return "<!-- MODELS -->\n" + "\n".join(lines) + "\n<!-- /MODELS -->"
 
 
