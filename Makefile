@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-requirements
 # do not oversubscribe the cores (layouts measured within noise of each other: docs/speed.md).
 GUNICORN_ARGS := -c gunicorn.conf.py
 
-.PHONY: run test venv
+.PHONY: run test venv models
 
 venv: $(STAMP)
 
@@ -30,3 +30,15 @@ test: venv
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
+
+# make models: train both models from scratch on DATA (hours on 2 CPU cores; docs/training.md),
+# evaluate and ship them into models/ with their ONNX copies, then refresh the documents generated from their cards.
+DATA ?= ../shared/data
+models: venv
+	$(BIN)/python -m training.train_emotion --data-dir $(DATA)/fer2013 --epochs 28 --threads 2
+	$(BIN)/python -m training.evaluate_emotion --data-dir $(DATA)/fer2013
+	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --input-size 96 --epochs 60 --threads 2
+	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface
+	$(BIN)/python -m training.export_runtime models/
+	$(BIN)/python -m training.readme_models
+	$(BIN)/python -m training.models_doc

@@ -17,7 +17,7 @@ DEFAULTS = {
     "VISAGE_QUEUE_TIMEOUT": 20.0,
     "VISAGE_ANALYSIS_TIMEOUT": 30.0,
     # Live mode (/live): longer side of the frames the browser sends, and the smallest face it asks
-    # the server to look for (share of the frame height). Measured choices: app/webcam.py, README.
+    # the server to look for (share of the frame height). Measured choices: app/webcam.py, docs/speed.md.
     "VISAGE_LIVE_MAX_SIDE": 400,
     "VISAGE_LIVE_MIN_FACE": 0.12,
     # Accounts and saved history (app/db.py, app/auth.py, app/security.py; docs/privacy.md, docs/deploy.md).

@@ -48,3 +48,24 @@ def test_the_readme_models_block_is_what_the_shipped_cards_write():
     block = models_block(ROOT / "models")
     assert "**Age and gender**" in block and "**Emotion**" in block
     assert block in (ROOT / "README.md").read_text()
+
+
+def test_the_headline_table_adds_detection_recall_and_the_live_profile_when_a_card_has_them(tmp_path):
+    """Cards under the app-path protocol carry detection recall and a live-profile latency; the README row shows both."""
+    import json
+    import shutil
+
+    from training.readme_models import ROOT, models_block
+    for name in ("emotion", "age_gender"):
+        shutil.copy(ROOT / "models" / f"{name}.json", tmp_path / f"{name}.json")
+    before = models_block(tmp_path)
+    assert "detector" not in before and "live profile" not in before
+
+    card = json.loads((tmp_path / "age_gender.json").read_text())
+    card["metrics"]["test"]["detection"] = {"recall": 0.9612, "detected": 1971, "images": 2051}
+    card["metrics"]["live_profile"] = {"latency_ms_single_face": {"median": 3.3}}
+    (tmp_path / "age_gender.json").write_text(json.dumps(card))
+    row = next(line for line in models_block(tmp_path).splitlines() if line.startswith("| **Age and gender**"))
+    assert "faces found by the detector 96.1%" in row
+    assert f"{card['metrics']['latency_ms_single_face']['median']:.1f} ms (live profile 3.3 ms)" in row
+    assert len(models_block(tmp_path).splitlines()) == len(before.splitlines())   # still one short table
