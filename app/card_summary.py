@@ -426,10 +426,14 @@ def age_gender_summary(card: dict, s: dict) -> None:
     s["headline"] += latency_row(metrics)
     fair = metrics.get("fairness_test")
     if isinstance(fair, dict) and fair:
-        s["tables"].append(table("UTKFace test: by group", ["group", "n", "gender accuracy", "age MAE (years)"],
-                                 [[k, fmt("n", dig(v, "n")), fmt("accuracy", dig(v, "gender_accuracy")),
-                                   fmt("mae", dig(v, "age_mae"))] for k, v in fair.items()],
-                                 "Race and gender as labelled in UTKFace."))
+        # Cards under the app-path protocol also say how often the detector found each group's faces.
+        recall = any(isinstance(v, dict) and "detection_recall" in v for v in fair.values())
+        s["tables"].append(table(
+            "UTKFace test: by group",
+            ["group", "n", "gender accuracy", "age MAE (years)"] + (["faces found by the detector"] if recall else []),
+            [[k, fmt("n", dig(v, "n")), fmt("accuracy", dig(v, "gender_accuracy")), fmt("mae", dig(v, "age_mae"))]
+             + ([fmt("accuracy", dig(v, "detection_recall"))] if recall else []) for k, v in fair.items()],
+            "Race and gender as labelled in UTKFace."))
         consumed.add("fairness_test")
     for key, split in splits.items():
         if key not in consumed:
