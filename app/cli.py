@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
     p.add_argument("--detector", choices=DETECTORS, default="haar")
     p.add_argument("--profile", choices=PROFILES, default="accurate",
-                   help="accurate: the test-time views each model card names; live: one view (faster)")
+                   help="accurate: the test-time views each model card names; live: face and mirror only (faster)")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output for several files")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     p.add_argument("--models-dir", help="default: $VISAGE_MODELS_DIR or <repo>/models")

@@ -27,7 +27,7 @@ def openapi_document() -> dict:
                                       "(faster; live mode sends 0.12); 0 = every face the detector can find"}
     profile_schema = {"type": "string", "enum": ["accurate", "live"], "default": "accurate",
                       "description": "accurate: each model averages the test-time views its card names "
-                                     "(mirror, shifted faces); live: one view per model, several times faster, "
+                                     "(mirror, shifted faces); live: the face and its mirror, no shifted copies, several times faster, "
                                      "noisier per frame (live mode sends it and smooths over frames)"}
     regions_schema = {"type": "string",
                       "description": "a hint: JSON list of at most 16 [x, y, w, h] boxes (image pixels) where faces "

@@ -29,7 +29,7 @@ bp = Blueprint("webcam", __name__)
 LIVE_JPEG_QUALITY = 0.8
 # Temporal smoothing of live labels: observations averaged per tracked face, and the
 # box overlap (IoU) needed to count a detection as the same face as the previous frame.
-# 30, not 15, since live mode runs one view per model (profile=live): single frames spread more
+# 30, not 15, since live mode runs fewer views per model (profile=live): single frames spread more
 # (age s.d. 5.3 vs 2.1 years over 1-3 px box moves, reports/profiles.json), at about twice the fps.
 LIVE_SMOOTHING_WINDOW = 30
 LIVE_MATCH_IOU = 0.3

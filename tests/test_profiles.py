@@ -29,17 +29,18 @@ def predictor_with_views(predictor) -> Predictor:
     return Predictor(models).checked()
 
 
-def test_live_is_one_view_and_accurate_is_the_mean_of_the_cards_views(predictor_with_views, astronaut):
+def test_live_is_face_and_mirror_and_accurate_is_the_mean_of_the_cards_views(predictor_with_views, astronaut):
     model = next(m for m in predictor_with_views.models if m.card.name == "age_gender")
     batch = predictor_with_views.prepare(astronaut, [(190, 60, 110, 110), (10, 10, 60, 60)])[1]
-    assert len(model.views(batch, "accurate")) == 10 and len(model.views(batch, "live")) == 1
+    assert len(model.views(batch, "accurate")) == 10 and len(model.views(batch, "live")) == 2
 
     def plain(x):
         return {k: np.asarray(v) for k, v in model.model(x, training=False).items()}
     live, accurate = model(batch, "live"), model(batch, "accurate")
     by_view = [plain(v) for v in preprocess.test_time_views(batch, True, 3)]
     for name in ("age", "gender"):
-        np.testing.assert_allclose(live[name], plain(batch)[name], rtol=1e-5, atol=1e-5)
+        live_views = [plain(v) for v in preprocess.test_time_views(batch, True, 0)]     # face, mirror
+        np.testing.assert_allclose(live[name], np.mean([v[name] for v in live_views], axis=0), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(accurate[name], np.mean([v[name] for v in by_view], axis=0), rtol=1e-5, atol=1e-5)
     assert not np.allclose(live["age"], accurate["age"])   # the views really differ on a real face
 

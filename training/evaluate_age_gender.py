@@ -235,6 +235,7 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
 def main(argv=None):
     args = parse_args(argv)
     from app.pipeline.preprocess import test_time_offsets
+    from app.pipeline.predict import profile_augmentation
     from training import data_utk
     from training.common import member_summaries, read_log, single_face_latency_ms, warm_started_from, write_json
     from training.ensemble import members_of
@@ -259,7 +260,8 @@ def main(argv=None):
     found = test_all["detected"]
     test = data_utk.detected_only(test_all)
     test_age, test_female = averaged(prediction_views([model], test["x"], flip, shift_px))
-    live_age, live_female = averaged(prediction_views([model], test["x"], False, 0))
+    live_flip, live_shift = profile_augmentation(flip, shift_px, "live")
+    live_age, live_female = averaged(prediction_views([model], test["x"], live_flip, live_shift))
     chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir, args.limit, splits=("test",))["test"]
     if not np.array_equal(chips["age"], test_all["age"]):
         raise RuntimeError("the chip and app-path test splits list different images")
@@ -343,10 +345,12 @@ def main(argv=None):
                                 "val_gender_accuracy": r["val_gender_accuracy"]} for i, r in enumerate(log)]},
         "metrics": metrics,
     }
-    live_card = card | {"test_time_augmentation": {"horizontal_flip": False, "shift_px": 0}}
+    live_card = card | {"test_time_augmentation": {"horizontal_flip": live_flip, "shift_px": live_shift}}
     metrics["latency_ms_single_face"] = single_face_latency_ms(model, card)
     metrics["live_profile"] = {
-        "views": 1, "note": "the same networks on the face alone (no mirror, no shifts), as profile=live serves them",
+        "views": 2 if live_flip else 1,
+        "note": "the same networks on the face" + (" and its mirror" if live_flip else " alone") +
+                " (no shifts), as profile=live serves them (app.pipeline.predict.profile_augmentation)",
         "test": split_scores(test, live_age, live_female, found),
         "latency_ms_single_face": single_face_latency_ms(model, live_card)}
     write_json(args.models_dir / "age_gender.json", card)

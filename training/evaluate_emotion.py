@@ -106,6 +106,7 @@ def main(argv=None):
     args = parse_args(argv)
     import keras
 
+    from app.pipeline.predict import profile_augmentation
     from training import data_fer
     from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
                                  read_log, single_face_latency_ms, warm_started_from, write_json)
@@ -134,7 +135,8 @@ def main(argv=None):
     # 2. The setup is fixed: score it on PrivateTest, once (its views, and its live profile: one view).
     private = data_fer.load_fer(args.data_dir, cache_dir, limit=args.limit, splits=("private",))["private"]
     report = classification_report(private.y, served_probs(model, private.x, use_flip).argmax(1), labels)
-    live = classification_report(private.y, served_probs(model, private.x, False).argmax(1), labels)
+    live_flip, _ = profile_augmentation(use_flip, 0, "live")
+    live = classification_report(private.y, served_probs(model, private.x, live_flip).argmax(1), labels)
 
     log = read_log(args.run_dir)
     run = __import__("json").loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
@@ -185,9 +187,12 @@ def main(argv=None):
     }
     card["metrics"]["latency_ms_single_face"] = latency = single_face_latency_ms(model, card)
     card["metrics"]["live_profile"] = {
-        "views": 1, "note": "the same networks on the face alone (no mirror), as profile=live serves them",
+        "views": 2 if live_flip else 1,
+        "note": "the same networks on the face" + (" and its mirror" if live_flip else " alone") +
+                ", as profile=live serves them (app.pipeline.predict.profile_augmentation)",
         "private_test": {"accuracy": live["accuracy"], "macro_f1": live["macro_f1"]},
-        "latency_ms_single_face": single_face_latency_ms(model, card | {"test_time_augmentation": {}})}
+        "latency_ms_single_face": single_face_latency_ms(
+            model, card | {"test_time_augmentation": {"horizontal_flip": live_flip}})}
     write_json(args.models_dir / "emotion.json", card)
     write_json(args.reports_dir / "emotion_eval.json", card["metrics"])
     print(f"PrivateTest accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} "

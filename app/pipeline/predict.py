@@ -39,6 +39,17 @@ AGE_GROUPS = ("0-2", "4-6", "8-12", "15-20", "25-32", "38-43", "48-53", "60-100"
 PROFILES = ("accurate", "live")
 
 
+def profile_augmentation(flip: bool, shift_px: int, profile: str) -> tuple[bool, int]:
+    """(mirror, shift in pixels) that `profile` averages, for a model whose card names (flip, shift_px).
+
+    accurate: all of the card's views. live: the face and, where the card averages it, its mirror, but
+    no shifted copies. One view alone spread a still webcam face's age over s.d. 6.0 years per frame,
+    with its mirror 4.4, with all 10 views 3.6 (bench/measure_live_views.py), and the mirror costs one
+    more face in the same batched call. The evaluators score the live profile through this too.
+    """
+    return (flip, shift_px) if profile == "accurate" else (flip, 0)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str
@@ -90,10 +101,8 @@ class LoadedModel:
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def views(self, batch: np.ndarray, profile: str = "accurate") -> list[np.ndarray]:
-        """The views of `batch` this profile averages: the card's test-time views, or the face alone."""
-        if profile == "live":
-            return [batch]
-        return test_time_views(batch, self.card.flip_average, self.card.shift_px)
+        """The views of `batch` this profile averages (profile_augmentation)."""
+        return test_time_views(batch, *profile_augmentation(self.card.flip_average, self.card.shift_px, profile))
 
     def __call__(self, batch: np.ndarray, profile: str = "accurate") -> dict[str, np.ndarray]:
         """(N, size, size, 1) float32 → {output name: (N, k) array}; still one model call per image."""

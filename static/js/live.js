@@ -113,7 +113,7 @@ async function analyze(blob, regions) {
   const body = new FormData();
   body.append("image", blob, "frame.jpg");
   body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
-  body.append("profile", "live");  // one view per model: the tracker averages over frames instead
+  body.append("profile", "live");  // face + mirror only: the tracker averages over frames instead
   // The hint goes in the query string: it is the documented place for it beside a multipart body.
   const url = regions ? `${settings.apiUrl}?regions=${encodeURIComponent(JSON.stringify(regions))}` : settings.apiUrl;
   const response = await fetch(url, { method: "POST", body });

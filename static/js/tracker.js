@@ -111,7 +111,7 @@ function smooth(history, shown, windowSize) {
   const fillsWindow = shown && shown.frames < windowSize && n >= windowSize;
   const ageStep = fillsWindow ? AGE_STEP / 2 : AGE_STEP;
   // Also kept while the shown age is still within the middle half of the window's ages: single
-  // frames of a still face can settle on two values years apart (live profile, one view), and the
+  // frames of a still face can settle on two values years apart (live profile, few views), and the
   // median then flips between them although nothing changed.
   // Not when the window first fills: that re-check is what corrects an early guess.
   const typical = shown && !fillsWindow && n >= windowSize &&
