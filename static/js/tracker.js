@@ -107,17 +107,24 @@ function smooth(history, shown, windowSize) {
   const genderLabel = votedLabel(gender, n, shown && shown.gender.label);
   const emotionLabel = votedLabel(emotion, n, shown && shown.emotion.label);
   const ages = history.map((obs) => obs.age);
-  const age = median(ages);
+  // The mean of the middle half: as robust to odd frames as the median, and steadier when single
+  // frames cluster on two values a few years apart (the median then jumps between the clusters).
+  const sortedAges = [...ages].sort((p, r) => p - r);
+  const middle = sortedAges.slice(Math.floor(n / 4), Math.max(Math.floor(n / 4) + 1, n - Math.floor(n / 4)));
+  const age = middle.reduce((sum, v) => sum + v, 0) / middle.length;
   const fillsWindow = shown && shown.frames < windowSize && n >= windowSize;
   const ageStep = fillsWindow ? AGE_STEP / 2 : AGE_STEP;
   // Also kept while the shown age is still within the middle half of the window's ages: single
   // frames of a still face can settle on two values years apart (live profile, few views), and the
   // median then flips between them although nothing changed.
   // Not when the window first fills: that re-check is what corrects an early guess.
-  const typical = shown && !fillsWindow && n >= windowSize &&
-    shown.age >= quantile(ages, 0.25) && shown.age <= quantile(ages, 0.75);
+  const low = quantile(ages, 0.25), high = quantile(ages, 0.75);
+  const typical = shown && !fillsWindow && n >= windowSize && shown.age >= low && shown.age <= high;
+  // And a move smaller than the window's own spread (its interquartile range) is noise, not news:
+  // the readings of a still, swaying face drift by about that much as the window slides.
+  const step = fillsWindow ? ageStep : Math.max(ageStep, high - low);
   return {
-    age: shown && (Math.abs(age - shown.age) < ageStep || typical) ? shown.age : Math.round(age),
+    age: shown && (Math.abs(age - shown.age) < step || typical) ? shown.age : Math.round(age),
     gender: { label: genderLabel, probability: (gender[genderLabel] || 0) / n },
     emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / n },
     frames: n,
