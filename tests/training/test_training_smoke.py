@@ -33,15 +33,16 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     assert (tmp_path / "models" / "emotion.keras").exists()
     assert card["outputs"]["emotion"]["labels"][0] == "angry" and card["input"]["size"] == 48
     assert 0 <= card["metrics"]["private_test"]["accuracy"] <= 1
-    assert card["metrics"]["live_profile"]["views"] == 1
+    # live: the face and, where the chosen setup mirrors, its mirror (app.pipeline.predict.profile_augmentation)
+    assert card["metrics"]["live_profile"]["views"] == (2 if card["test_time_augmentation"]["horizontal_flip"] else 1)
     assert 0 <= card["metrics"]["live_profile"]["private_test"]["accuracy"] <= 1
     assert card["training"]["epochs_run"] == 1
     assert set(card["serving_setup"]["class_logit_shift"]) == set(card["outputs"]["emotion"]["labels"])
     assert "private_test_accuracy_of_alternatives" not in card["serving_setup"]
     assert "Haar" not in card["input"]["preprocessing"].split("serving")[0]     # FER images are not Haar-cropped
     assert (tmp_path / "models" / "reports" / "emotion_confusion.png").stat().st_size > 1000
-    from training.readme_models import emotion_section
-    assert "Live profile" in "\n".join(emotion_section(card))
+    from training.models_doc import render          # docs/models.md and /models show the live profile too
+    assert "live profile" in render(tmp_path / "models")
 
     # PrivateTest is asked for only after the setup is fixed and the model written: with its labels shuffled
     # the choice is the same, the score is not.
@@ -120,7 +121,8 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
     assert test["age"]["mae"] > 0 and test["per_image"]["gender_correct"] <= test["gender"]["accuracy"]
     assert card["metrics"]["test_on_tight_chips"]["all_images"]["age"]["n"] == found["images"]
     live = card["metrics"]["live_profile"]
-    assert live["views"] == 1 and live["test"]["age"]["n"] == found["detected"]
+    assert live["views"] == (2 if card["test_time_augmentation"]["horizontal_flip"] else 1)
+    assert live["test"]["age"]["n"] == found["detected"]
     assert live["latency_ms_single_face"]["median"] > 0 and card["metrics"]["latency_ms_single_face"]["median"] > 0
     # 2 candidates x 4 sets of test-time views, each timed and none scored on test; budgets recorded
     assert "test_metrics_of_uncorrected_candidates" not in card["serving_setup"]
@@ -129,9 +131,9 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
     assert card["serving_setup"]["budgets"]["max_latency_ms"] == 30.0
     tta = card["test_time_augmentation"]
     assert isinstance(tta["horizontal_flip"], bool) and tta["shift_px"] in (0, round(64 / 32))
-    from training.readme_models import age_gender_section
-    text = "\n".join(age_gender_section(card))
-    assert f"({found['detected']:,} of {found['images']:,}" in text and "Live profile" in text
+    from training.models_doc import render
+    text = render(tmp_path / "models")
+    assert f"| detection | {found['images']:,} | {found['detected']:,} |" in text and "live profile" in text
 
     # The choice is made before the test labels are read: shuffling them changes the test numbers, not the choice.
     # (No latency budget here, so that timing noise cannot change the choice between the two runs.)
