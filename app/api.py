@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from app.openapi import openapi_document, with_token_auth
-from app.pipeline.errors import BadRequest, InputError
-from app.uploads import analyze_request, json_body
+from app.pipeline.errors import InputError
+from app.uploads import analyze_request, boolean_option, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -45,11 +45,7 @@ def wants_save() -> bool:
     """save: a JSON boolean in a JSON body, "true"/"false" in a form or query (as the OpenAPI document says)."""
     body = json_body() if request.is_json else None
     raw = body.get("save") if isinstance(body, dict) and "save" in body else request.values.get("save")
-    if raw is None or raw is False or raw == "false":
-        return False
-    if raw is True or raw == "true":
-        return True
-    raise BadRequest("save must be true or false.", code="bad_save")
+    return boolean_option("save", raw, default=False)
 
 
 @bp.post("/analyze")

@@ -86,6 +86,18 @@ def check_option_value(name: str, value, from_json: bool) -> None:
         raise BadRequest("min_face must be a JSON number.", code="bad_min_face")
 
 
+def boolean_option(name: str, value, default: bool) -> bool:
+    """An option the OpenAPI document types as boolean: a JSON true/false, or exactly "true"/"false" in a
+    form or query (the fuzz test holds every endpoint to that); absent (None) gives the default."""
+    if value is None:
+        return default
+    if value is True or value == "true":
+        return True
+    if value is False or value == "false":
+        return False
+    raise BadRequest(f"{name} must be true or false, got {value!r}.", code=f"bad_{name}")
+
+
 def json_body():
     """The parsed JSON body; malformed or absurdly nested JSON is a 400, never a 500."""
     try:

@@ -18,7 +18,7 @@ from app.jobs import VideoJobs
 from app.pipeline.analyze import check_detector, check_min_face
 from app.pipeline.errors import BadRequest, InputError, TooLarge
 from app.pipeline.video import MAX_FPS, VIDEO_EXTENSIONS, check_fps, probe, write_csv
-from app.uploads import check_option_value
+from app.uploads import boolean_option, check_option_value
 
 bp = Blueprint("video", __name__)
 
@@ -54,15 +54,8 @@ def page():
 
 
 def _flag(name: str, default: bool) -> bool:
-    value = request.values.get(name)
-    if value is None or value == "":
-        return default
-    # Exactly the booleans the OpenAPI document admits (the fuzz test holds us to it).
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    raise BadRequest(f"{name} must be true or false, got {value!r}.", code=f"bad_{name}")
+    """A boolean form field; an empty one (an unticked form) gives the default."""
+    return boolean_option(name, request.values.get(name) or None, default)
 
 
 @bp.post("/api/v1/videos")

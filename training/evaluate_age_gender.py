@@ -7,7 +7,7 @@ line before anything is scored. Then, from train and val alone: the checkpoint, 
 --ensemble-with models, the test-time views (face only, + mirror, + 4 shifts, + 4 shifts each
 mirrored), the output corrections of training/ensemble.py (a linear age correction, Platt scaling of
 P(female)) and the age interval. Only then is the test split read, and scored once, for the chosen
-setup: its accurate views and its live profile (one view), both on the faces the app's own detector
+setup: its accurate views and its live profile (app.pipeline.predict.profile_augmentation), both on the faces the app's own detector
 finds (the headline, with the detection recall beside it; a missed face is no answer, as in the app)
 and on the tight chips as ready crops. Writes models/age_gender.keras, models/age_gender.json and
 plots in reports/.

@@ -5,7 +5,7 @@
 Protocol: every choice (best epoch, averaging with --ensemble-with models, the
 mirrored test-time view, the class-prior correction of training/ensemble.py) is
 made on PublicTest alone; PrivateTest is read only after the setup is fixed and
-scored once, for the chosen setup and for its live profile (one view). Writes
+scored once, for the chosen setup and for its live profile (profile_augmentation). Writes
 models/emotion.keras, models/emotion.json (the card the app reads) and
 reports/emotion_confusion.png.
 
@@ -132,7 +132,7 @@ def main(argv=None):
     export_inference_model(model, model_file)
     model = keras.models.load_model(model_file, compile=False)      # score the file the app will load
 
-    # 2. The setup is fixed: score it on PrivateTest, once (its views, and its live profile: one view).
+    # 2. The setup is fixed: score it on PrivateTest, once (its views, and its live profile's).
     private = data_fer.load_fer(args.data_dir, cache_dir, limit=args.limit, splits=("private",))["private"]
     report = classification_report(private.y, served_probs(model, private.x, use_flip).argmax(1), labels)
     live_flip, _ = profile_augmentation(use_flip, 0, "live")

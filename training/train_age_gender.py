@@ -67,10 +67,9 @@ def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int =
         z = np.load(cache)
         if len(z["age"]) == len(x):
             return {"age": z["age"], "gender": z["gender"]}
-    import json
     import keras
     from app.pipeline.predict import LoadedModel, ModelCard
-    card = ModelCard.from_dict(json.loads(Path(model_path).with_suffix(".json").read_text()))
+    card = ModelCard.read(Path(model_path).with_suffix(".json"))
     wrapped = LoadedModel(card, keras.models.load_model(model_path, compile=False))
     parts = [wrapped(x[i:i + batch]) for i in range(0, len(x), batch)]
     out = {k: np.concatenate([p[k] for p in parts]).astype(np.float32).reshape(-1, 1) for k in ("age", "gender")}

@@ -34,8 +34,8 @@ REQUIRED_OUTPUTS = {"emotion": "softmax", "age": "regression", "gender": "sigmoi
 EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 AGE_GROUPS = ("0-2", "4-6", "8-12", "15-20", "25-32", "38-43", "48-53", "60-100")
 # Serving profiles, a parameter of the one pipeline. accurate: each model averages the test-time
-# views its card names (mirror, shifted faces), as in its evaluation; live: one view per model,
-# several times cheaper, and the browser's tracker averages over frames instead (docs/speed.md).
+# views its card names (mirror, shifted faces), as in its evaluation; live: fewer views
+# (profile_augmentation), several times cheaper, and the browser's tracker averages over frames instead.
 PROFILES = ("accurate", "live")
 
 

@@ -29,7 +29,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")   # what th
 Progress = Callable[[int, int], None]
 
 
-VIDEO_PROFILE = "live"      # one view per face: a track averages many frames anyway
+VIDEO_PROFILE = "live"      # the fast profile: a track averages many frames anyway
 
 
 def video_predictor(models_dir):

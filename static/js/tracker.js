@@ -9,14 +9,8 @@ export function iou(a, b) {
   return union > 0 ? inter / union : 0;
 }
 
-function median(values) {
-  const sorted = [...values].sort((p, q) => p - q);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function quantile(values, q) {
-  const sorted = [...values].sort((p, r) => p - r);
+// `sorted`: numbers in ascending order.
+function quantile(sorted, q) {
   const at = (sorted.length - 1) * q, below = Math.floor(at);
   return sorted[below] + (sorted[Math.min(below + 1, sorted.length - 1)] - sorted[below]) * (at - below);
 }
@@ -96,7 +90,7 @@ export class FaceTracker {
   }
 }
 
-// The window's consensus: median age (robust to one odd frame), voted gender and emotion;
+// The window's consensus: a trimmed mean age (robust to odd frames), voted gender and emotion;
 // `shown` is the previous consensus, kept unless the new one clearly differs. When the window
 // first fills, the age shown since the first two frames is re-checked against half a step:
 // the full AGE_STEP would hold an early guess up to 5 years off, and then jump.
@@ -106,17 +100,17 @@ function smooth(history, shown, windowSize) {
   const emotion = history.reduce((total, obs) => addScores(total, obs.emotion), {});
   const genderLabel = votedLabel(gender, n, shown && shown.gender.label);
   const emotionLabel = votedLabel(emotion, n, shown && shown.emotion.label);
-  const ages = history.map((obs) => obs.age);
+  const ages = history.map((obs) => obs.age).sort((p, r) => p - r);
   // The mean of the middle half: as robust to odd frames as the median, and steadier when single
   // frames cluster on two values a few years apart (the median then jumps between the clusters).
-  const sortedAges = [...ages].sort((p, r) => p - r);
-  const middle = sortedAges.slice(Math.floor(n / 4), Math.max(Math.floor(n / 4) + 1, n - Math.floor(n / 4)));
+  const quarter = Math.floor(n / 4);              // n - 2 * quarter >= 1: the middle is never empty
+  const middle = ages.slice(quarter, n - quarter);
   const age = middle.reduce((sum, v) => sum + v, 0) / middle.length;
   const fillsWindow = shown && shown.frames < windowSize && n >= windowSize;
   const ageStep = fillsWindow ? AGE_STEP / 2 : AGE_STEP;
   // Also kept while the shown age is still within the middle half of the window's ages: single
   // frames of a still face can settle on two values years apart (live profile, few views), and the
-  // median then flips between them although nothing changed.
+  // consensus then flips between them although nothing changed.
   // Not when the window first fills: that re-check is what corrects an early guess.
   const low = quantile(ages, 0.25), high = quantile(ages, 0.75);
   const typical = shown && !fillsWindow && n >= windowSize && shown.age >= low && shown.age <= high;
