@@ -32,6 +32,10 @@ LIVE_JPEG_QUALITY = 0.8
 # 30, not 15, since live mode runs fewer views per model (profile=live): single frames spread more
 # (age s.d. 5.3 vs 2.1 years over 1-3 px box moves, reports/profiles.json), at about twice the fps.
 LIVE_SMOOTHING_WINDOW = 30
+# Age and gender belong to the person, not the moment: they are averaged over a track's last 150
+# observations (about 6 s at camera speed), which steadies the shown age where 30 frames did not
+# (a still, swaying face's 30-frame mean drifted by 5 years as the frames sampled from the sway changed).
+LIVE_PERSON_WINDOW = 150
 LIVE_MATCH_IOU = 0.3
 # Detection hints (static/js/live.js): scan the whole frame at least every this many frames (the
 # others search only around tracked faces, several times faster: docs/speed.md), and send one frame
@@ -59,6 +63,7 @@ def live():
         "jpegQuality": LIVE_JPEG_QUALITY,
         "minFace": current_app.config["VISAGE_LIVE_MIN_FACE"],
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
+        "personWindow": LIVE_PERSON_WINDOW,
         "matchIou": LIVE_MATCH_IOU,
         "fullScanEvery": LIVE_FULL_SCAN_EVERY,
         "fullResolutionAfter": LIVE_FULL_RESOLUTION_AFTER,

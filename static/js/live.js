@@ -14,7 +14,8 @@ const serverOut = document.getElementById("live-server");
 const status = document.getElementById("camera-status");
 const toggle = document.getElementById("live-toggle");
 
-const tracker = new FaceTracker({ window: settings.smoothingWindow, matchIou: settings.matchIou });
+const tracker = new FaceTracker({
+  window: settings.smoothingWindow, personWindow: settings.personWindow, matchIou: settings.matchIou });
 const sendCanvas = document.createElement("canvas");
 let running = false;
 let looping = false;  // a loop() is alive (possibly awaiting its last request after a pause)

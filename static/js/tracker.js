@@ -38,11 +38,15 @@ function addScores(total, scores) {
 }
 
 export class FaceTracker {
-  // window: observations averaged per face; matchIou: overlap that continues a track;
-  // minHits: detections before a face is shown (one-frame false positives never are);
-  // maxMissed: frames a face may go undetected (still shown) before its track is dropped.
-  constructor({ window = 8, matchIou = 0.3, minHits = 2, maxMissed = 3 } = {}) {
-    Object.assign(this, { window, matchIou, minHits, maxMissed });
+  // window: observations averaged per face for its expression, which changes from moment to moment;
+  // personWindow: observations averaged for its age and gender, which belong to the person and do not
+  // change while a track lasts: the longer memory averages out the per-frame spread (a still face's
+  // single-frame ages spread 3-6 years, s.d., as its box moves by 1-2 px) and its slow drifts;
+  // matchIou: overlap that continues a track; minHits: detections before a face is shown (one-frame
+  // false positives never are); maxMissed: frames a face may go undetected (still shown) before its
+  // track is dropped.
+  constructor({ window = 8, personWindow = 4 * window, matchIou = 0.3, minHits = 2, maxMissed = 3 } = {}) {
+    Object.assign(this, { window, personWindow: Math.max(window, personWindow), matchIou, minHits, maxMissed });
     this.tracks = [];
     this.nextId = 1;
   }
@@ -85,28 +89,30 @@ export class FaceTracker {
       gender: { [face.gender.label]: face.gender.probability },
       emotion: face.emotion.probabilities,
     });
-    if (track.history.length > this.window) track.history.shift();
+    if (track.history.length > this.personWindow) track.history.shift();
     track.smoothed = smooth(track.history, track.smoothed, this.window);
   }
 }
 
-// The window's consensus: a trimmed mean age (robust to odd frames), voted gender and emotion;
-// `shown` is the previous consensus, kept unless the new one clearly differs. When the window
-// first fills, the age shown since the first two frames is re-checked against half a step:
+// The consensus: emotion voted over the last `windowSize` observations; age (a trimmed mean, robust
+// to odd frames) and gender (voted) over the whole `history` (the person window). `shown` is the
+// previous consensus, kept unless the new one clearly differs. When the history first reaches
+// `windowSize`, the age shown since the first two frames is re-checked against half a step:
 // the full AGE_STEP would hold an early guess up to 5 years off, and then jump.
 function smooth(history, shown, windowSize) {
+  const recent = history.slice(-windowSize);
+  const emotion = recent.reduce((total, obs) => addScores(total, obs.emotion), {});
+  const emotionLabel = votedLabel(emotion, recent.length, shown && shown.emotion.label);
   const n = history.length;
   const gender = history.reduce((total, obs) => addScores(total, obs.gender), {});
-  const emotion = history.reduce((total, obs) => addScores(total, obs.emotion), {});
   const genderLabel = votedLabel(gender, n, shown && shown.gender.label);
-  const emotionLabel = votedLabel(emotion, n, shown && shown.emotion.label);
   const ages = history.map((obs) => obs.age).sort((p, r) => p - r);
   // The mean of the middle half: as robust to odd frames as the median, and steadier when single
   // frames cluster on two values a few years apart (the median then jumps between the clusters).
   const quarter = Math.floor(n / 4);              // n - 2 * quarter >= 1: the middle is never empty
   const middle = ages.slice(quarter, n - quarter);
   const age = middle.reduce((sum, v) => sum + v, 0) / middle.length;
-  const fillsWindow = shown && shown.frames < windowSize && n >= windowSize;
+  const fillsWindow = shown && shown.personFrames < windowSize && n >= windowSize;
   const ageStep = fillsWindow ? AGE_STEP / 2 : AGE_STEP;
   // Also kept while the shown age is still within the middle half of the window's ages: single
   // frames of a still face can settle on two values years apart (live profile, few views), and the
@@ -120,7 +126,8 @@ function smooth(history, shown, windowSize) {
   return {
     age: shown && (Math.abs(age - shown.age) < step || typical) ? shown.age : Math.round(age),
     gender: { label: genderLabel, probability: (gender[genderLabel] || 0) / n },
-    emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / n },
-    frames: n,
+    emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / recent.length },
+    frames: recent.length,      // observations behind the emotion
+    personFrames: n,            // observations behind the age and gender
   };
 }

@@ -145,3 +145,28 @@ def test_tracker_resets_an_early_age_guess_once_the_window_is_full(page):
     }""")
     assert ages[0] == [] and all(shown == [40] for shown in ages[1:7]), ages
     assert all(shown == [36] for shown in ages[7:]), ages
+
+
+def test_tracker_holds_a_persons_age_through_slow_drifts_of_single_frames(page):
+    """Single-frame ages of a still face drift with its sway (a box 1-2 px off reads years older or
+    younger): over a 30-frame window the mean follows the sway and the shown age flips; averaged over
+    the person window it holds, within a step of the sway's mean."""
+    page.goto("/live")
+    shown = page.evaluate("""async () => {
+        const { FaceTracker } = await import('/static/js/tracker.js');
+        const face = (age) => ({ box: { x: 0, y: 10, w: 50, h: 50 }, age, gender: { label: 'female', probability: 0.9 },
+                                 emotion: { label: 'happy', probabilities: { happy: 0.9, sad: 0.1 } } });
+        const run = (window, personWindow) => {
+            const tracker = new FaceTracker({ window, personWindow });
+            const ages = [];
+            for (let i = 0; i < 300; i++) {   // a 90-frame sway (3 s at 30 fps) around 31.5 years, plus noise
+                const age = 31.5 + 7 * Math.sin(2 * Math.PI * i / 90) + ((i * 7) % 5) - 2;
+                ages.push(tracker.update([face(age)]).map((t) => t.smoothed.age)[0]);
+            }
+            return ages.slice(30);   // once the emotion window is full
+        };
+        return { person: run(30, 150), windowOnly: run(30, 30) };
+    }""")
+    assert len(set(shown["windowOnly"])) > 1, "a 30-frame mean should follow the sway (else this test shows nothing)"
+    assert len(set(shown["person"])) == 1, sorted(set(shown["person"]))
+    assert abs(shown["person"][0] - 31.5) < 5, shown["person"][0]   # AGE_STEP in static/js/tracker.js
