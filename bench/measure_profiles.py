@@ -44,9 +44,29 @@ LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}
 
 def as_sent(frame: np.ndarray) -> bytes:
     scale = SEND_SIDE / max(frame.shape[:2])
-    small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return as_jpeg(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), JPEG_QUALITY)
+
+
+def camera_frames() -> dict[str, tuple[np.ndarray, float]]:
+    """Issue #13's in-process frames (also bench/compare_fer.py): name -> (640x480 RGB picture, min_face).
+    four_faces = the one-face frame tiled 2x2 at half size."""
+    one = face_frame()
+    small = cv2.resize(one, (320, 240), interpolation=cv2.INTER_AREA)
+    four = np.concatenate([np.concatenate([small, small], 1)] * 2, 0)
+    return {"one_face": (one, MIN_FACE), "four_faces": (four, 0.05)}
+
+
+def as_jpeg(picture: np.ndarray, quality: int = 80) -> bytes:
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return jpeg.tobytes()
+
+
+def frame_setups(data: bytes, predictor, min_face: float) -> dict[str, dict]:
+    """run_pipeline options per setup; live mode's region hints are the boxes a full scan finds."""
+    boxes = [[f["box"][k] for k in "xywh"] for f in
+             run_pipeline(data, predictor, min_face=min_face, **LIMITS)[0]["faces"]]
+    return {"accurate, full scan": {}, "live, full scan": {"profile": "live"},
+            "live, regions": {"profile": "live", "regions": boxes}}
 
 
 def spread(faces: list[dict]) -> dict:
@@ -111,17 +131,10 @@ def main(argv=None):
                 clip[profile]["faces"].append(answer["faces"][0])
 
     # One 640x480 camera frame in-process (issue #13's comparison with `fer`), one face and four faces.
-    one = face_frame()
-    small = cv2.resize(one, (320, 240), interpolation=cv2.INTER_AREA)
-    four = np.concatenate([np.concatenate([small, small], 1)] * 2, 0)
     frame_ms = {}
-    for name, picture, min_face in (("one_face", one, MIN_FACE), ("four_faces", four, 0.05)):
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
-        data = jpeg.tobytes()
-        boxes = [[f["box"][k] for k in "xywh"] for f in
-                 run_pipeline(data, predictor, min_face=min_face, **LIMITS)[0]["faces"]]
-        setups = {"accurate, full scan": {}, "live, full scan": {"profile": "live"},
-                  "live, regions": {"profile": "live", "regions": boxes}}
+    for name, (picture, min_face) in camera_frames().items():
+        data = as_jpeg(picture)
+        setups = frame_setups(data, predictor, min_face)
         times = {setup: [] for setup in setups}
         found = {}
         for _ in range(max(10, args.frames // 4)):
