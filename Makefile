@@ -1,4 +1,4 @@
-# make run:  create/update .venv from requirements.txt, then serve on http://127.0.0.1:8000
+# make run:  create/update .venv from requirements.txt (and requirements-nodeps.txt), then serve on http://127.0.0.1:8000
 # make test: create/update .venv the same way, then run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -17,10 +17,11 @@ venv: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when requirements.txt changed since the last install.
-$(STAMP): requirements.txt | $(BIN)/python
+# Reinstall only when a requirements file changed since the last install.
+$(STAMP): requirements.txt requirements-nodeps.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	cp requirements.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	cat requirements.txt requirements-nodeps.txt > $(STAMP)
 
 run: venv
 	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 VISAGE_OPENCV_THREADS=1 TF_CPP_MIN_LOG_LEVEL=2 \

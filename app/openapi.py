@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from app.pipeline.analyze import MAX_MIN_FACE
-from app.pipeline.detect import DETECTORS
+from app.pipeline.detect import DETECTOR_DESCRIPTIONS, DETECTORS
 from app.pipeline.predict import AGE_GROUPS, EMOTION_LABELS
 
 EMOTIONS = list(EMOTION_LABELS)
@@ -21,7 +21,7 @@ def _busy(description: str) -> dict:
 
 def openapi_document() -> dict:
     detector_schema = {"type": "string", "enum": list(DETECTORS), "default": DETECTORS[0],
-                       "description": "haar: find faces; none: the whole image is one face crop"}
+                       "description": "; ".join(f"{k}: {v}" for k, v in DETECTOR_DESCRIPTIONS.items())}
     min_face_schema = {"type": "number", "minimum": 0, "maximum": MAX_MIN_FACE, "default": 0,
                        "description": "look only for faces at least this share of the image's shorter side "
                                       "(faster; live mode sends 0.12); 0 = every face the detector can find"}
@@ -215,7 +215,7 @@ def add_video_jobs(doc: dict) -> None:
                     "video": {"type": "string", "format": "binary"},
                     "fps": {"type": "number", "minimum": 0.1, "maximum": 30, "default": 5,
                             "description": "frames analysed per second of video"},
-                    "detector": {"type": "string", "enum": ["haar", "none"], "default": "haar"},
+                    "detector": {"type": "string", "enum": list(DETECTORS), "default": DETECTORS[0]},
                     "min_face": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0},
                     "annotate": {"type": "boolean", "default": True,
                                  "description": "also render an MP4 with boxes and smoothed labels"},

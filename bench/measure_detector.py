@@ -12,6 +12,13 @@ per frame, and milliseconds per frame. Writes reports/detector.json.
 measures instead the shipped settings on frames scaled the way live mode sends
 them (--send-side) for several min_face values (the smallest face looked for,
 as a share of the frame's shorter side); writes reports/detector_live.json.
+
+    python bench/measure_detector.py --data-dir ../shared/data/utkface --detectors haar,blazeface
+
+compares the app's detectors (haar, blazeface; or blazeface:short / blazeface:full for one
+BlazeFace model alone) on the same frames, each frame run by every detector
+in turn so that load changes hit all alike: photo-sized faces, small faces (--small-face-px) and
+live-mode frames (--send-side, min_face 0.12); writes reports/detector_blazeface.json.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.pipeline.detect import HaarFaceDetector, HaarSettings  # noqa: E402
+from app.pipeline.detect_blazeface import BlazeFaceDetector  # noqa: E402
 from training.data_utk import list_items, read_rgb  # noqa: E402
 
 SCENES = ["coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "brick", "grass", "gravel"]
@@ -60,16 +68,33 @@ def make_trials(data_dir: Path, n: int, seed: int = 0, face_px: tuple[int, int] 
 
 
 def evaluate(settings: HaarSettings, trials, min_face: float = 0.0) -> dict:
-    detector = HaarFaceDetector(settings)
-    found, false, ms = 0, 0, []
+    return evaluate_many({"haar": HaarFaceDetector(settings)}, trials, min_face)["haar"]
+
+
+def evaluate_many(detectors: dict, trials, min_face: float = 0.0) -> dict:
+    """{name: recall, false boxes per frame, median ms}: every frame goes through each detector in turn."""
+    found, false, ms = dict.fromkeys(detectors, 0), dict.fromkeys(detectors, 0), {name: [] for name in detectors}
     for frame, truth in trials:
-        t = time.perf_counter()
-        boxes = detector.detect(frame, min_face)
-        ms.append((time.perf_counter() - t) * 1000)
-        hits = [b for b in boxes if iou(b, truth) >= 0.3]
-        found += bool(hits)
-        false += len(boxes) - len(hits[:1])
-    return {"recall": found / len(trials), "false_per_frame": false / len(trials), "ms_median": float(np.median(ms))}
+        for name, detector in detectors.items():
+            t = time.perf_counter()
+            boxes = detector.detect(frame, min_face)
+            ms[name].append((time.perf_counter() - t) * 1000)
+            hits = [b for b in boxes if iou(b, truth) >= 0.3]
+            found[name] += bool(hits)
+            false[name] += len(boxes) - len(hits[:1])
+    return {name: {"recall": found[name] / len(trials), "false_per_frame": false[name] / len(trials),
+                   "ms_median": float(np.median(ms[name]))} for name in detectors}
+
+
+def make_detector(name: str):
+    """haar (shipped settings), blazeface (both models, as shipped), blazeface:short or blazeface:full."""
+    if name == "haar":
+        return HaarFaceDetector()
+    if name == "blazeface":
+        return BlazeFaceDetector()
+    if name.startswith("blazeface:"):
+        return BlazeFaceDetector(tuple(name.split(":", 1)[1].split("+")))
+    raise SystemExit(f"unknown detector {name!r}")
 
 
 def main():
@@ -84,10 +109,15 @@ def main():
                                       "e.g. 480/1.1/5,320/1.1/3 (the first is today's, the reference)")
     p.add_argument("--send-side", type=int, default=400, help="with --live: longer side of the frames sent")
     p.add_argument("--min-faces", default="0,0.08,0.1,0.12,0.15,0.2", help="with --live: min_face values")
+    p.add_argument("--detectors", help="compare these detectors on the same frames, e.g. haar,blazeface "
+                                       "(the first is the reference for time ratios)")
+    p.add_argument("--small-face-px", default="32,80", help="with --detectors: the small-face frames' face sides")
     args = p.parse_args()
     face_px = tuple(int(v) for v in args.face_px.split(","))
-    trials = make_trials(args.data_dir, args.trials, face_px=face_px)
     cv2.setNumThreads(1)          # per-frame cost on one core, as a gunicorn worker sees it
+    if args.detectors:
+        return measure_detectors(args, face_px)
+    trials = make_trials(args.data_dir, args.trials, face_px=face_px)
     if args.live:
         return measure_live(args, trials)
     if args.settings:
@@ -122,11 +152,44 @@ def measure_settings(args, trials, face_px) -> None:
                   "load_average": list(__import__("os").getloadavg()), "rows": rows})
 
 
+def live_frames(trials, send_side: int):
+    """Frames (and true boxes) downscaled to the longer side live mode sends."""
+    scale = send_side / 640
+    return [(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
+             tuple(round(v * scale) for v in truth)) for frame, truth in trials]
+
+
+def measure_detectors(args, face_px) -> None:
+    """Each named detector on the same frames: photo faces, small faces, live-sized frames."""
+    names = args.detectors.split(",")
+    detectors = {name: make_detector(name) for name in names}
+    small_px = tuple(int(v) for v in args.small_face_px.split(","))
+    photo = make_trials(args.data_dir, args.trials, face_px=face_px)
+    sets = [("photo", f"640x480, faces {face_px[0]}-{face_px[1]} px", photo, 0.0),
+            ("small_faces", f"640x480, faces {small_px[0]}-{small_px[1]} px",
+             make_trials(args.data_dir, args.trials, seed=1, face_px=small_px), 0.0),
+            ("live", f"the photo frames scaled to {args.send_side} px wide, min_face 0.12",
+             live_frames(photo, args.send_side), 0.12)]
+    rows = []
+    for key, frames, trials, min_face in sets:
+        results = evaluate_many(detectors, trials, min_face)
+        reference = results[names[0]]["ms_median"]
+        for name in names:
+            row = {"frames": key, "detector": name, **results[name],
+                   "time_vs_first": round(results[name]["ms_median"] / reference, 3)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    write_report(args.out or Path("reports/detector_blazeface.json"),
+                 {"trials_per_set": args.trials, "sets": {key: frames for key, frames, _, _ in sets},
+                  "found": "a box with IoU >= 0.3 against the pasted face; false: every other box",
+                  "threads": "one (OpenCV and LiteRT), detectors alternating frame by frame",
+                  "reference": names[0], "load_average": list(__import__("os").getloadavg()), "rows": rows})
+
+
 def measure_live(args, trials) -> None:
     """Shipped settings, frames downscaled to the live send size, a sweep over min_face."""
     scale = args.send_side / 640
-    small = [(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
-              tuple(round(v * scale) for v in truth)) for frame, truth in trials]
+    small = live_frames(trials, args.send_side)
     rows = []
     for min_face in (float(v) for v in args.min_faces.split(",")):
         r = {"min_face": min_face, **evaluate(HaarSettings(), small, min_face)}

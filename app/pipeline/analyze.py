@@ -17,18 +17,30 @@ from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
 from app.pipeline.errors import AnalysisTimeout, BadRequest
 from app.pipeline.predict import PROFILES, Predictor
 
-# One cascade per thread: sharing a CascadeClassifier across gunicorn threads is not documented as safe.
+# One detector per thread: sharing a CascadeClassifier (or a LiteRT interpreter) across gunicorn
+# threads is not documented as safe.
 _local = threading.local()
+
+
+def face_detector(detector: str):
+    """This thread's instance of a named detector, made on first use (BlazeFace loads LiteRT only then)."""
+    found = getattr(_local, detector, None)
+    if found is None:
+        if detector == "blazeface":
+            from app.pipeline.detect_blazeface import BlazeFaceDetector
+            found = BlazeFaceDetector()
+        else:
+            found = HaarFaceDetector()
+        setattr(_local, detector, found)
+    return found
 
 
 def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0, regions=None) -> list[tuple[int, int, int, int]]:
     if detector == "none":
         return whole_image_box(image)
-    if not hasattr(_local, "haar"):
-        _local.haar = HaarFaceDetector()
     if regions:
-        return _local.haar.detect_in_regions(image, regions, min_face)
-    return _local.haar.detect(image, min_face)
+        return face_detector(detector).detect_in_regions(image, regions, min_face)
+    return face_detector(detector).detect(image, min_face)
 
 
 MAX_REGIONS = 16

