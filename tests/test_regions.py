@@ -72,3 +72,21 @@ def test_api_takes_regions_as_form_field_or_json_list(client, astronaut_jpeg):
 def test_bad_regions_are_a_clear_400(client, astronaut_jpeg, value):
     r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg"), "regions": value})
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_regions"
+
+
+def test_two_pass_schedule_finds_the_faces_one_full_scan_finds(astronaut, webcam_frame):
+    """detect()'s coarse proposals plus region scans: the same faces, the same boxes within a few pixels,
+    as one full scan; nothing where a full scan finds nothing."""
+    import cv2
+    from skimage import data
+
+    from app.pipeline.detect import HaarSettings
+    two_pass, one_scan = HaarFaceDetector(), HaarFaceDetector(HaarSettings(candidate_cascade=None))
+    assert two_pass.candidates is not None and one_scan.candidates is None
+    tiles = np.concatenate([np.concatenate([astronaut, astronaut[:, ::-1]], 1)] * 2, 0)   # four faces
+    scene = cv2.resize(data.coffee(), (640, 480))
+    for image, faces in ((astronaut, 1), (webcam_frame, 1), (tiles, 4), (scene, 0)):
+        reference, found = one_scan.detect(image), two_pass.detect(image)
+        assert len(reference) == len(found) == faces
+        for box in found:
+            assert max(iou(box, r) for r in reference) > 0.8, (box, reference)

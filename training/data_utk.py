@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.decode import decode_image
-from app.pipeline.detect import whole_image_box
+from app.pipeline.detect import HaarSettings, whole_image_box
 from app.pipeline.preprocess import prepare_face, prepare_faces
 from training.common import face_in_frame
 
@@ -118,7 +118,9 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cach
     Only the `splits` asked for are returned (and read from the cache): an evaluator asks for the test
     split only once its setup is fixed. A new cache is always written whole (all three splits)."""
     data_dir = Path(data_dir)
-    key = f"utkface_{'app' if crops == 'haar' else crops}_{size}_m{margin:g}.npz"
+    # App-path crops depend on the detector's settings: a changed detector gets a cache of its own.
+    kind = f"app-{HaarSettings().fingerprint()}" if crops == "haar" else crops
+    key = f"utkface_{kind}_{size}_m{margin:g}.npz"
     cache = Path(cache_dir) / key if cache_dir and not limit else None
     fields = ("x", "age", "gender", "race", "detected")
     if cache and cache.exists():

@@ -107,8 +107,11 @@ def test_loaders_give_only_the_splits_asked_for_from_a_cache_and_without_one(tmp
 
     fields = ("x", "age", "gender", "race", "detected")
     sizes = {"train": 5, "val": 3, "test": 4}
-    np.savez(cache / "utkface_app_8_m0.15.npz", **{f"{s}_{a}": np.zeros((n, 8, 8, 1) if a == "x" else n, bool if a ==
+    from app.pipeline.detect import HaarSettings
+    np.savez(cache / f"utkface_app-{HaarSettings().fingerprint()}_8_m0.15.npz", **{f"{s}_{a}": np.zeros((n, 8, 8, 1) if a == "x" else n, bool if a ==
                                                    "detected" else np.float32) for s, n in sizes.items() for a in fields})
+    # the cache of crops detected with other settings is not read: it names the settings it was made with
+    assert HaarSettings(candidate_cascade=None).fingerprint() != HaarSettings().fingerprint()
     data = data_utk.load_utk(tmp_path / "nowhere", 8, 0.15, "haar", cache, splits=("train", "val"))
     assert set(data) == {"train", "val", "crop_stats"} and set(data["crop_stats"]) == {"train", "val"}
     assert data["val"]["x"].shape == (3, 8, 8, 1) and data["crop_stats"]["train"] == {"images": 5, "detected": 0}

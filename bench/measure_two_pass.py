@@ -1,0 +1,111 @@
+"""The photo detector's schedule: one full Haar scan against two passes (a coarse, permissive scan
+proposes places, the shipped cascade and settings then look only around each).
+
+    python bench/measure_two_pass.py --data-dir ../shared/data/utkface
+
+Three sets of frames, every setting on every frame in turn (so machine load falls on all alike):
+UTKFace val faces pasted at 80-240 px and at 32-80 px into 640x480 scenes without faces
+(bench/measure_detector.py's trials), and UTKFace val faces the way the app path frames them
+(training.common.CONTEXT_PAD). Reports recall (IoU >= 0.3 with the pasted face; on the app-path
+frames: any face found), false boxes per frame, median ms, the median per-frame time ratio to one
+full scan, and how closely the boxes agree with one full scan's (mean IoU). Writes
+reports/detector_two_pass.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from app.pipeline.detect import HaarFaceDetector, HaarSettings  # noqa: E402
+from measure_detector import iou, make_trials  # noqa: E402
+
+SCHEDULES = {   # name: candidate pass (cascade file, scale factor, min neighbours); None = one full scan
+    "one full scan": None,
+    "two passes, default 1.2/1 (shipped)": ("haarcascade_frontalface_default.xml", 1.2, 1),
+    "two passes, alt2 1.2/1": ("haarcascade_frontalface_alt2.xml", 1.2, 1),
+    "two passes, default 1.15/1": ("haarcascade_frontalface_default.xml", 1.15, 1),
+}
+
+
+def detector(candidates) -> HaarFaceDetector:
+    if candidates is None:
+        return HaarFaceDetector(HaarSettings(candidate_cascade=None))
+    cascade, scale_factor, min_neighbors = candidates
+    return HaarFaceDetector(HaarSettings(candidate_cascade=cascade, candidate_scale_factor=scale_factor,
+                                         candidate_min_neighbors=min_neighbors))
+
+
+def app_path_frames(data_dir: Path, n: int, seed: int):
+    from training.common import CONTEXT_PAD
+    from training.data_utk import list_items, read_rgb
+    items = list_items(data_dir)["val"]
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(len(items), n, replace=False):
+        image = read_rgb(data_dir, items[i])
+        p = int(round(CONTEXT_PAD * max(image.shape[:2])))
+        yield cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE), None
+
+
+def measure(frames, detectors: dict) -> dict:
+    stats = {name: {"found": 0, "false": 0, "ms": [], "iou": []} for name in detectors}
+    reference = next(iter(detectors))
+    for frame, truth in frames:
+        boxes = {}
+        for name, det in detectors.items():
+            t = time.perf_counter()
+            boxes[name] = det.detect(frame)
+            stats[name]["ms"].append(1000 * (time.perf_counter() - t))
+        for name, found in boxes.items():
+            hits = [b for b in found if truth is None or iou(b, truth) >= 0.3]
+            stats[name]["found"] += bool(hits)
+            stats[name]["false"] += len(found) - len(hits[:1]) if truth is not None else 0
+            if hits and boxes[reference]:
+                stats[name]["iou"].append(max(iou(hits[0], b) for b in boxes[reference]))
+    n = len(stats[reference]["ms"])
+    ref_ms = np.array(stats[reference]["ms"])
+    return {name: {"recall": s["found"] / n, "false_per_frame": s["false"] / n,
+                   "ms_median": float(np.median(s["ms"])),
+                   "time_vs_one_scan": float(np.median(np.array(s["ms"]) / ref_ms)),
+                   "box_iou_with_one_scan": float(np.mean(s["iou"])) if s["iou"] else None}
+            for name, s in stats.items()} | {"frames": n}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--trials", type=int, default=200, help="frames per set")
+    p.add_argument("--threads", type=int, default=1, help="OpenCV threads (the app's workers use 1)")
+    p.add_argument("--out", type=Path, default=Path("reports/detector_two_pass.json"))
+    args = p.parse_args()
+    cv2.setNumThreads(args.threads)
+    detectors = {name: detector(c) for name, c in SCHEDULES.items()}
+    sets = {
+        "faces 80-240 px in 640x480 scenes": make_trials(args.data_dir, args.trials, seed=1, face_px=(80, 240)),
+        "faces 32-80 px in 640x480 scenes": make_trials(args.data_dir, args.trials, seed=2, face_px=(32, 80)),
+        "UTKFace val, app-path frames": list(app_path_frames(args.data_dir, args.trials, seed=3)),
+    }
+    report = {"settings": {k: v for k, v in vars(HaarSettings()).items()}, "opencv_threads": args.threads,
+              "load_average_before": open("/proc/loadavg").read().split()[:3], "sets": {}}
+    for name, frames in sets.items():
+        report["sets"][name] = rows = measure(frames, detectors)
+        print(name, f"({rows['frames']} frames)")
+        for schedule, r in rows.items():
+            if schedule != "frames":
+                print(f"  {schedule:28s} recall {r['recall']:.3f}  false/frame {r['false_per_frame']:.3f}  "
+                      f"{r['ms_median']:6.1f} ms  {r['time_vs_one_scan']:.2f}x  box IoU {r['box_iou_with_one_scan']}",
+                      flush=True)
+    report["load_average_after"] = open("/proc/loadavg").read().split()[:3]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
