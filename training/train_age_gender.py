@@ -32,6 +32,9 @@ def parse_args(argv=None):
     p.add_argument("--crops", choices=["haar", "chip"], default="haar",
                    help="haar: serving-style crops (default); chip: the tight aligned chips as they are")
     p.add_argument("--no-age-balance", action="store_true", help="do not re-weight rare age bands")
+    p.add_argument("--group-balance", action="store_true",
+                   help="also re-weight each race x gender group by the square root of its inverse frequency "
+                        "(the rarer groups had the larger gender error)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -56,6 +59,15 @@ def age_band_weights(age: np.ndarray) -> np.ndarray:
     decade = np.minimum(age.astype(int) // 10, 8)
     counts = np.bincount(decade, minlength=9).astype(np.float64)
     w = np.sqrt(counts.sum() / np.maximum(counts, 1))[decade]
+    return (w / w.mean()).astype(np.float32)
+
+
+def group_weights(race: np.ndarray, gender: np.ndarray) -> np.ndarray:
+    """Square-root inverse frequency of each sample's race x gender group (race -1 = unknown: its own
+    group), mean 1."""
+    group = (race.astype(int) + 1) * 2 + gender.astype(int)
+    counts = np.bincount(group).astype(np.float64)
+    w = np.sqrt(counts.sum() / np.maximum(counts, 1))[group]
     return (w / w.mean()).astype(np.float32)
 
 
@@ -96,6 +108,9 @@ def main(argv=None):
     # Learn from, and validate on, the faces the app's detector finds (the others never reach a model).
     train, val = data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"])
     weights = (np.ones(len(train["age"]), np.float32) if args.no_age_balance else age_band_weights(train["age"]))
+    if args.group_balance:
+        weights = weights * group_weights(train["race"], train["gender"])
+        weights /= weights.mean()
     print(f"train {len(train['age'])}, val {len(val['age'])}; crops {args.crops}: {data['crop_stats']}", flush=True)
 
     args.run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +144,8 @@ def main(argv=None):
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
-        "age_balance": not args.no_age_balance, "epochs": args.epochs, "batch_size": args.batch_size,
+        "age_balance": not args.no_age_balance, "group_balance": args.group_balance,
+        "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
         "crop_stats": data["crop_stats"], "data_dir": str(args.data_dir),
         "init_from": str(args.init_from) if args.init_from else None,

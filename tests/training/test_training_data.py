@@ -128,3 +128,13 @@ def test_serving_margin_recovers_the_framing_of_face_crops(astronaut):
                           interpolation=cv2.INTER_AREA)
         x = (crop.astype(np.float32) / 255)[None, ..., None]
         assert data_fer.serving_margin(x) == pytest.approx(margin, abs=0.04)    # measured: -0.013, 0.196
+
+
+def test_group_weights_lift_rare_race_gender_groups_evenly():
+    from training.train_age_gender import group_weights
+    race = np.array([0] * 8 + [2] * 2 + [-1] * 2)
+    gender = np.array([0, 1] * 4 + [0, 1] + [1, 1])
+    w = group_weights(race, gender)
+    assert np.isclose(w.mean(), 1.0)
+    assert w[0] < w[8] and np.isclose(w[8], w[9])          # White (4 per gender) below Asian (1 per gender)
+    assert np.isclose(w[10], w[11]) and w[10] < w[8]        # unknown race, 2 women: a group of its own
