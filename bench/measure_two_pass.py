@@ -10,6 +10,12 @@ UTKFace val faces pasted at 80-240 px and at 32-80 px into 640x480 scenes withou
 frames: any face found), false boxes per frame, median ms, the median per-frame time ratio to one
 full scan, and how closely the boxes agree with one full scan's (mean IoU). Writes
 reports/detector_two_pass.json.
+
+    python bench/measure_two_pass.py --data-dir ../shared/data/utkface --models 400
+
+runs instead N UTKFace val app-path frames through the whole pipeline (the shipped models, accurate
+profile) with one full scan and with the shipped two passes: faces found, age MAE, gender accuracy,
+and how much each face's age moves. Writes reports/detector_two_pass_models.json.
 """
 from __future__ import annotations
 
@@ -77,14 +83,57 @@ def measure(frames, detectors: dict) -> dict:
             for name, s in stats.items()} | {"frames": n}
 
 
+def compare_through_models(data_dir: Path, n: int, models_dir: Path) -> dict:
+    """Val faces through run_pipeline with each schedule: what a user gets, not only the boxes."""
+    from app.pipeline import analyze
+    from app.pipeline.predict import load_predictor
+    from training.data_utk import list_items
+    items = list_items(data_dir)["val"]
+    chosen = [items[i] for i in np.random.default_rng(0).choice(len(items), n, replace=False)]
+    frames = list(app_path_frames(data_dir, n, seed=0))      # the same draw: seed 0 picks the same items
+    predictor = load_predictor(models_dir)
+    detectors = {"one full scan": detector(None), "two passes (shipped)": detector(SCHEDULES["two passes, default 1.2/1 (shipped)"])}
+    answers = {name: {} for name in detectors}
+    for item, (frame, _) in zip(chosen, frames):
+        png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))[1].tobytes()
+        for name, det in detectors.items():
+            analyze._local.haar = det          # the pipeline's per-thread detector
+            answer, _ = analyze.run_pipeline(png, predictor, max_bytes=10 ** 8, max_pixels=10 ** 8)
+            if answer["faces"]:
+                face = max(answer["faces"], key=lambda f: f["box"]["w"])
+                answers[name][item.filename] = (face["age"], face["gender"]["label"] == "female", item)
+    del analyze._local.haar
+    report = {}
+    for name, found in answers.items():
+        report[name] = {"found": len(found) / n,
+                        "age_mae": float(np.mean([abs(a - it.age) for a, _, it in found.values()])),
+                        "gender_accuracy": float(np.mean([f == (it.gender == 1) for _, f, it in found.values()]))}
+    both = set.intersection(*(set(found) for found in answers.values()))
+    moves = [answers["two passes (shipped)"][k][0] - answers["one full scan"][k][0] for k in both]
+    report["age_change_per_face"] = {"faces": len(both), "mean_abs_years": float(np.mean(np.abs(moves))),
+                                     "unchanged": int(sum(abs(m) < 1e-6 for m in moves))}
+    return report | {"frames": n}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--trials", type=int, default=200, help="frames per set")
     p.add_argument("--threads", type=int, default=1, help="OpenCV threads (the app's workers use 1)")
-    p.add_argument("--out", type=Path, default=Path("reports/detector_two_pass.json"))
+    p.add_argument("--models", type=int, default=0, metavar="N",
+                   help="instead: N val faces through the whole pipeline with each schedule")
+    p.add_argument("--models-dir", type=Path, default=Path(__file__).resolve().parents[1] / "models")
+    p.add_argument("--out", type=Path)
     args = p.parse_args()
     cv2.setNumThreads(args.threads)
+    if args.models:
+        report = compare_through_models(args.data_dir, args.models, args.models_dir)
+        report["load_average"] = open("/proc/loadavg").read().split()[:3]
+        print(json.dumps(report, indent=1))
+        out = args.out or Path("reports/detector_two_pass_models.json")
+        out.write_text(json.dumps(report, indent=1))
+        print("wrote", out)
+        return
     detectors = {name: detector(c) for name, c in SCHEDULES.items()}
     sets = {
         "faces 80-240 px in 640x480 scenes": make_trials(args.data_dir, args.trials, seed=1, face_px=(80, 240)),
@@ -102,9 +151,10 @@ def main():
                       f"{r['ms_median']:6.1f} ms  {r['time_vs_one_scan']:.2f}x  box IoU {r['box_iou_with_one_scan']}",
                       flush=True)
     report["load_average_after"] = open("/proc/loadavg").read().split()[:3]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print("wrote", args.out)
+    out = args.out or Path("reports/detector_two_pass.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print("wrote", out)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class HaarSettings:
     max_side: int = 480         # longer side of the image the cascade sees
     # Two passes (detect()): a coarse, permissive scan (scale step 1.2, one neighbour) proposes places,
     # and the cascade then looks only around each with the settings above (detect_in_regions). Recall
-    # within a point of one full scan in 0.62-0.70x its time on three frame sets; the alt2 cascade
+    # within -4..+1 points of one full scan (five frame sets) in 0.62-0.70x its time; the alt2 cascade
     # as proposer was faster but lost 3 points on small faces (bench/measure_two_pass.py →
     # reports/detector_two_pass.json). candidate_cascade None: one full scan.
     candidate_cascade: str | None = CASCADE_FILE
