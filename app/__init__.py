@@ -15,6 +15,20 @@ from app.admission import AdmissionGate
 from app.pipeline.predict import load_predictor
 
 
+def check_default_detector(name: str) -> None:
+    """A misspelt VISAGE_DEFAULT_DETECTOR, or one whose package is missing, stops the start-up with a
+    clear message, instead of failing every request that does not name a detector."""
+    import numpy as np
+
+    from app.pipeline.analyze import check_detector, find_faces
+    from app.pipeline.errors import BadRequest
+    try:
+        detector = check_detector(name)
+    except BadRequest as e:
+        raise RuntimeError(f"VISAGE_DEFAULT_DETECTOR: {e.message}") from None
+    find_faces(np.zeros((64, 64, 3), np.uint8), detector)   # loads the detector (ModelUnavailable if it cannot)
+
+
 def create_app(config: dict | None = None) -> Flask:
     # Multipart limits (Werkzeug): form parts, and bytes in non-file fields; over them → 413.
     merged = {**settings.from_environment(), "MAX_FORM_PARTS": settings.MAX_FORM_PARTS,
@@ -32,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
                                                   app.config["VISAGE_QUEUE_TIMEOUT"])
     # Raises ModelUnavailable (naming the file and how to produce it) instead of serving random weights.
     app.extensions["visage.predictor"] = load_predictor(app.config["VISAGE_MODELS_DIR"])
+    check_default_detector(app.config["VISAGE_DEFAULT_DETECTOR"])
 
     from app import (api, api_docs, auth, dashboard, db, history, http_errors, model_cards, pages, request_log,
                      security)

@@ -75,3 +75,14 @@ def test_non_numeric_environment_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("VISAGE_LIVE_MIN_FACE", "large")
     with pytest.raises(ValueError, match="must be a number"):
         settings.from_environment()
+
+
+def test_unknown_default_detector_stops_the_start_up(models_dir):
+    with pytest.raises(RuntimeError, match=r"VISAGE_DEFAULT_DETECTOR: Unknown detector 'hog'.*haar"):
+        create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "VISAGE_DEFAULT_DETECTOR": "hog"})
+
+
+@pytest.mark.parametrize("detector", ["haar", "blazeface", "none"])
+def test_each_known_default_detector_starts(models_dir, detector):
+    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "VISAGE_DEFAULT_DETECTOR": detector})
+    assert app.config["VISAGE_DEFAULT_DETECTOR"] == detector
