@@ -110,18 +110,21 @@ def multipart(jpeg: bytes, min_face: float, **fields) -> tuple[bytes, str]:
 MODES = ("live", "accurate-full")
 
 
-def live_request(jpeg: bytes, min_face: float, mode: str, frame: int, last_boxes: list) -> tuple[bytes, str]:
+def live_request(jpeg: bytes, min_face: float, mode: str, frame: int, last_boxes: list) -> tuple[bytes, str, str]:
+    """(body, content type, path): live.js sends the region hint in the query string."""
+    from urllib.parse import quote
+
     from app.webcam import LIVE_FULL_SCAN_EVERY
     if mode == "accurate-full":
-        return multipart(jpeg, min_face)
+        return (*multipart(jpeg, min_face), API_PATH)
     if last_boxes and frame % LIVE_FULL_SCAN_EVERY:
-        return multipart(jpeg, min_face, profile="live", regions=json.dumps(last_boxes))
-    return multipart(jpeg, min_face, profile="live")
+        return (*multipart(jpeg, min_face, profile="live"), f"{API_PATH}?regions={quote(json.dumps(last_boxes))}")
+    return (*multipart(jpeg, min_face, profile="live"), API_PATH)
 
 
-def post(port: int, body: bytes, content_type: str) -> dict:
+def post(port: int, body: bytes, content_type: str, path: str = API_PATH) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", API_PATH, body=body, headers={"Content-Type": content_type})
+    conn.request("POST", path, body=body, headers={"Content-Type": content_type})
     response = conn.getresponse()
     payload = response.read()
     conn.close()
@@ -144,9 +147,9 @@ def run_width(port: int, send_width: int, quality: int, requests: int, warmup: i
     latencies, timings, faces, models = [], [], [], {}
     t0 = time.perf_counter()
     for i in range(requests):   # sequential: exactly one request in flight, like live.js
-        body, content_type = live_request(jpeg, min_face, mode, i, last_boxes)
+        body, content_type, path = live_request(jpeg, min_face, mode, i, last_boxes)
         start = time.perf_counter()
-        result = post(port, body, content_type)
+        result = post(port, body, content_type, path)
         latencies.append((time.perf_counter() - start) * 1000)
         last_boxes = [[f["box"][k] for k in "xywh"] for f in result["faces"]]
         timings.append(result.get("timing_ms", {}))
