@@ -90,3 +90,24 @@ def test_two_pass_schedule_finds_the_faces_one_full_scan_finds(astronaut, webcam
         assert len(reference) == len(found) == faces
         for box in found:
             assert max(iou(box, r) for r in reference) > 0.8, (box, reference)
+
+
+def test_a_small_min_face_looks_at_a_larger_copy_of_a_large_photo(astronaut):
+    """A class photo's faces can be too small for the cascade's 480-px copy; asking for them with min_face
+    makes the copy larger (up to max_side_for_small_faces), so they are found."""
+    import cv2
+
+    canvas = np.full((1800, 2400, 3), 128, np.uint8)
+    small = cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)   # her face: about 37 px
+    canvas[800:1000, 1100:1300] = small
+    detector = HaarFaceDetector()
+    assert detector.downscaled_gray(canvas)[0].shape == (360, 480)
+    assert detector.detect(canvas) == []                       # 7 px on the 480-px copy: below 24 px
+    gray, scale = detector.downscaled_gray(canvas, 0.015)
+    assert max(gray.shape) == detector.settings.max_side_for_small_faces and scale == 0.8
+    (box,) = detector.detect(canvas, 0.015)
+    assert iou(box, (1100 + 178 * 200 / 512, 800 + 67 * 200 / 512, 37, 37)) > 0.5, box
+    # a min_face the 480-px copy already serves leaves it as it is
+    assert detector.downscaled_gray(canvas, 0.12)[0].shape == (360, 480)
+    assert max(detector.downscaled_gray(canvas, 1e-300)[0].shape) == 1920      # no overflow: the cap
+    assert detector.downscaled_gray(astronaut, 0.001)[0].shape == (512, 512)   # never above the photo's size

@@ -33,6 +33,10 @@ class HaarSettings:
     min_neighbors: int = 5
     min_size: int = 24          # pixels, on the downscaled image
     max_side: int = 480         # longer side of the image the cascade sees
+    # ... unless the caller asks for smaller faces (min_face below min_size / 480 of the shorter side):
+    # then the copy grows until such a face is min_size px on it, up to the image's own size and at
+    # most this long (the cascade's time grows with the copy's pixels: 4x the side, about 16x the time).
+    max_side_for_small_faces: int = 1920
     # Two passes (detect()): a coarse, permissive scan (scale step 1.2, one neighbour) proposes places,
     # and the cascade then looks only around each with the settings above (detect_in_regions). Recall
     # within -4..+1 points of one full scan (five frame sets) in 0.62-0.70x its time; the alt2 cascade
@@ -63,10 +67,17 @@ class HaarFaceDetector:
             if self.candidates.empty():
                 raise RuntimeError(f"could not load the Haar cascade {settings.candidate_cascade}")
 
-    def downscaled_gray(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """The grayscale copy the cascade sees (longer side at most max_side) and its scale."""
+    def downscaled_gray(self, image: np.ndarray, min_face: float = 0.0) -> tuple[np.ndarray, float]:
+        """The grayscale copy the cascade sees (longer side at most max_side, or larger where min_face
+        asks for faces too small to find on that copy) and its scale."""
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        scale = min(1.0, self.settings.max_side / max(gray.shape[:2]))
+        s = self.settings
+        longest, shortest = max(gray.shape[:2]), max(1, min(gray.shape[:2]))
+        side = s.max_side
+        if min_face > 0:
+            needed = s.min_size / min_face * longest / shortest   # longer side where such a face is min_size px
+            side = max(side, int(np.ceil(min(needed, s.max_side_for_small_faces))))   # a tiny min_face: the cap
+        scale = min(1.0, side / longest)
         if scale < 1.0:
             height, width = gray.shape[:2]    # at least 1 px: a 10000x1 image must not shrink to 0
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -78,10 +89,11 @@ class HaarFaceDetector:
 
         min_face > 0 skips faces smaller than that share of the image's shorter side. The
         cascade's cost is mostly its finest scales, so live mode (webcam faces are large)
-        uses it to detect several times faster (bench/measure_detector.py --live).
+        uses it to detect several times faster (bench/measure_detector.py --live). A min_face
+        too small for the 480-px copy (a class photo's faces) makes the copy larger instead.
         """
         s = self.settings
-        gray, scale = self.downscaled_gray(image)
+        gray, scale = self.downscaled_gray(image, min_face)
         min_size = max(s.min_size, int(min_face * min(gray.shape[:2])))
         if self.candidates is not None:
             found = self.candidates.detectMultiScale(
@@ -102,7 +114,7 @@ class HaarFaceDetector:
         every side, for faces from REGION_MIN_SCALE to REGION_MAX_SCALE times its size, instead of the
         whole frame at all scales. Same settings, same downscaled copy as detect(); boxes largest first.
         """
-        gray, scale = self.downscaled_gray(image)
+        gray, scale = self.downscaled_gray(image, min_face)
         return self.scan_regions(gray, scale, regions, min_face)
 
     def scan_regions(self, gray: np.ndarray, scale: float, regions, min_face: float) -> list[tuple[int, int, int, int]]:
