@@ -46,7 +46,8 @@ def analyze():
     # The blurred copy for "Download with faces blurred" is inline too: nothing uploaded is stored.
     blurred_url = inline_jpeg(blur_faces(image, boxes)) if boxes else None
     return render_template("result.html", result=answer, image_url=inline_jpeg(image), blurred_url=blurred_url,
-                           default_detector=answer["detector"], save_form=save_form_for(answer, image, source))
+                           default_detector=answer["detector"], small_faces=bool(request.form.get("min_face")),
+                           save_form=save_form_for(answer, image, source))
 
 
 @bp.errorhandler(RequestEntityTooLarge)

@@ -82,3 +82,19 @@ def test_result_page_keeps_chosen_detector(client, coffee_jpeg):
 
 def test_capture_page_upload_form_offers_detectors(client):
     assert 'name="detector" value="haar"' in client.get("/capture").get_data(as_text=True)
+
+
+def test_small_faces_option_finds_a_class_photos_small_face(client, astronaut):
+    """The upload form's "small faces too" box sends min_face=0.015: a 37-px face in a 2400x1800 photo,
+    out of reach of the cascade's 480-px copy, is found."""
+    import cv2
+    import numpy as np
+    from conftest import encode
+    assert 'name="min_face" value="0.015"' in client.get("/").get_data(as_text=True)
+    canvas = np.full((1800, 2400, 3), 128, np.uint8)
+    canvas[800:1000, 1100:1300] = cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)
+    photo = encode(canvas, "PNG")
+    assert 'data-testid="no-face"' in post_photo(client, photo, "class.png").get_data(as_text=True)
+    html = post_photo(client, photo, "class.png", min_face="0.015").get_data(as_text=True)
+    assert html.count('data-testid="face"') == 1
+    assert re.search(r'name="min_face" value="0.015" checked', html)     # the form under the result keeps it
