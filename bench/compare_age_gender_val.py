@@ -1,0 +1,66 @@
+"""Age/gender networks side by side on UTKFace val, one view each: age MAE, gender accuracy, and gender
+accuracy per race group (the largest gap between groups is the fairness number of issue #17).
+
+    python bench/compare_age_gender_val.py --data-dir ../shared/data/utkface \
+        models/age_gender.keras runs/ag128_ws/best.keras [--out reports/ablation_x.json]
+
+Each model gets the val faces the app's detector finds, cut at its own input size (the card's margin,
+training.data_utk's cached app-path crops). An ensemble file is scored whole and network by network.
+Validation split only: the test split is not read. For choosing what to try next, not for shipping
+(training/evaluate_age_gender.py does that, with its views and corrections).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
+
+
+def scores(model, val: dict) -> dict:
+    out = model.predict(val["x"], batch_size=128, verbose=0)
+    age, female = np.ravel(out["age"]), np.ravel(out["gender"]) > 0.5
+    right = female == (val["gender"] == 1)
+    by_race = {RACES[r]: round(float(right[val["race"] == r].mean()), 4) for r in RACES if (val["race"] == r).any()}
+    return {"faces": int(len(age)), "age_mae": round(float(np.abs(age - val["age"]).mean()), 3),
+            "gender_accuracy": round(float(right.mean()), 4), "gender_by_race": by_race,
+            "largest_gap": round(max(by_race.values()) - min(by_race.values()), 4)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("models", type=Path, nargs="+")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    import keras
+
+    from training import data_utk
+    from training.ensemble import members_of
+    from training.train_age_gender import MARGIN
+    report, vals = {"split": "val (faces the app's detector finds)", "views": 1, "models": {}}, {}
+    for path in args.models:
+        model = keras.models.load_model(path, compile=False)
+        size = model.input_shape[1]
+        if size not in vals:
+            data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, splits=("val",))
+            vals[size] = data_utk.detected_only(data["val"])
+        networks = members_of(model)
+        named = {f"{path}": model} | ({f"{path} network {i + 1}": m for i, m in enumerate(networks)}
+                                     if len(networks) > 1 else {})
+        for name, m in named.items():
+            report["models"][name] = {"input_size": size} | scores(m, vals[size])
+            print(name, json.dumps(report["models"][name]), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+        print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
