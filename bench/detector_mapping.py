@@ -29,15 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.pipeline.detect import HaarFaceDetector  # noqa: E402
 from app.pipeline.detect_blazeface import MODELS, BlazeFaceDetector  # noqa: E402
 from app.pipeline.predict import load_predictor  # noqa: E402
-from training.common import CONTEXT_PAD  # noqa: E402
+from training.common import CONTEXT_PAD, framed  # noqa: E402
 from training.data_utk import list_items, read_rgb  # noqa: E402
-
-
-def framed(chip: np.ndarray, pad: float = CONTEXT_PAD) -> np.ndarray:
-    """The chip in a frame of its own edge pixels, as training.common.face_in_frame sets it."""
-    import cv2
-    p = int(round(pad * max(chip.shape[:2])))
-    return cv2.copyMakeBorder(chip, p, p, p, p, cv2.BORDER_REPLICATE)
 
 
 def fit(images: list[np.ndarray]) -> dict:

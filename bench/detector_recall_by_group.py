@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.pipeline.detect import HaarFaceDetector, HaarSettings  # noqa: E402
 from app.pipeline.detect_blazeface import BlazeFaceDetector  # noqa: E402
-from bench.detector_mapping import framed  # noqa: E402
+from training.common import framed  # noqa: E402
 from training.data_utk import list_items, read_rgb  # noqa: E402
 
 RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}

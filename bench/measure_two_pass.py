@@ -49,14 +49,12 @@ def detector(candidates) -> HaarFaceDetector:
 
 
 def app_path_frames(data_dir: Path, n: int, seed: int):
-    from training.common import CONTEXT_PAD
+    """(val item, its chip framed as the app path frames it), for n items drawn with `seed`."""
+    from training.common import framed
     from training.data_utk import list_items, read_rgb
     items = list_items(data_dir)["val"]
-    rng = np.random.default_rng(seed)
-    for i in rng.choice(len(items), n, replace=False):
-        image = read_rgb(data_dir, items[i])
-        p = int(round(CONTEXT_PAD * max(image.shape[:2])))
-        yield cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE), None
+    for i in np.random.default_rng(seed).choice(len(items), n, replace=False):
+        yield items[i], framed(read_rgb(data_dir, items[i]))
 
 
 def measure(frames, detectors: dict) -> dict:
@@ -87,14 +85,10 @@ def compare_through_models(data_dir: Path, n: int, models_dir: Path) -> dict:
     """Val faces through run_pipeline with each schedule: what a user gets, not only the boxes."""
     from app.pipeline import analyze
     from app.pipeline.predict import load_predictor
-    from training.data_utk import list_items
-    items = list_items(data_dir)["val"]
-    chosen = [items[i] for i in np.random.default_rng(0).choice(len(items), n, replace=False)]
-    frames = list(app_path_frames(data_dir, n, seed=0))      # the same draw: seed 0 picks the same items
     predictor = load_predictor(models_dir)
     detectors = {"one full scan": detector(None), "two passes (shipped)": detector(SCHEDULES["two passes, default 1.2/1 (shipped)"])}
     answers = {name: {} for name in detectors}
-    for item, (frame, _) in zip(chosen, frames):
+    for item, frame in app_path_frames(data_dir, n, seed=0):
         png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))[1].tobytes()
         for name, det in detectors.items():
             analyze._local.haar = det          # the pipeline's per-thread detector
@@ -138,7 +132,7 @@ def main():
     sets = {
         "faces 80-240 px in 640x480 scenes": make_trials(args.data_dir, args.trials, seed=1, face_px=(80, 240)),
         "faces 32-80 px in 640x480 scenes": make_trials(args.data_dir, args.trials, seed=2, face_px=(32, 80)),
-        "UTKFace val, app-path frames": list(app_path_frames(args.data_dir, args.trials, seed=3)),
+        "UTKFace val, app-path frames": [(frame, None) for _, frame in app_path_frames(args.data_dir, args.trials, seed=3)],
     }
     report = {"settings": {k: v for k, v in vars(HaarSettings()).items()}, "opencv_threads": args.threads,
               "load_average_before": open("/proc/loadavg").read().split()[:3], "sets": {}}

@@ -207,6 +207,13 @@ def single_face_latency_ms(model, card: dict, calls: int = 200) -> dict:
 CONTEXT_PAD = 0.3   # share of a face image's longer side added on every side, as the rest of a photo would be
 
 
+def framed(image: np.ndarray, pad: float = CONTEXT_PAD) -> np.ndarray:
+    """A face image (a dataset's crop) set in a frame of its own edge pixels, `pad` of its longer side wide."""
+    import cv2
+    p = int(round(pad * max(image.shape[:2])))
+    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+
+
 def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD) -> tuple[np.ndarray, tuple | None]:
     """A face image (a dataset's crop) set in a frame of its own edge pixels, and the face the app finds in
     it: the app's detector and settings (app.pipeline.analyze.find_faces), its largest box, or None.
@@ -214,12 +221,10 @@ def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD) -> tuple[np.ndarr
     A tight crop fills its image; the Haar cascade needs some surroundings (sent as they are, about
     half of the UTKFace chips give no face), which any real photo has. The one way training cuts faces.
     """
-    import cv2
     from app.pipeline.analyze import find_faces
-    p = int(round(pad * max(image.shape[:2])))
-    framed = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
-    boxes = find_faces(framed, "haar")
-    return framed, (boxes[0] if boxes else None)
+    frame = framed(image, pad)
+    boxes = find_faces(frame, "haar")
+    return frame, (boxes[0] if boxes else None)
 
 
 def save_figure(fig, path: Path) -> None:
