@@ -36,6 +36,10 @@ def parse_args(argv=None):
                    help="other trained emotion models to average with the chosen checkpoint, kept if PublicTest says so")
     p.add_argument("--no-prior-correction", action="store_true",
                    help="do not fit per-class logit shifts on PublicTest")
+    p.add_argument("--min-public-accuracy", type=float, default=0.0,
+                   help="a bar fixed before the run (e.g. the shipped model's PublicTest accuracy plus a margin): if "
+                        "the chosen setup's PublicTest accuracy, as served (class shift included), is below it, "
+                        "stop before PrivateTest is read and leave --models-dir untouched")
     return p.parse_args(argv)
 
 
@@ -110,7 +114,7 @@ def main(argv=None):
     from training import data_fer
     from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
                                  read_log, single_face_latency_ms, warm_started_from, write_json)
-    from training.ensemble import average_models, ensemble_candidates, fold_class_shift, members_of
+    from training.ensemble import average_models, ensemble_candidates, fold_class_shift, members_of, softmax_with_shift
     from training.metrics import classification_report
 
     # 1. Choose, on PublicTest only (PrivateTest is not loaded yet).
@@ -126,6 +130,12 @@ def main(argv=None):
     kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
     public_acc = setup["public_accuracy_all"]
+    served_public = accuracy(softmax_with_shift(setup["views"], shift), public.y)
+    print(f"chosen on PublicTest: {setup['members']}, flip {use_flip}; served PublicTest accuracy {served_public:.4f}",
+          flush=True)
+    if served_public < args.min_public_accuracy:
+        print(f"below --min-public-accuracy {args.min_public_accuracy}: not shipped, PrivateTest not read")
+        return
     model = average_models(members, "visage_emotion_ensemble")
     fold_class_shift(model, "emotion", shift)     # the served model now outputs the corrected probabilities
     model_file = args.models_dir / "emotion.keras"
@@ -164,6 +174,7 @@ def main(argv=None):
             "networks": len(members_of(model)),
             "members": [f"{args.run_dir / chosen}"] + [str(p) for p in kept_others],
             "public_test_accuracy": public_acc,
+            "public_test_accuracy_as_served": served_public,
             "class_logit_shift": {label: float(v) for label, v in zip(labels, shift)},
             "class_shift_two_fold_check_on_public_test": setup.get("shift_check"),
             "other_members": member_summaries(kept_others)},

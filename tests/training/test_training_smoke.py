@@ -60,6 +60,13 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     assert other["serving_setup"] == card["serving_setup"] and other["training"] == card["training"]
     assert other["metrics"]["private_test"]["confusion_matrix"] != card["metrics"]["private_test"]["confusion_matrix"]
 
+    # A bar fixed beforehand that the chosen setup does not clear: PrivateTest is not read, nothing is written.
+    calls.clear()
+    evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
+                           "--models-dir", str(tmp_path / "barred"), "--min-public-accuracy", "1.01"])
+    assert [("private" in splits) for splits, _ in calls] == [False]
+    assert not (tmp_path / "barred").exists()
+
 
 def test_emotion_training_resumes_after_the_last_epoch(tmp_path):
     from training import train_emotion
