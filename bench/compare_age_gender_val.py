@@ -4,7 +4,7 @@ faces aged 13 and over: the groups hold very different shares of young children 
 Black 4%), whose gender the networks read far less well.
 
     python bench/compare_age_gender_val.py --data-dir ../shared/data/utkface \
-        models/age_gender.keras runs/ag128_ws/best.keras [--out reports/ablation_x.json]
+        models/age_gender.keras runs/ag128_ws/best.keras [--out reports/ablation_x.json] [--no-cache]
 
 Each model gets the val faces the app's detector finds, cut at its own input size (the card's margin,
 training.data_utk's cached app-path crops). An ensemble file is scored whole and network by network.
@@ -51,6 +51,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("--no-cache", action="store_true",
+                   help="cut the val faces only (minutes) instead of building the whole app-path crop cache")
     p.add_argument("models", type=Path, nargs="+")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -64,7 +66,8 @@ def main():
         model = keras.models.load_model(path, compile=False)
         size = model.input_shape[1]
         if size not in vals:
-            data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, splits=("val",))
+            data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", None if args.no_cache else args.cache_dir,
+                                     splits=("val",))
             vals[size] = data_utk.detected_only(data["val"])
         networks = members_of(model)
         named = {f"{path}": model} | ({f"{path} network {i + 1}": m for i, m in enumerate(networks)}
