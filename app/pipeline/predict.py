@@ -72,8 +72,14 @@ class ModelCard:
 
     @classmethod
     def read(cls, card_path: Path) -> "ModelCard":
+        return cls.read_with_json(card_path)[0]
+
+    @classmethod
+    def read_with_json(cls, card_path: Path) -> tuple["ModelCard", dict]:
+        """The card's fields and its whole JSON (for what only some callers need, such as the runtime block)."""
         try:
-            return cls.from_dict(json.loads(card_path.read_text()))
+            raw = json.loads(card_path.read_text())
+            return cls.from_dict(raw), raw
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelUnavailable(f"Model card {card_path} is unreadable ({type(e).__name__}: {e}).") from e
 
@@ -214,11 +220,11 @@ def _load_one(models_dir: Path, name: str) -> LoadedModel:
     how = f"Produce it with: {HOW_TO_PRODUCE[name]} (or set VISAGE_MODELS_DIR to a folder that has it)."
     if not card_path.is_file():
         raise ModelUnavailable(f"Model card {card_path} is missing. {how}")
-    card = ModelCard.read(card_path)
+    card, card_json = ModelCard.read_with_json(card_path)
     model_path = models_dir / card.file
     if not model_path.is_file():
         raise ModelUnavailable(f"Model file {model_path} (named by {card_path}) is missing. {how}")
-    session = onnx_session(models_dir, json.loads(card_path.read_text()), model_path)
+    session = onnx_session(models_dir, card_json, model_path)
     if session is not None:
         return LoadedModel(card, None, session)
     import keras
