@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,7 @@ def main(argv=None):
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
     public_acc = setup["public_accuracy_all"]
     served_public = accuracy(softmax_with_shift(setup["views"], shift), public.y)
+    print(f"PublicTest accuracy before the class shift: {json.dumps(public_acc)}", flush=True)
     print(f"chosen on PublicTest: {setup['members']}, flip {use_flip}; served PublicTest accuracy {served_public:.4f}",
           flush=True)
     if served_public < args.min_public_accuracy:
@@ -149,7 +151,7 @@ def main(argv=None):
     live = classification_report(private.y, served_probs(model, private.x, live_flip).argmax(1), labels)
 
     log = read_log(args.run_dir)
-    run = __import__("json").loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
+    run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
     margin = data_fer.serving_margin(data["train"].x)
     plot_confusion(np.array(report["confusion_matrix"]["rows_true_cols_pred"]), labels,
                    f"FER2013 PrivateTest — accuracy {report['accuracy']:.1%}", args.reports_dir / "emotion_confusion.png")
