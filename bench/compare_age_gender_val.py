@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
+from training.data_utk import RACES  # noqa: E402  (after the path insert)
+from training.metrics import CHILD_MAX_AGE  # noqa: E402
 
 
 def by_race(right: np.ndarray, race: np.ndarray) -> dict:
-    return {RACES[r]: round(float(right[race == r].mean()), 4) for r in RACES if (race == r).any()}
+    return {name: round(float(right[race == r].mean()), 4) for r, name in enumerate(RACES) if (race == r).any()}
 
 
 def gap(accuracies: dict) -> float:
@@ -36,7 +37,7 @@ def scores(model, val: dict) -> dict:
     out = model.predict(val["x"], batch_size=128, verbose=0)
     age, female = np.ravel(out["age"]), np.ravel(out["gender"]) > 0.5
     right = female == (val["gender"] == 1)
-    child = val["age"] <= 12
+    child = val["age"] <= CHILD_MAX_AGE
     race = by_race(right, val["race"])
     older = by_race(right[~child], val["race"][~child])
     return {"faces": int(len(age)), "age_mae": round(float(np.abs(age - val["age"]).mean()), 3),

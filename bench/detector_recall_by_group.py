@@ -20,15 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.pipeline.detect import HaarFaceDetector, HaarSettings  # noqa: E402
 from app.pipeline.detect_blazeface import BlazeFaceDetector  # noqa: E402
 from training.common import framed  # noqa: E402
-from training.data_utk import list_items, read_rgb  # noqa: E402
-
-RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
-AGE_BANDS = [(0, 12), (13, 19), (20, 39), (40, 59), (60, 200)]
+from training.data_utk import RACES, list_items, read_rgb  # noqa: E402
+from training.metrics import AGE_BANDS  # noqa: E402
 
 
 def groups_of(item) -> list[str]:
-    band = next(f"age {lo}-{hi}" if hi < 200 else f"age {lo}+" for lo, hi in AGE_BANDS if lo <= item.age <= hi)
-    return ["all", f"race {RACES.get(item.race, 'unknown')}", "female" if item.gender == 1 else "male", band]
+    band = next(f"age {name}" for name, lo, hi in AGE_BANDS if lo <= item.age <= hi)
+    race = RACES[item.race] if item.race in range(len(RACES)) else "unknown"
+    return ["all", f"race {race}", "female" if item.gender == 1 else "male", band]
 
 
 def main():

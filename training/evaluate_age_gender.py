@@ -198,14 +198,15 @@ def fairness_table(split: dict, age_pred, p_female) -> dict:
     """Per race group and gender: the app's detection recall over all test images, then gender accuracy and
     age MAE on the faces it found. `split` holds all images; predictions are for its detected ones."""
     from training.data_utk import GENDERS, RACES
-    from training.metrics import age_report, binary_report
+    from training.metrics import CHILD_MAX_AGE, age_report, binary_report
     found = split["detected"]
+    child = split["age"] <= CHILD_MAX_AGE
     groups = {f"race={r}": split["race"] == i for i, r in enumerate(RACES)}
     groups |= {f"gender={g}": split["gender"] == i for i, g in enumerate(GENDERS)}
-    groups |= {"age=0-12": split["age"] <= 12, "age=13+": split["age"] > 12}
+    groups |= {f"age=0-{CHILD_MAX_AGE}": child, f"age={CHILD_MAX_AGE + 1}+": ~child}
     # The race groups hold very different shares of young children (test: Asian 28%, Black 4%), whose gender
     # is read far less well: gender accuracy among faces aged 13+ separates the two effects.
-    older = (split["age"] > 12)[found]
+    older = ~child[found]
 
     def gender_accuracy(rows):
         return binary_report(split["gender"][found][rows], p_female[rows])["accuracy"]

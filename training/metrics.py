@@ -57,6 +57,7 @@ def expected_calibration_error(y_true, p_positive, n_bins: int = 10) -> dict:
 
 
 AGE_BANDS = [("0-12", 0, 12), ("13-19", 13, 19), ("20-39", 20, 39), ("40-59", 40, 59), ("60+", 60, 200)]
+CHILD_MAX_AGE = AGE_BANDS[0][2]   # the children band: gender is read far less well in it
 
 
 def age_report(age_true, age_pred) -> dict:
