@@ -2,7 +2,7 @@
 
 Uploads are checked (size, container, frame size, duration) before a job is queued, so an
 over-limit file gets its 413/415/422 at once; the analysis itself runs as a background job
-(app/jobs.py), embedded or on RQ workers.
+(app/jobs/), embedded or on RQ workers.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Video jobs (app/jobs.py): the same job function on the embedded thread pool and on RQ with a real Redis."""
+"""Video jobs (app/jobs/): the same job function on the embedded thread pool and on RQ with a real Redis."""
 from __future__ import annotations
 
 import os
@@ -155,7 +155,7 @@ def test_rq_worker_runs_the_job(rq_jobs, clip):
     # The documented worker command, as its own process (it loads the models, then takes the job).
     env = {**os.environ, "VISAGE_REDIS_URL": REDIS_URL, "VISAGE_VIDEO_QUEUE": rq_jobs.tag,
            "VISAGE_MODELS_DIR": rq_jobs.config["VISAGE_MODELS_DIR"]}
-    done = subprocess.run([sys.executable, "-m", "app.worker", "--burst",
+    done = subprocess.run([sys.executable, "-m", "app.jobs.worker", "--burst",
                            "--name", f"{rq_jobs.tag}-process"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

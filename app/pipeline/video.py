@@ -1,6 +1,6 @@
 """Video files: decode with PyAV, sample frames, find and track faces, read each face over time.
 
-No Flask here: the job function (app/jobs.py), the CLI and the benchmark all call
+No Flask here: the job function (app/jobs/), the CLI and the benchmark all call
 `analyze_video` and `render_annotated`. Everything a frame goes through per face is the
 photo pipeline's own (`find_faces`, `Predictor.prepare/predict`), so a face in a video
 is read exactly as the same face in a photo would be.

@@ -1,7 +1,7 @@
 """An RQ worker for video jobs, with the models loaded before the first job (docs/video.md).
 
-    VISAGE_REDIS_URL=redis://host:6379/0 python -m app.worker            # runs until stopped
-    VISAGE_REDIS_URL=... python -m app.worker --burst                    # until the queue is empty
+    VISAGE_REDIS_URL=redis://host:6379/0 python -m app.jobs.worker            # runs until stopped
+    VISAGE_REDIS_URL=... python -m app.jobs.worker --burst                    # until the queue is empty
 
 Start as many as you like, on any machine that has the repository, the models and the shared
 VISAGE_VIDEO_DIR; they share the queue. It is rq's SimpleWorker (jobs run in this process): the
@@ -17,7 +17,7 @@ from app import settings
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.worker", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m app.jobs.worker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     p.add_argument("--name", help="worker name shown by `rq info` (default: random)")
