@@ -92,8 +92,10 @@ class BatchNormRecalibration:
 
 
 def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int,
-                         x_clean: np.ndarray | None = None):
-    """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`).
+                         x_clean: np.ndarray | None = None, run_checkpoint: Path | None = None,
+                         settings: dict | None = None):
+    """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`),
+    and with `run_checkpoint` the run's one committable file (save_run_checkpoint).
 
     With `x_clean` (un-augmented training images) BatchNorm statistics are re-estimated before each
     validation, so `monitor` ranks epochs the way evaluation will."""
@@ -108,19 +110,112 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                                         initial_value_threshold=best_so_far),
+        *([RunCheckpointCallback(run_checkpoint, settings or {}, run_dir)] if run_checkpoint else []),
         keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
     ]
 
 
-def resume_point(run_dir: Path) -> tuple[object | None, int]:
-    """(model from last.keras, epochs done) if `run_dir` holds an interrupted run, else (None, 0)."""
+def resume_point(run_dir: Path, checkpoint: Path | None = None, settings: dict | None = None
+                 ) -> tuple[object | None, int]:
+    """(model, epochs done) if the run can continue, else (None, 0).
+
+    From `run_dir` (last.keras with its optimizer state, log.csv) when it is at least as far as the
+    committed `checkpoint`; otherwise from that one file (a new machine, a new clone): the network and
+    its weights, with log.csv rebuilt from the rows it carries. A model from the checkpoint comes back
+    uncompiled (its optimizer starts afresh; the learning-rate schedule continues by epoch)."""
     import keras
     log, last = run_dir / "log.csv", run_dir / "last.keras"
-    if not (log.exists() and last.exists()):
-        return None, 0
-    with open(log) as f:
-        done = len(list(csv.DictReader(f)))
-    return keras.models.load_model(last), done
+    local_done = 0
+    if log.exists() and last.exists():
+        with open(log) as f:
+            local_done = len(list(csv.DictReader(f)))
+    if checkpoint is not None and Path(checkpoint).exists():
+        weights, meta = load_run_checkpoint(checkpoint)
+        check_same_run(meta, settings or {}, checkpoint)
+        if meta["epochs_done"] > local_done:
+            model = keras.models.model_from_json(meta["model_json"])
+            model.set_weights(weights)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_log(run_dir, meta["log"])
+            print(f"resuming from {checkpoint} after epoch {meta['epochs_done']} of {meta['settings'].get('epochs')}",
+                  flush=True)
+            return model, meta["epochs_done"]
+    if local_done:
+        return keras.models.load_model(last), local_done
+    return None, 0
+
+
+# --- One file per run, committed between working sessions -------------------------------------------
+
+CHECKPOINT_FORMAT = 1
+MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
+# Settings that fix what the run is: resuming with other values would be a different run.
+RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "input_size", "seed")
+
+
+def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict]) -> int:
+    """Write the run's one checkpoint file (weights as float32, the network's definition, the settings
+    that define the run and every epoch's log row); replaced atomically so a killed process never
+    leaves half a file. No optimizer state: AdamW's two moments would triple the size. Returns bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "epochs_done": len(log_rows), "log": log_rows,
+            "wall_seconds_in_all": float(sum(r.get("epoch_seconds", 0.0) for r in log_rows)),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model_json": model.to_json()}
+    arrays = {f"w{i:04d}": np.asarray(w, np.float32) for i, w in enumerate(model.get_weights())}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        print(f"warning: {path} is {size / 2**20:.1f} MB, over the {MAX_CHECKPOINT_BYTES / 2**20:.0f} MB "
+              "a committed checkpoint may take", flush=True)
+    return size
+
+
+def load_run_checkpoint(path: Path) -> tuple[list, dict]:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: checkpoint format {meta.get('format')}, this code reads {CHECKPOINT_FORMAT}")
+        weights = [z[k] for k in sorted(k for k in z.files if k.startswith("w"))]
+    return weights, meta
+
+
+def check_same_run(meta: dict, settings: dict, path: Path) -> None:
+    saved = meta["settings"]
+    differ = {k: (saved.get(k), settings[k]) for k in RUN_DEFINING
+              if k in settings and k in saved and saved[k] != settings[k]}
+    if differ:
+        listed = ", ".join(f"{k}: checkpoint {a!r}, asked {b!r}" for k, (a, b) in differ.items())
+        raise SystemExit(f"{path} is a different run ({listed}); pass the same options to resume it, "
+                         "or another --checkpoint to start a new run")
+
+
+def write_log(run_dir: Path, rows: list[dict]) -> None:
+    """log.csv as Keras' CSVLogger writes it (epoch first, then the keys sorted), so it appends after."""
+    keys = sorted({k for r in rows for k in r if k != "epoch"})
+    with open(run_dir / "log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", *keys])
+        w.writeheader()
+        for i, r in enumerate(rows):
+            w.writerow({"epoch": i, **{k: r.get(k, "") for k in keys}})
+
+
+class RunCheckpointCallback:
+    """After every epoch (validation included), rewrite the run's checkpoint file with this epoch's row."""
+    def __new__(cls, path: Path, settings: dict, run_dir: Path):
+        import keras
+
+        class _Checkpoint(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                rows = read_log(run_dir) if (run_dir / "log.csv").exists() else []
+                rows = rows[:epoch] + [{k: float(v) for k, v in (logs or {}).items()}]
+                size = save_run_checkpoint(path, self.model, settings, rows)
+                print(f"checkpoint {path}: epoch {epoch + 1}, {size / 2**20:.1f} MB", flush=True)
+        return _Checkpoint()
 
 
 def warm_start_weights(path: Path) -> list:

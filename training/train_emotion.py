@@ -20,12 +20,17 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, required=True, help="FER2013 folder with train/ and test/")
     p.add_argument("--run-dir", type=Path, default=Path("runs/emotion"))
     p.add_argument("--cache-dir", type=Path, default=Path("cache"), help="preprocessed arrays (.npz)")
-    p.add_argument("--arch", choices=["visage", "wide", "baseline"], default="visage")
+    p.add_argument("--arch", choices=["visage", "wide", "res", "baseline"], default="visage")
+    p.add_argument("--checkpoint", type=Path,
+                   help="the run's one committable file (e.g. checkpoints/emotion_res.npz): rewritten every epoch, "
+                        "and the run resumes from it on a machine without --run-dir (docs/training.md)")
     p.add_argument("--labels", choices=["fer", "ferplus", "blend"], default="blend",
                    help="targets: original labels, FER+ vote distribution, or their mean")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--stop-after-epoch", type=int, default=0,
+                   help="stop after this epoch (the schedule stays the one of --epochs): a run cut to fit a session")
     p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras; "
                    "of an ensemble, its first network)")
     p.add_argument("--seed", type=int, default=1234)
@@ -64,24 +69,29 @@ def main(argv=None):
           f"{int((~keep).sum())} FER+ non-faces dropped), PublicTest {len(public.y)}", flush=True)
 
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    model, done = resume_point(args.run_dir)
+    settings = {"task": "emotion", "arch": args.arch, "epochs": args.epochs, "peak_lr": args.lr,
+                "batch_size": args.batch_size, "labels": args.labels, "seed": args.seed, "limit": args.limit}
+    model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
         model = models.EMOTION_ARCHS[args.arch]()
         if args.init_from:
             warm_start(model, args.init_from, args.run_dir)
+        model.summary(print_fn=lambda s, **k: print(s, flush=True))
+    else:
+        print(f"resuming {args.run_dir} after epoch {done}", flush=True)
+    if not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss=keras.losses.CategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=args.jit)
-    else:
-        print(f"resuming {args.run_dir} after epoch {done}", flush=True)
-    model.summary(print_fn=lambda s, **k: print(s, flush=True)) if not done else None
 
     augment = make_augmenter(rotation_deg=10, shift=0.1, zoom=0.1, seed=args.seed)
     ds = train_dataset(x, targets, weights, args.batch_size, augment, args.seed + done)
     val_targets = np.eye(len(data_fer.EMOTIONS), dtype=np.float32)[public.y]
     t0 = time.time()
-    model.fit(ds, validation_data=(public.x, val_targets), batch_size=256, epochs=args.epochs, initial_epoch=done,
-              callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x),
+    model.fit(ds, validation_data=(public.x, val_targets), batch_size=256,
+              epochs=min(args.epochs, args.stop_after_epoch or args.epochs), initial_epoch=done,
+              callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x,
+                                             run_checkpoint=args.checkpoint, settings=settings),
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "emotion", "arch": args.arch, "labels": args.labels, "epochs": args.epochs,

@@ -76,6 +76,32 @@ def test_emotion_training_resumes_after_the_last_epoch(tmp_path):
     assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 3
 
 
+def test_emotion_run_continues_from_its_one_checkpoint_file_on_a_new_machine(tmp_path):
+    """The committed file alone (no runs/ folder, as on a fresh clone) continues the run where it stopped,
+    with the same schedule; another run's options are refused instead of silently starting over."""
+    from training import train_emotion
+    from training.common import MAX_CHECKPOINT_BYTES, load_run_checkpoint
+    ckpt = tmp_path / "checkpoints" / "emotion.npz"
+    args = ["--data-dir", str(DATA / "fer2013"), "--limit", "70", "--batch-size", "16", "--epochs", "3",
+            "--checkpoint", str(ckpt)]
+    train_emotion.main(args + ["--run-dir", str(tmp_path / "machine1"), "--stop-after-epoch", "1"])
+    weights, meta = load_run_checkpoint(ckpt)
+    assert meta["epochs_done"] == 1 and ckpt.stat().st_size <= MAX_CHECKPOINT_BYTES
+    assert not list(ckpt.parent.glob("*.tmp"))                       # replaced atomically, nothing left over
+
+    train_emotion.main(args + ["--run-dir", str(tmp_path / "machine2"), "--stop-after-epoch", "2"])
+    _, meta = load_run_checkpoint(ckpt)
+    assert meta["epochs_done"] == 2
+    lrs = [row["learning_rate"] for row in meta["log"]]
+    assert lrs[1] > lrs[0]                                            # the warm-up continued, not restarted
+    log = (tmp_path / "machine2" / "log.csv").read_text().strip().splitlines()
+    assert len(log) == 3 and log[0].startswith("epoch,")              # rebuilt first row + the new epoch
+
+    with pytest.raises(SystemExit, match="different run"):
+        train_emotion.main([*args[:-4], "--epochs", "5", "--checkpoint", str(ckpt),
+                            "--run-dir", str(tmp_path / "machine3")])
+
+
 def shuffled_test_labels(data_dir: Path, folder: Path) -> Path:
     """A copy of the UTKFace folder (images linked) whose test rows have their labels shuffled among them."""
     folder.mkdir()
