@@ -38,6 +38,11 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--checkpoint", type=Path,
+                   help="the run's one committable file (e.g. checkpoints/age_gender_128.npz): rewritten every epoch, "
+                        "and the run resumes from it on a machine without --run-dir (docs/training.md)")
+    p.add_argument("--stop-after-epoch", type=int, default=0,
+                   help="stop after this epoch (the schedule stays the one of --epochs): a run cut to fit a session")
     p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras; "
                    "of an ensemble, its first network)")
     p.add_argument("--distill-from", type=Path,
@@ -114,18 +119,22 @@ def main(argv=None):
     print(f"train {len(train['age'])}, val {len(val['age'])}; crops {args.crops}: {data['crop_stats']}", flush=True)
 
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    model, done = resume_point(args.run_dir)
+    settings = {"task": "age_gender", "arch": args.arch, "input_size": size, "crops": args.crops,
+                "epochs": args.epochs, "peak_lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+                "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit}
+    model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size)
         if args.init_from:
             warm_start(model, args.init_from, args.run_dir)
+        model.summary(print_fn=lambda s, **k: print(s, flush=True))
+    else:
+        print(f"resuming {args.run_dir} after epoch {done}", flush=True)
+    if not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss={"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()},
                       loss_weights={"age": AGE_LOSS_WEIGHT, "gender": 1.0},
                       metrics={"age": ["mae"], "gender": ["accuracy"]}, jit_compile=args.jit)
-        model.summary(print_fn=lambda s, **k: print(s, flush=True))
-    else:
-        print(f"resuming {args.run_dir} after epoch {done}", flush=True)
 
     augment = make_augmenter(rotation_deg=10, shift=0.08, zoom=0.1, seed=args.seed)
     targets = {"age": train["age"][:, None], "gender": train["gender"][:, None]}
@@ -139,8 +148,10 @@ def main(argv=None):
     ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
     val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
     t0 = time.time()
-    model.fit(ds, validation_data=val_data, epochs=args.epochs, initial_epoch=done,
-              callbacks=checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"]),
+    model.fit(ds, validation_data=val_data, epochs=min(args.epochs, args.stop_after_epoch or args.epochs),
+              initial_epoch=done,
+              callbacks=checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"],
+                                             run_checkpoint=args.checkpoint, settings=settings),
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,

@@ -96,6 +96,8 @@ def test_emotion_run_continues_from_its_one_checkpoint_file_on_a_new_machine(tmp
     assert lrs[1] > lrs[0]                                            # the warm-up continued, not restarted
     log = (tmp_path / "machine2" / "log.csv").read_text().strip().splitlines()
     assert len(log) == 3 and log[0].startswith("epoch,")              # rebuilt first row + the new epoch
+    from training.checkpoint_status import summary
+    assert "emotion visage, epoch 2 of 3" in summary(ckpt) and "best val_accuracy" in summary(ckpt)
 
     with pytest.raises(SystemExit, match="different run"):
         train_emotion.main([*args[:-4], "--epochs", "5", "--checkpoint", str(ckpt),
@@ -200,3 +202,16 @@ def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
     assert [m["version"] for m in card["training"]["warm_started_from"].values()] == [shipped_version]
     import keras
     assert keras.saving.load_model(tmp_path / "models" / "age_gender.keras").input_shape == (None, 80, 80, 1)
+
+
+def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
+    from training import train_age_gender
+    from training.common import load_run_checkpoint
+    ckpt = tmp_path / "age_gender.npz"
+    args = ["--data-dir", str(DATA / "utkface"), "--limit", "30", "--batch-size", "16", "--epochs", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--checkpoint", str(ckpt)]
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "one"), "--stop-after-epoch", "1"])
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "two")])
+    _, meta = load_run_checkpoint(ckpt)
+    assert meta["epochs_done"] == 2 and meta["settings"]["task"] == "age_gender"
+    assert {"val_age_mae", "val_gender_accuracy"} <= set(meta["log"][1])
