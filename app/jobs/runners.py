@@ -10,14 +10,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from app.jobs.store import KEEP_SECONDS, redis_client
-from app.jobs.supervise import HOST, run_job
+from app.jobs.supervise import BEAT_SECONDS, HOST, run_job
 
 
 class EmbeddedRunner:
     """A thread pool in the web process: `make run` needs nothing else."""
 
-    def __init__(self, store_spec: dict, workers: int = 1):
-        self.store_spec = store_spec
+    def __init__(self, store_spec: dict, workers: int = 1, beat_seconds: float = BEAT_SECONDS):
+        self.store_spec, self.beat_seconds = store_spec, beat_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visage-job")
         self.futures = {}
 
@@ -26,7 +26,8 @@ class EmbeddedRunner:
         return {"pid": os.getpid(), "host": HOST}
 
     def submit(self, job_id: str, func: str, args: list, attempt: int = 1) -> None:
-        self.futures[job_id] = self.pool.submit(run_job, self.store_spec, job_id, func, list(args))
+        self.futures[job_id] = self.pool.submit(run_job, self.store_spec, job_id, func, list(args),
+                                                 self.beat_seconds)
 
     def cancel_queued(self, job_id: str, attempt: int = 1) -> bool:
         future = self.futures.get(job_id)
@@ -40,9 +41,10 @@ class EmbeddedRunner:
 class RqRunner:
     """RQ on Redis: jobs wait in the queue until a worker (python -m app.jobs.worker, or rq worker) takes them."""
 
-    def __init__(self, store_spec: dict, url: str, queue_name: str, job_timeout: int):
+    def __init__(self, store_spec: dict, url: str, queue_name: str, job_timeout: int,
+                 beat_seconds: float = BEAT_SECONDS):
         from rq import Queue
-        self.store_spec = store_spec
+        self.store_spec, self.beat_seconds = store_spec, beat_seconds
         self.queue = Queue(queue_name, connection=redis_client(url))
         self.job_timeout = job_timeout
 
@@ -56,7 +58,7 @@ class RqRunner:
         return job_id if attempt <= 1 else f"{job_id}-{attempt}"
 
     def submit(self, job_id: str, func: str, args: list, attempt: int = 1) -> None:
-        self.queue.enqueue_call(run_job, args=(self.store_spec, job_id, func, list(args)),
+        self.queue.enqueue_call(run_job, args=(self.store_spec, job_id, func, list(args), self.beat_seconds),
                                 job_id=self.rq_id(job_id, attempt), timeout=self.job_timeout,
                                 result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
 

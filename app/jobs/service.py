@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.jobs.runners import EmbeddedRunner, RqRunner
 from app.jobs.store import FINISHED, FileStore, RedisStore, new_job_id
-from app.jobs.supervise import Reaper
+from app.jobs.supervise import Reaper, beat_period
 from app.jobs.video import result_dir
 
 SWEEP_SECONDS = 10.0            # how often a process with the embedded runner (or an RQ worker) looks for lost jobs
@@ -28,13 +28,14 @@ class Jobs:
         self.video_dir = Path(config["VISAGE_VIDEO_DIR"] or Path(tempfile.gettempdir()) / "visage-video")
         (self.video_dir / "uploads").mkdir(parents=True, exist_ok=True)
         url = config["VISAGE_REDIS_URL"]
+        beat = beat_period(config["VISAGE_JOB_STALE_SECONDS"])
         if url:
             self.store = RedisStore(url, config["VISAGE_REDIS_PREFIX"])
             self.runner = RqRunner(self.store.spec(), url, config["VISAGE_VIDEO_QUEUE"],
-                                   job_timeout=config["VISAGE_VIDEO_JOB_TIMEOUT"])
+                                   job_timeout=config["VISAGE_VIDEO_JOB_TIMEOUT"], beat_seconds=beat)
         else:
             self.store = FileStore(self.video_dir)
-            self.runner = EmbeddedRunner(self.store.spec(), config["VISAGE_VIDEO_WORKERS"])
+            self.runner = EmbeddedRunner(self.store.spec(), config["VISAGE_VIDEO_WORKERS"], beat_seconds=beat)
         self.where = "rq" if url else "embedded"
         self.reaper = Reaper(self.store, self.runner, config["VISAGE_JOB_STALE_SECONDS"], config["VISAGE_JOB_ATTEMPTS"])
         if self.where == "embedded":

@@ -2,7 +2,7 @@
 
 run_job(store_spec, job_id, func, args) is what the runners execute, for any job function `func`
 (a dotted path, "app.jobs.video.run_video_job"): it records which process runs the job, beats every
-BEAT_SECONDS while the function runs, and stops beating when it returns. The function itself writes the
+few seconds (beat_period) while the function runs, and stops beating when it returns. The function itself writes the
 job's outcome and deletes its upload, as run_video_job does.
 
 Reaper.check(record) (on every read of a job) and Reaper.sweep() (every few seconds in RQ workers and in
@@ -25,7 +25,12 @@ from app.jobs.store import FINISHED, store_from
 
 log = logging.getLogger(__name__)
 
-BEAT_SECONDS = 5.0              # a running job's heartbeat period
+BEAT_SECONDS = 5.0              # a running job's heartbeat period, at most
+
+
+def beat_period(stale_seconds: float) -> float:
+    """Several beats fit in the stale time, so one late beat never makes a live job look lost."""
+    return max(0.2, min(BEAT_SECONDS, stale_seconds / 6))
 HOST = socket.gethostname()
 
 
@@ -34,7 +39,7 @@ def import_function(dotted: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run_job(store_spec: dict, job_id: str, func: str, args: list):
+def run_job(store_spec: dict, job_id: str, func: str, args: list, beat_seconds: float = BEAT_SECONDS):
     """Run one attempt of a job under a heartbeat; returns what the job function returns."""
     store = store_from(store_spec)
     record = store.get(job_id)
@@ -45,7 +50,7 @@ def run_job(store_spec: dict, job_id: str, func: str, args: list):
     stop = threading.Event()
 
     def beat_until_stopped():
-        while not stop.wait(BEAT_SECONDS):
+        while not stop.wait(beat_seconds):
             try:
                 store.beat(job_id)
             except Exception as e:   # noqa: BLE001 - Redis away for a moment: the next beat may pass
