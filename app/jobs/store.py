@@ -58,8 +58,12 @@ class FileStore:
     def _write(self, job_id: str, record: dict) -> None:
         path = self._path(job_id)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)         # a full disk leaves no half-written record behind
+            raise
 
     def request_cancel(self, job_id: str) -> None:
         self._path(job_id, ".cancel").touch()
