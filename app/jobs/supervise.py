@@ -80,7 +80,10 @@ def process_gone(record: dict) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:                    # a killed process its parent has not reaped yet is a zombie: gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Reaper:
