@@ -51,19 +51,23 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 
 class RedisServer:
-    """redis-server on a free port, no persistence (a restart loses queued jobs, as a default Redis may)."""
+    """redis-server on a free port; without `persistent` a restart loses everything (as a cache-only Redis),
+    with it every write is appended to a file first (appendonly, fsync always) and survives the restart."""
 
-    def __init__(self):
+    def __init__(self, persistent: bool = False):
         self.binary = shutil.which("redis-server")
         if not self.binary:
             raise Unavailable("redis-server is not installed (Debian: apt-get install redis-server)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = None
+        self.folder = tempfile.mkdtemp(prefix="visage-redis-")
+        self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
 
     def start(self) -> "RedisServer":
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--dir", self.folder, *self.persistence],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: port_open(self.port), 20, "redis-server start")
         return self
 

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -92,6 +93,30 @@ def test_redis_stops_and_comes_back(models_dir, tmp_path, astronaut_jpeg, clip_b
             client.get(f"/api/v1/jobs/{job_id}").get_json()), 180, "the job ends after Redis came back", interval=0.5)
         assert record["status"] == "done", record["error"]
         assert worker.poll() is None                      # no restart was needed
+    finally:
+        stop_process(worker, signal.SIGKILL)
+        redis_server.stop()
+
+
+def test_job_running_through_a_redis_restart_still_ends_done(models_dir, tmp_path, clip_bytes):
+    """A Redis with persistence restarts while a worker runs a job: the job goes on and records its result."""
+    redis_server = need(lambda: RedisServer(persistent=True)).start()
+    app = make_app(models_dir, tmp_path, VISAGE_REDIS_URL=redis_server.url)
+    cfg = {k: v for k, v in app.config.items() if k.startswith("VISAGE_") and k in settings.DEFAULTS}
+    worker = start_worker(python_env(**cfg), tmp_path / "worker.log", f"w-{uuid.uuid4().hex[:6]}")
+    client = app.test_client()
+    long_bytes = one_face_clip(tmp_path / "long.mp4", seconds=20.0, fps=10, size=(320, 240)).read_bytes()
+    try:
+        job_id = post_video(client, long_bytes).get_json()["id"]
+        wait_for(lambda: client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] == "running", 180,
+                 "the worker starts the job", interval=0.2)
+        redis_server.stop()
+        time.sleep(3)
+        redis_server.start()
+        record = wait_for(lambda: (lambda j: j if j["status"] in ("done", "failed") else None)(
+            client.get(f"/api/v1/jobs/{job_id}").get_json()), 180, "the job ends", interval=0.5)
+        assert record["status"] == "done", record["error"]
+        assert worker.poll() is None
     finally:
         stop_process(worker, signal.SIGKILL)
         redis_server.stop()

@@ -25,6 +25,18 @@ FINISHED = ("done", "failed", "cancelled")
 KEEP_SECONDS = 24 * 3600        # job records (and their results) are kept this long
 
 
+def _store_unavailable() -> tuple:
+    """What a store raises while it cannot be reached: Redis connection errors, or OSError (a full disk)."""
+    try:
+        import redis
+    except ImportError:
+        return (OSError,)
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+STORE_UNAVAILABLE = _store_unavailable()
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
