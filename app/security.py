@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, current_app, redirect, render_template, request, url_for
+from flask import Flask, current_app, g, redirect, render_template, request, url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
@@ -95,6 +95,8 @@ def init_app(app: Flask) -> None:
             return None
         if current_user.is_authenticated:
             return None
+        if "visage_database_down" in g:          # a login that cannot be checked now: 503, not the login page
+            raise g.visage_database_down
         if request.path.startswith("/api/"):
             from app.api import bearer_user       # the API's own check (tokens)
             if bearer_user() is not None:

@@ -182,6 +182,23 @@ def test_postgresql_stops_and_comes_back(models_dir, tmp_path, postgres, astrona
         db.engine.dispose()
 
 
+def test_postgresql_down_with_login_required_answers_503_not_the_login_page(models_dir, tmp_path, postgres):
+    app = make_app(models_dir, tmp_path, VISAGE_DATABASE_URL=postgres.url, VISAGE_REQUIRE_LOGIN=1)
+    client = app.test_client()
+    register(client)
+    postgres.stop()
+    try:
+        r = client.get("/")                 # logged in, but the login cannot be checked now
+        assert r.status_code == 503 and "Database unavailable" in r.get_data(as_text=True)
+        assert app.test_client().get("/").status_code == 302          # no session: the login page, as always
+    finally:
+        postgres.start()
+    assert client.get("/").status_code == 200
+    with app.app_context():
+        from app.db import db
+        db.engine.dispose()
+
+
 # ---------------------------------------------------------------- disk full
 
 @pytest.fixture()
