@@ -168,3 +168,33 @@ def test_embedded_job_fails_with_a_reason_when_its_upload_is_gone(models_dir, tm
     record = jobs.get(job_id)
     assert record["status"] == "failed" and record["error"]["code"] == "worker_lost"
     assert "process ended" in record["error"]["message"]
+
+
+# ---------------------------------------------------------------- any job function
+
+def job_without_outcome(marker: str) -> str:
+    """A job function that forgets to record an outcome (a bug the machinery must not turn into "running" forever)."""
+    open(marker, "w").close()
+    return "ok"
+
+
+def job_that_records(store_spec: dict, job_id: str) -> str:
+    from app.jobs.store import store_from
+    store_from(store_spec).update(job_id, status="done", result={"answer": 42})
+    return "done"
+
+
+def test_any_job_function_runs_under_the_same_supervision(models_dir, tmp_path):
+    from app.jobs import Jobs
+    jobs = Jobs(config(models_dir, tmp_path))
+    upload = tmp_path / "chunk.bin"
+    upload.write_bytes(b"x")
+    marker = tmp_path / "ran"
+    forgetful = jobs.start({"upload": str(upload)}, "tests.test_faults_jobs.job_without_outcome", [str(marker)])
+    assert jobs.runner.wait(forgetful, 60) == "ok" and marker.exists()
+    record = jobs.get(forgetful)
+    assert record["status"] == "failed" and record["error"]["code"] == "internal" and record["attempts"] == 1
+    assert not upload.exists()
+    careful = jobs.start({}, "tests.test_faults_jobs.job_that_records", [jobs.store.spec(), "c" * 32], job_id="c" * 32)
+    assert jobs.runner.wait(careful, 60) == "done"
+    assert jobs.get(careful)["result"] == {"answer": 42}

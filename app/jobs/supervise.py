@@ -1,9 +1,10 @@
 """Jobs end even when the process running them dies: heartbeats while a job runs, and a reaper.
 
 run_job(store_spec, job_id, func, args) is what the runners execute, for any job function `func`
-(a dotted path, "app.jobs.video.run_video_job"): it records which process runs the job, beats every
+(a dotted path, "app.jobs.video.run_video_job"): it marks the job running in this process, beats every
 few seconds (beat_period) while the function runs, and stops beating when it returns. The function itself writes the
-job's outcome and deletes its upload, as run_video_job does.
+job's outcome (done/failed/cancelled, with progress and result) and deletes its upload, as run_video_job does;
+one that returns or raises without an outcome gets a failed job ("internal").
 
 Reaper.check(record) (on every read of a job) and Reaper.sweep() (every few seconds in RQ workers and in
 web processes with the embedded runner) find jobs whose process is gone: a process id on this machine
@@ -45,7 +46,7 @@ def run_job(store_spec: dict, job_id: str, func: str, args: list, beat_seconds: 
     record = store.get(job_id)
     if record is None or record.get("status") in FINISHED:
         return record and record.get("status")      # cancelled while queued, or ended by another attempt
-    store.update(job_id, pid=os.getpid(), host=HOST)
+    store.update(job_id, status="running", pid=os.getpid(), host=HOST)
     store.beat(job_id)
     stop = threading.Event()
 
@@ -58,15 +59,35 @@ def run_job(store_spec: dict, job_id: str, func: str, args: list, beat_seconds: 
 
     beating = threading.Thread(target=beat_until_stopped, name=f"beat-{job_id[:8]}", daemon=True)
     beating.start()
+    returned = False
     try:
-        return import_function(func)(*args)
+        outcome = import_function(func)(*args)
+        returned = True
+        return outcome
+    except Exception:
+        returned = True          # an exception, not a stop of the process (SystemExit): the attempt is over
+        raise
     finally:
         stop.set()
         beating.join()
         try:
             store.end_beat(job_id)
+            if returned:
+                fail_if_unfinished(store, job_id)
         except Exception as e:   # noqa: BLE001
-            log.warning("job %s: could not clear its heartbeat (%s)", job_id, e)
+            log.warning("job %s: could not close its record (%s)", job_id, e)
+
+
+def fail_if_unfinished(store, job_id: str) -> None:
+    """A job function that returned or raised without recording an outcome: failed, never "running" forever."""
+    record = store.get(job_id)
+    if record is None or record.get("status") in FINISHED:
+        return
+    log.error("job %s: its function ended without recording an outcome", job_id)
+    if record.get("upload"):
+        Path(record["upload"]).unlink(missing_ok=True)
+    store.update(job_id, status="failed", finished_at=time.time(), error={
+        "code": "internal", "message": "The job ended without a result on our side; submit it again."})
 
 
 def process_gone(record: dict) -> bool:
