@@ -18,6 +18,9 @@ bind = "127.0.0.1:8000"
 workers = 2
 threads = 32
 timeout = 60                     # a worker silent this long is killed and replaced (last resort)
+# SIGTERM (a deploy): stop accepting, let in-flight requests finish for up to this long, then exit. Longer than
+# the longest analysis may take: VISAGE_QUEUE_TIMEOUT (20 s) waiting + VISAGE_ANALYSIS_TIMEOUT (30 s) running.
+graceful_timeout = 60
 limit_request_line = 8190        # bytes in "METHOD /path?query HTTP/1.1"; longer → 414
 limit_request_fields = 100       # header count; more → 431
 limit_request_field_size = 8190  # bytes in one header line; longer → 431

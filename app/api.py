@@ -50,8 +50,14 @@ def wants_save() -> bool:
 
 @bp.post("/analyze")
 def analyze():
-    user = bearer_user()        # a bad token is refused before any work
     save = wants_save()
+    try:
+        user = bearer_user()    # a bad token is refused before any work
+    except Exception as e:
+        from app import outages
+        if save or current_app.config["VISAGE_REQUIRE_LOGIN"] or not outages.database_down(e):
+            raise               # → 503 when the database is down (app/outages.py)
+        user = None             # the token cannot be checked now; the analysis needs no account
     if save and user is None:
         raise Unauthorized("save=true needs a personal access token (Authorization: Bearer <token>).",
                            code="token_required")
@@ -72,10 +78,14 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """Readiness: models loaded and analyses are not queued beyond VISAGE_QUEUE_TIMEOUT (else 503)."""
+    """Readiness: models loaded and analyses are not queued beyond VISAGE_QUEUE_TIMEOUT (else 503).
+
+    `dependencies` says whether the database and Redis answer; one of them down does not make the server
+    unready, since analyses need neither (saving, history and video jobs answer 503 meanwhile)."""
+    from app import outages
     gate = current_app.extensions["visage.gate"]
     body = {"ready": not gate.saturated(), "analyses_running": gate.running, "analyses_waiting": gate.waiting,
-            "analysis_slots": gate.slots}
+            "analysis_slots": gate.slots, "dependencies": outages.dependencies(current_app._get_current_object())}
     if body["ready"]:
         return jsonify(body)
     response = jsonify(body)

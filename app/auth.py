@@ -10,17 +10,27 @@ import re
 from urllib.parse import urlsplit
 
 import click
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from app import db
+from app import db, outages
 
 bp = Blueprint("auth", __name__)
-login_manager = LoginManager()
+
+
+class AccountsLoginManager(LoginManager):
+    def unauthorized(self):
+        """A page that needs the account while the database is down: 503 (app/outages.py), not the login page."""
+        if "visage_database_down" in g:
+            raise g.visage_database_down
+        return super().unauthorized()
+
+
+login_manager = AccountsLoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Log in to see this page."
 login_manager.session_protection = "strong"
@@ -32,7 +42,16 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 @login_manager.user_loader
 def _load_user(cookie_id: str):
-    return db.load_user(cookie_id)
+    """While the database is down a logged-in visitor is served as anonymous (analyses keep working);
+    pages that need the account answer 503 (AccountsLoginManager), not a redirect to a login that cannot work."""
+    try:
+        return db.load_user(cookie_id)
+    except Exception as e:
+        if not outages.database_down(e):
+            raise
+        g.visage_database_down = e
+        db.db.session.rollback()
+        return None
 
 
 def valid_email(_form, field):

@@ -120,9 +120,19 @@ def database_url(configured: str, instance_path: str) -> str:
     return configured
 
 
+def engine_options(url: str) -> dict:
+    """Survive a database restart without restarting the app: every pooled connection is tested before use
+    (pre-ping) and replaced if the server dropped it; connections are also renewed every 30 minutes, and a
+    server that does not answer makes a request fail in 5 s (503, app/outages.py) instead of hanging."""
+    options = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options.update(pool_recycle=1800, connect_args={"connect_timeout": 5})
+    return options
+
+
 def init_app(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config["VISAGE_DATABASE_URL"], app.instance_path)
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     if app.config["VISAGE_DB_AUTO_UPGRADE"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app import outages
 from app.admission import Busy
 from app.api import error_response
 
@@ -39,5 +40,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):
+        outage = outages.answer(e)         # PostgreSQL or Redis down, disk full: 503/507, not a 500
+        if outage is not None:
+            return outage
         app.logger.exception("unexpected error on %s %s", request.method, request.path)
         return http_error(InternalServerError("Something went wrong on our side; the error was logged."))

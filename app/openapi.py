@@ -72,7 +72,11 @@ def openapi_document() -> dict:
     counter = {"type": "integer", "minimum": 0}
     ready = {"type": "object", "required": ["ready", "analyses_running", "analyses_waiting", "analysis_slots"],
              "properties": {"ready": {"type": "boolean"}, "analyses_running": counter,
-                            "analyses_waiting": counter, "analysis_slots": counter}}
+                            "analyses_waiting": counter, "analysis_slots": counter,
+                            "dependencies": {"type": "object", "description":
+                                             '"ok" or "unavailable (reason)" for the database and, when '
+                                             'configured, Redis; either down leaves analyses working',
+                                             "additionalProperties": {"type": "string"}}}}
     doc = {
         "openapi": "3.0.3",
         "info": {"title": "Visage API", "version": "1",
@@ -110,7 +114,8 @@ def openapi_document() -> dict:
                     "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),
                     "503": _busy("Busy: the analysis could not start within VISAGE_QUEUE_TIMEOUT seconds "
-                                 "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout)"),
+                                 "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout); "
+                                 "or save=true while the database is unavailable (code database_unavailable)"),
                 },
             }},
             "/api/v1/health": {"get": {
@@ -230,11 +235,14 @@ def add_video_jobs(doc: dict) -> None:
                               "or frame size (VISAGE_MAX_VIDEO_PIXELS)"),
                 "415": _error("Not a video, no video stream (audio only), or not multipart/form-data"),
                 "422": _error("A video whose header cannot be read (truncated or corrupt)"),
+                "503": _busy("The job queue (Redis) is unavailable (code queue_unavailable); nothing was queued"),
+                "507": _busy("No space left for uploads on the server (code insufficient_storage); nothing was queued"),
             },
         }},
         "/api/v1/jobs/{job_id}": {
             "get": {"summary": "Status, progress and, when done, the result of a video job", "parameters": job_id,
-                    "responses": {"200": {"description": "The job", **job_response}, "404": not_found}},
+                    "responses": {"200": {"description": "The job", **job_response}, "404": not_found,
+                                  "503": _busy("The job queue (Redis) is unavailable (code queue_unavailable)")}},
             "delete": {"summary": "Cancel a job (a queued job at once, a running one at its next frame)",
                        "parameters": job_id,
                        "responses": {"200": {"description": "The job after the request", **job_response},

@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, current_app, redirect, render_template, request, url_for
+from flask import Flask, current_app, g, redirect, render_template, request, url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
@@ -65,8 +65,13 @@ def init_app(app: Flask) -> None:
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)       # valid for the session, not one hour (long live sessions)
 
     csrf.init_app(app)
-    limiter = Limiter(get_remote_address, app=app, storage_uri=rate_limit_storage(cfg),
-                      key_prefix=cfg.get("RATELIMIT_KEY_PREFIX", "visage"), headers_enabled=True)
+    storage = rate_limit_storage(cfg)
+    # Redis down: count in this process's memory until it is back (in_memory_fallback), never a 500.
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage,
+                      key_prefix=cfg.get("RATELIMIT_KEY_PREFIX", "visage"), headers_enabled=True,
+                      in_memory_fallback_enabled=not storage.startswith("memory:"), swallow_errors=True,
+                      storage_options={"socket_connect_timeout": 2, "socket_timeout": 2}
+                      if storage.startswith(("redis:", "rediss:")) else {})
     app.extensions["visage.limiter"] = limiter
 
     @app.errorhandler(429)
@@ -90,6 +95,8 @@ def init_app(app: Flask) -> None:
             return None
         if current_user.is_authenticated:
             return None
+        if "visage_database_down" in g:          # a login that cannot be checked now: 503, not the login page
+            raise g.visage_database_down
         if request.path.startswith("/api/"):
             from app.api import bearer_user       # the API's own check (tokens)
             if bearer_user() is not None:

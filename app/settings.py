@@ -39,7 +39,11 @@ DEFAULTS = {
     "VISAGE_VIDEO_DIR": "",                    # uploads and results; empty → <tmp>/visage-video (share it between machines)
     "VISAGE_VIDEO_WORKERS": 1,                 # embedded worker threads per web process
     "VISAGE_VIDEO_JOB_TIMEOUT": 3600,
-    "VISAGE_VIDEO_STALE_SECONDS": 300,         # a running job silent this long is reported failed
+    # Jobs whose process died (app/jobs/supervise.py, docs/deploy.md#faults): no heartbeat this long (s) → lost;
+    # a lost job runs again on another worker until it has had this many attempts, then it is failed.
+    "VISAGE_JOB_STALE_SECONDS": 30,
+    "VISAGE_JOB_ATTEMPTS": 2,
+    "VISAGE_LOG_FORMAT": "text",               # text, or json: one JSON object per log line
 }
 
 # Request limits besides the image's own (docs/api.md lists them all).

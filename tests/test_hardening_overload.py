@@ -108,7 +108,8 @@ def test_ready_is_503_when_saturated_and_200_otherwise(busy_app):
         gate.mean_seconds = 5.0          # what one more request would wait exceeds VISAGE_QUEUE_TIMEOUT
         r = client.get("/api/v1/ready")
         assert r.status_code == 503 and r.get_json() == {
-            "ready": False, "analyses_running": 1, "analyses_waiting": 0, "analysis_slots": 1}
+            "ready": False, "analyses_running": 1, "analyses_waiting": 0, "analysis_slots": 1,
+            "dependencies": {"database": "ok"}}
         assert int(r.headers["Retry-After"]) == 5
         assert client.get("/api/v1/health").status_code == 200     # liveness is not readiness
 
@@ -123,6 +124,16 @@ def test_analysis_past_its_time_limit_is_503(models_dir, astronaut_jpeg):
 
 
 # --- request log -------------------------------------------------------------------------------------------
+@pytest.fixture()
+def caplog(caplog):
+    """The request logger writes through its own handler only (one line, not propagated to the root logger's),
+    so pytest's capture handler is attached to it directly."""
+    logger = logging.getLogger("visage.requests")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
 def request_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "visage.requests"]
 

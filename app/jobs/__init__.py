@@ -2,12 +2,13 @@
 
     store.py     job records: JSON files (embedded) or Redis hashes (RQ), cancel flags
     video.py     run_video_job(job_id, path, options): analyse, render, record, delete the upload
-    runners.py   EmbeddedRunner (thread pool in the web process) and RqRunner (RQ queue)
-    service.py   VideoJobs: what the web app calls (submit, get, cancel, result files)
+    runners.py   EmbeddedRunner (thread pool in the web process) and RqRunner (RQ queue), any job function
+    supervise.py run_job (heartbeat around a job function) and Reaper (re-queue or fail jobs whose process died)
+    service.py   Jobs (start, get, cancel any job) and VideoJobs (submit an uploaded video)
     worker.py    python -m app.jobs.worker: an RQ worker with the models loaded before the first job
 No Flask here: the worker processes import this package without the web app.
 """
-from app.jobs.service import VideoJobs
+from app.jobs.service import Jobs, VideoJobs
 from app.jobs.video import run_video_job
 
-__all__ = ["VideoJobs", "run_video_job"]
+__all__ = ["Jobs", "VideoJobs", "run_video_job"]

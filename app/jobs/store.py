@@ -5,10 +5,13 @@
   - otherwise: one JSON file per job under VISAGE_VIDEO_DIR (FileStore), so both gunicorn worker
     processes of `make run` answer for a job that the other one runs.
 A cancel request is a separate flag (a hash field / a file), so the job's own progress writes
-cannot overwrite it.
+cannot overwrite it. So is the heartbeat of a running job (app/jobs/supervise.py): a `<id>.beat` file's
+time, or a hash field plus a Redis set of the jobs that are running, which the reaper scans.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -21,6 +24,17 @@ STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 KEEP_SECONDS = 24 * 3600        # job records (and their results) are kept this long
 
+
+def _store_unavailable() -> tuple:
+    """What a store raises while it cannot be reached: Redis connection errors, or OSError (a full disk)."""
+    try:
+        import redis
+    except ImportError:
+        return (OSError,)
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+STORE_UNAVAILABLE = _store_unavailable()
 
 
 def new_job_id() -> str:
@@ -56,8 +70,12 @@ class FileStore:
     def _write(self, job_id: str, record: dict) -> None:
         path = self._path(job_id)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)         # a full disk leaves no half-written record behind
+            raise
 
     def request_cancel(self, job_id: str) -> None:
         self._path(job_id, ".cancel").touch()
@@ -77,6 +95,39 @@ class FileStore:
     def cancel_requested(self, job_id: str) -> bool:
         return self._path(job_id, ".cancel").exists()
 
+    # heartbeats of running jobs: the .beat file exists while a process runs the job; its time is the last beat
+    def beat(self, job_id: str) -> None:
+        self._path(job_id, ".beat").touch()
+
+    def end_beat(self, job_id: str) -> None:
+        self._path(job_id, ".beat").unlink(missing_ok=True)
+
+    def last_beat(self, job_id: str, record: dict) -> float | None:
+        try:
+            return self._path(job_id, ".beat").stat().st_mtime
+        except (OSError, KeyError):
+            return None
+
+    def active_ids(self) -> list[str]:
+        """Jobs that may need the reaper: queued or running (a finished job's record is left alone)."""
+        ids = []
+        for path in self.root.glob("*.json"):
+            record = self.get(path.stem)
+            if record and record.get("status") in ("queued", "running"):
+                ids.append(path.stem)
+        return ids
+
+    @contextlib.contextmanager
+    def lock(self, job_id: str):
+        """One reaper at a time per job, across processes; yields False when another holds it."""
+        with open(self._path(job_id, ".lock"), "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
     def spec(self) -> dict:
         return {"kind": "files", "root": str(self.root.parent)}
 
@@ -85,9 +136,8 @@ class RedisStore:
     """Job records as Redis hashes (one JSON value per field), shared by web processes and RQ workers."""
 
     def __init__(self, url: str, prefix: str = "visage:"):
-        import redis
         self.url, self.prefix = url, prefix
-        self.redis = redis.Redis.from_url(url)
+        self.redis = redis_client(url)
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -113,8 +163,41 @@ class RedisStore:
     def cancel_requested(self, job_id: str) -> bool:
         return self.redis.hget(self._key(job_id), "cancel_requested") == b"true"
 
+    def beat(self, job_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hset(self._key(job_id), "heartbeat_at", json.dumps(time.time()))
+        pipe.sadd(f"{self.prefix}active", job_id)
+        pipe.execute()
+
+    def end_beat(self, job_id: str) -> None:
+        self.redis.srem(f"{self.prefix}active", job_id)
+
+    def last_beat(self, job_id: str, record: dict) -> float | None:
+        return record.get("heartbeat_at")
+
+    def active_ids(self) -> list[str]:
+        """Jobs some process has started (queued jobs wait safely in Redis: RQ keeps them)."""
+        return [m.decode() for m in self.redis.smembers(f"{self.prefix}active")]
+
+    @contextlib.contextmanager
+    def lock(self, job_id: str, seconds: int = 30):
+        """One reaper at a time per job, across machines; yields False when another holds it."""
+        key, token = f"{self.prefix}lock:{job_id}", uuid.uuid4().hex
+        got = bool(self.redis.set(key, token, nx=True, ex=seconds))
+        try:
+            yield got
+        finally:
+            if got and self.redis.get(key) == token.encode():
+                self.redis.delete(key)
+
     def spec(self) -> dict:
         return {"kind": "redis", "url": self.url, "prefix": self.prefix}
+
+
+def redis_client(url: str):
+    """A client that gives up on an unreachable Redis in seconds (a 503 then), and reconnects by itself."""
+    import redis
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
 
 
 def store_from(spec: dict):

@@ -6,13 +6,33 @@ import shutil
 import time
 from pathlib import Path
 
-from app.jobs.store import store_from
+from app.jobs.store import STORE_UNAVAILABLE, store_from
 from app.pipeline.errors import InputError, JobCancelled
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.5            # seconds between progress writes
 ANALYSIS_SHARE = 0.8            # of the progress bar, when an annotated video is rendered after the analysis
+
+
+def survive_outage(call, default=None, wait: float = 0.0):
+    """A store call that may meet Redis restarting (or a full disk): retried for up to `wait` seconds.
+    Progress writes and cancel checks give up at once and the job goes on; its outcome waits for the store."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return call()
+        except STORE_UNAVAILABLE as e:
+            if time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            if wait:
+                raise
+            log.warning("job store unavailable (%s); the job goes on", e)
+            return default
+
+
+FINAL_WRITE_WAIT = 60.0         # seconds the job's outcome waits for the store (a Redis restart) before giving up
 
 
 def result_dir(options: dict, job_id: str) -> Path:
@@ -30,7 +50,7 @@ def run_video_job(job_id: str, path: str, options: dict) -> str:
     last_write = 0.0
 
     def should_cancel() -> bool:
-        return store.cancel_requested(job_id)
+        return survive_outage(lambda: store.cancel_requested(job_id), default=False)
 
     def report(share_start: float, share: float):
         def progress(done: int, total: int) -> None:
@@ -38,7 +58,8 @@ def run_video_job(job_id: str, path: str, options: dict) -> str:
             now = time.monotonic()
             if now - last_write >= PROGRESS_EVERY or done >= total:
                 last_write = now
-                store.update(job_id, progress=round(share_start + share * done / max(total, 1), 4))
+                value = round(share_start + share * done / max(total, 1), 4)
+                survive_outage(lambda: store.update(job_id, progress=value))
         return progress
 
     try:
@@ -61,7 +82,8 @@ def run_video_job(job_id: str, path: str, options: dict) -> str:
                              progress=report(analysis_share, 1.0 - analysis_share), should_cancel=should_cancel)
             result["files"]["annotated"] = "annotated.mp4"
             result["blurred"] = bool(options.get("blur"))
-        store.update(job_id, status="done", progress=1.0, result=result, finished_at=time.time())
+        survive_outage(lambda: store.update(job_id, status="done", progress=1.0, result=result,
+                                            finished_at=time.time()), wait=FINAL_WRITE_WAIT)
         return "done"
     except JobCancelled:
         shutil.rmtree(result_dir(options, job_id), ignore_errors=True)

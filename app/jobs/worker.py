@@ -7,11 +7,18 @@ Start as many as you like, on any machine that has the repository, the models an
 VISAGE_VIDEO_DIR; they share the queue. It is rq's SimpleWorker (jobs run in this process): the
 default forking worker would load TensorFlow and the models again for every job. Plain rq works too:
     rq worker --url "$VISAGE_REDIS_URL" --worker-class rq.worker.SimpleWorker visage-video
+but only this command also sweeps for jobs whose worker died (app/jobs/supervise.py), and keeps
+waiting for Redis when it goes away instead of exiting.
+
+Stopping: SIGTERM (or Ctrl+C) lets the running job finish, then the worker exits (a deploy);
+a second SIGTERM stops at once, and that job is then queued again by the other workers' sweep.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 
 from app import settings
 
@@ -37,12 +44,25 @@ def main(argv=None) -> int:
     except ModelUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from app.jobs.service import SWEEP_SECONDS, Jobs
+    jobs = Jobs(cfg)                                        # the store, the runner and the reaper the web app uses
+    jobs.reaper.start(SWEEP_SECONDS)
     connection = redis.Redis.from_url(cfg["VISAGE_REDIS_URL"])
-    worker = SimpleWorker([Queue(cfg["VISAGE_VIDEO_QUEUE"], connection=connection)], connection=connection,
-                          name=args.name)
-    worker.work(burst=args.burst)
+    log = logging.getLogger(__name__)
+    for round_ in range(1, sys.maxsize):
+        name = args.name if round_ == 1 or not args.name else f"{args.name}-{round_}"
+        worker = SimpleWorker([Queue(cfg["VISAGE_VIDEO_QUEUE"], connection=connection)], connection=connection,
+                              name=name)
+        worker.max_connection_wait_time = 5.0               # back within seconds of Redis coming back
+        try:
+            worker.work(burst=args.burst)
+        except redis.RedisError as e:
+            log.warning("worker: Redis unavailable (%s); waiting for it", e)
+        if args.burst or worker._shutdown_requested_date is not None:
+            return 0
+        # rq's loop ended on an error (Redis gone mid-way): wait and go on, no restart needed
+        time.sleep(2.0)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,111 @@
+"""What the app answers while a service it depends on is down: PostgreSQL, Redis, or the disk of
+VISAGE_VIDEO_DIR. A clear 503 (507 for a full disk) with Retry-After, JSON under /api/, a page elsewhere
+that offers to send the same form again; never a 500. Also the dependency checks behind /api/v1/ready.
+
+Analyses never need the database or Redis: they keep working, for logged-in users too (who appear
+logged out until the database is back; app/auth.py).
+"""
+from __future__ import annotations
+
+import errno
+
+import sqlalchemy as sa
+from flask import Flask, current_app, render_template, request
+
+RETRY_AFTER = 30                              # seconds; what a restart of PostgreSQL or Redis usually takes
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+SECRET_FIELDS = ("password", "current_password", "new_password", "confirm")   # never echoed into a page
+
+
+def database_down(e: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (not a bad query)."""
+    return isinstance(e, (sa.exc.OperationalError, sa.exc.InterfaceError)) or \
+        (isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated)
+
+
+def redis_down(e: BaseException) -> bool:
+    try:
+        import redis
+    except ImportError:
+        return False
+    return isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+
+
+def disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in NO_SPACE
+
+
+def answer(e: BaseException):
+    """The response for an outage, or None when `e` is not one."""
+    if database_down(e):
+        _rollback()
+        return _respond(503, "database_unavailable", "Database unavailable",
+                        "The database is unavailable right now, so nothing can be saved or shown from your "
+                        "history; analyses still work.")
+    if redis_down(e):
+        return _respond(503, "queue_unavailable", "Job queue unavailable",
+                        "The job queue (Redis) is unavailable right now, so video and batch jobs cannot be "
+                        "started or read; photo analyses still work.")
+    if disk_full(e):
+        return _respond(507, "insufficient_storage", "No space left",
+                        "The server has no space left for uploads right now; nothing was queued.")
+    return None
+
+
+def _rollback() -> None:
+    from app.db import db
+    try:
+        db.session.rollback()
+    except Exception:   # noqa: BLE001 - the connection is gone; the session is discarded at teardown anyway
+        pass
+
+
+def _respond(status: int, code: str, title: str, message: str):
+    current_app.logger.warning("%s on %s %s", code, request.method, request.path)
+    if request.path.startswith("/api/") or request.is_json:
+        from app.api import error_response
+        response, _ = error_response(status, code, f"{message} Try again in about {RETRY_AFTER} s.")
+    else:
+        # The form the user sent comes back as a "Try again" button (passwords excepted), so nothing typed is lost.
+        fields = [(k, v) for k, v in request.form.items(multi=True) if k not in SECRET_FIELDS] \
+            if request.method == "POST" and request.mimetype != "multipart/form-data" else []
+        response = current_app.make_response(render_template(
+            "error.html", status=status, title=title, message=f"{message} Please try again in about {RETRY_AFTER} s.",
+            retry_fields=fields, retry_action=request.full_path.rstrip("?") if fields else None))
+    response.status_code = status
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
+# --- readiness -----------------------------------------------------------------------------------
+
+def check_database() -> str:
+    from app.db import db
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return "ok"
+    except Exception as e:   # noqa: BLE001 - any failure means "down"; say which
+        return f"unavailable ({type(e).__name__})"
+
+
+def check_redis(app: Flask) -> str | None:
+    """None when no Redis is configured (embedded jobs, memory rate limits)."""
+    jobs = app.extensions.get("visage.video_jobs")
+    store = getattr(jobs, "store", None)
+    if store is None or not hasattr(store, "redis"):
+        return None
+    try:
+        store.redis.ping()
+        return "ok"
+    except Exception as e:   # noqa: BLE001
+        return f"unavailable ({type(e).__name__})"
+
+
+def dependencies(app: Flask) -> dict:
+    """{"database": "ok" | "unavailable (…)", "redis": …} for /api/v1/ready (redis only when configured)."""
+    status = {"database": check_database()}
+    redis_status = check_redis(app)
+    if redis_status is not None:
+        status["redis"] = redis_status
+    return status
