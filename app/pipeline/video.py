@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from app.pipeline.analyze import check_detector, check_min_face, find_faces
+from app.pipeline.detect import DEFAULT_DETECTOR
 from app.pipeline.errors import BadRequest, JobCancelled, TooLarge, Undecodable, UnsupportedType
 from app.pipeline.predict import EMOTION_LABELS, load_predictor
 
@@ -285,7 +286,7 @@ class IouTracker:
 
 # ---------------------------------------------------------------- analysis
 
-def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = "haar", min_face=0.0,
+def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = DEFAULT_DETECTOR, min_face=0.0,
                   max_seconds: float = 600, max_pixels: int = 7680 * 4320, smooth_seconds: float = 1.0,
                   min_hits: int = 2, progress: Progress | None = None,
                   should_cancel: Callable[[], bool] | None = None) -> dict:
