@@ -166,17 +166,37 @@ class BlazeNet:
 # Small faces: the full-range model sees the whole image at 192 px, where it finds fewer than half of
 # the faces under about 7% of the image's longer side (bench/measure_detector.py). So it also scans 2x2
 # overlapping tiles of TILE_SHARE of the longer side, keeping from them only faces up to TILE_MAX_FACE
-# of it: the tiles overlap by that much, so each such face lies wholly inside one tile (boxes at a
-# tile's inner edge, cut faces, are dropped).
+# of the tile side: the tiles overlap by that much, so each such face lies wholly inside one tile (boxes
+# at a tile's inner edge, cut faces, are dropped). A min_face smaller than those tiles can show (a class
+# photo's faces, the upload form's "small faces too") makes the tiles smaller and more numerous, until
+# such a face is SMALL_FACE_SHARE of a tile (about 25 px at 192), at most MAX_TILES tiles.
 TILE_SHARE = 0.6
-TILE_MAX_FACE = 0.2
+TILE_MAX_FACE = 1 / 3
 TILE_EDGE = 0.02          # share of the tile side: "at the edge"
+SMALL_FACE_SHARE = 0.13
+MAX_TILES = 48
 
 
 def tile_origins(height: int, width: int, side: int) -> list[tuple[int, int]]:
-    xs = [0] if width <= side else [0, width - side]
-    ys = [0] if height <= side else [0, height - side]
-    return [(x, y) for y in ys for x in xs]
+    """Top-left corners of side x side tiles covering the image, neighbours overlapping by at least
+    TILE_MAX_FACE of the side."""
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        count = int(np.ceil((length - side) / (side * (1 - TILE_MAX_FACE)) - 0.01)) + 1   # 0.01: rounding
+        return [int(round(i * (length - side) / (count - 1))) for i in range(count)]
+    return [(x, y) for y in starts(height) for x in starts(width)]
+
+
+def tile_side(height: int, width: int, min_face: float, model_side: int) -> int:
+    """The tiles' side: TILE_SHARE of the longer side, smaller where min_face asks for smaller faces."""
+    longer = max(height, width)
+    side = int(round(TILE_SHARE * longer))
+    if min_face > 0:
+        side = min(side, max(model_side, int(min_face * min(height, width) / SMALL_FACE_SHARE)))
+        while len(tile_origins(height, width, side)) > MAX_TILES:
+            side = int(side * 1.2)
+    return side
 
 
 class BlazeFaceDetector:
@@ -195,12 +215,13 @@ class BlazeFaceDetector:
         self.tile_net = next((n for n in self.nets if n.model is MODELS["full"]), None) if tiles else None
 
     def tile_boxes(self, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
-        """Small faces from the full-range model on overlapping tiles (corners in image pixels, scores)."""
+        """Small faces from the full-range model on overlapping tiles (face rows in image pixels, scores)."""
         height, width = rgb.shape[:2]
-        longer = max(height, width)
-        side = int(round(TILE_SHARE * longer))
         empty = np.zeros((0, 8)), np.zeros(0)
-        if self.tile_net is None or side <= self.tile_net.model.side or min_face * min(height, width) > TILE_MAX_FACE * longer:
+        if self.tile_net is None:
+            return empty
+        side = tile_side(height, width, min_face, self.tile_net.model.side)
+        if side <= self.tile_net.model.side or min_face * min(height, width) > TILE_MAX_FACE * side:
             return empty      # tiles would not be downscaled, or every face kept from them is too small
         corners, scores = [empty[0]], [empty[1]]
         edge = TILE_EDGE * side
@@ -209,7 +230,7 @@ class BlazeFaceDetector:
             c, s = self.tile_net(tile)
             th, tw = tile.shape[:2]
             inner = [x > 0, y > 0, x + tw < width, y + th < height]     # tile edges inside the image
-            ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * longer
+            ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * side
             ok &= ~((inner[0] & (c[:, 0] < edge)) | (inner[1] & (c[:, 1] < edge))
                     | (inner[2] & (c[:, 2] > tw - edge)) | (inner[3] & (c[:, 3] > th - edge)))
             corners.append(c[ok] + np.array([x, y] * 4))
