@@ -199,6 +199,14 @@ def tile_side(height: int, width: int, min_face: float, model_side: int) -> int:
     return side
 
 
+def fingerprint() -> str:
+    """Short id of the shipped BlazeFace settings (models, thresholds, mapping, tiles): caches of
+    detected crops (training.data_utk) are keyed by it, like HaarSettings.fingerprint."""
+    import hashlib
+    settings = (sorted(MODELS.items()), NMS_IOU, TILE_SHARE, TILE_MAX_FACE, TILE_EDGE, SMALL_FACE_SHARE, MAX_TILES)
+    return hashlib.sha1(repr(settings).encode()).hexdigest()[:8]
+
+
 class BlazeFaceDetector:
     """Same interface as HaarFaceDetector: detect() and detect_in_regions(), boxes largest first.
     One instance per thread (a LiteRT interpreter is not safe to share).
