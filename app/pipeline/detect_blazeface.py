@@ -38,6 +38,7 @@ class BlazeModel:
     haar_scale: float         # Haar side / BlazeFace side (geometric mean of w and h)
     haar_dx: float            # (Haar centre - BlazeFace centre) / BlazeFace side
     haar_dy: float
+    tile_min_score: float = 0.0   # a higher threshold on tiles, where it needs one (0: min_score)
 
 
 # BlazeFace's box is a square from brows to chin; the Haar cascade's is a little larger and higher
@@ -49,7 +50,9 @@ class BlazeModel:
 MODELS = {
     # short range: faces within about 2 m of the camera (selfies, portraits). Its scores of 0.50-0.59
     # were a cat's face in 6 of 100 bench frames (bench/measure_detector.py --detectors), hence 0.6.
-    "short": BlazeModel("face_detection_short_range.tflite", 128, (8, 16), (2, 6), 0.6, 20, 1.111, 0.0, -0.100),
+    # On tiles 0.7: at 0.6 it boxed galaxies of scikit-image's hubble_deep_field in about 1 of 30
+    # scenes, 0.60-0.76 (bench/scenes_by_group.py frames); the faces it alone finds there score 0.7-0.9.
+    "short": BlazeModel("face_detection_short_range.tflite", 128, (8, 16), (2, 6), 0.6, 20, 1.111, 0.0, -0.100, 0.7),
     # full range: faces up to about 5 m away (group photos); misses some faces that fill the image
     "full": BlazeModel("face_detection_full_range.tflite", 192, (4,), (1,), 0.6, 0, 1.031, 0.002, -0.042),
 }
@@ -213,6 +216,9 @@ class BlazeFaceDetector:
 
     models: BlazeFace's short-range model finds large, close faces (some of which the full-range one
     misses), the full-range model smaller, farther ones; both run and their faces are merged.
+    tiles: both also run on the overlapping tiles: the short-range model on a tile found 12 of the 16
+    faces (65-116 px in 640x480 scenes) that no model found on the whole image nor the full-range one on
+    the tiles (bench/scenes_by_group.py, docs/speed.md).
     """
 
     def __init__(self, models: tuple[str, ...] = ("short", "full"), haar_frame: bool = True,
@@ -220,25 +226,27 @@ class BlazeFaceDetector:
         # One thread each: the server runs one worker per core (Makefile), like the other models.
         self.nets = [BlazeNet(MODELS[name], num_threads) for name in models]
         self.haar_frame = haar_frame
-        self.tile_net = next((n for n in self.nets if n.model is MODELS["full"]), None) if tiles else None
+        self.tiles = tiles
 
-    def tile_boxes(self, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
-        """Small faces from the full-range model on overlapping tiles (face rows in image pixels, scores)."""
+    def tile_boxes(self, net: BlazeNet, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
+        """Smaller faces from one model on overlapping tiles (face rows in image pixels, scores). The tiles
+        are the same for both models (sized for the full-range one's 192-px input)."""
         height, width = rgb.shape[:2]
         empty = np.zeros((0, 8)), np.zeros(0)
-        if self.tile_net is None:
+        if not self.tiles:
             return empty
-        side = tile_side(height, width, min_face, self.tile_net.model.side)
-        if side <= self.tile_net.model.side or min_face * min(height, width) > TILE_MAX_FACE * side:
+        side = tile_side(height, width, min_face, MODELS["full"].side)
+        if side <= MODELS["full"].side or min_face * min(height, width) > TILE_MAX_FACE * side:
             return empty      # tiles would not be downscaled, or every face kept from them is too small
         corners, scores = [empty[0]], [empty[1]]
         edge = TILE_EDGE * side
         for x, y in tile_origins(height, width, side):
             tile = rgb[y:y + side, x:x + side]
-            c, s = self.tile_net(tile)
+            c, s = net(tile)
             th, tw = tile.shape[:2]
             inner = [x > 0, y > 0, x + tw < width, y + th < height]     # tile edges inside the image
             ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * side
+            ok &= s >= net.model.tile_min_score
             ok &= ~((inner[0] & (c[:, 0] < edge)) | (inner[1] & (c[:, 1] < edge))
                     | (inner[2] & (c[:, 2] > tw - edge)) | (inner[3] & (c[:, 3] > th - edge)))
             corners.append(c[ok] + np.array([x, y] * 4))
@@ -252,9 +260,8 @@ class BlazeFaceDetector:
         corners, scores = [], []
         for net in self.nets:
             c, s = net(rgb)
-            if net is self.tile_net:
-                tc, ts = self.tile_boxes(rgb, min_face)
-                c, s = np.concatenate([c, tc]), np.concatenate([s, ts])
+            tc, ts = self.tile_boxes(net, rgb, min_face)
+            c, s = np.concatenate([c, tc]), np.concatenate([s, ts])
             corners.append(to_haar_frame(net.model, c) if self.haar_frame else c)
             scores.append(s)
         corners, scores = np.concatenate(corners), np.concatenate(scores)
