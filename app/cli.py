@@ -34,7 +34,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
-    p.add_argument("--detector", choices=DETECTORS, default="haar")
+    p.add_argument("--detector", choices=DETECTORS,
+                   help="default: $VISAGE_DEFAULT_DETECTOR or blazeface; haar: OpenCV's Haar cascade; none: each file is one face")
     p.add_argument("--profile", choices=PROFILES, default="accurate",
                    help="accurate: the test-time views each model card names; live: face and mirror only (faster)")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output for several files")
@@ -169,6 +170,12 @@ def blur_dir(args, path: Path) -> Path | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = settings.from_environment()
+    if args.detector is None:
+        if cfg["VISAGE_DEFAULT_DETECTOR"] not in DETECTORS:
+            print(f"error: VISAGE_DEFAULT_DETECTOR must be one of {', '.join(DETECTORS)}, "
+                  f"got {cfg['VISAGE_DEFAULT_DETECTOR']!r}", file=sys.stderr)
+            return 1
+        args.detector = cfg["VISAGE_DEFAULT_DETECTOR"]
     if any(is_video(path) for path in args.paths):
         if len(args.paths) != 1 or args.paths[0].is_dir():
             print("error: give one video file at a time", file=sys.stderr)

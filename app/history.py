@@ -25,6 +25,7 @@ from wtforms.validators import DataRequired
 
 from app import db
 from app.auth import PlainForm
+from app.pipeline.detect import DETECTORS
 from app.pipeline.predict import EMOTION_LABELS
 
 bp = Blueprint("history", __name__, url_prefix="/history")
@@ -201,6 +202,12 @@ def _number(value, low: float, high: float) -> float:
     return float(value)
 
 
+def live_detector(body: dict) -> str:
+    """The detector a saved live session used: the one the page names, else the server's default."""
+    named = body.get("detector")
+    return named if named in DETECTORS else current_app.config["VISAGE_DEFAULT_DETECTOR"]
+
+
 def clean_live_point(point) -> dict:
     """One timeline point from live.js, checked field by field (the browser is not trusted)."""
     if not isinstance(point, dict):
@@ -255,5 +262,5 @@ def save_live():
     models = body.get("models") if isinstance(body.get("models"), dict) else {}
     models = {str(k)[:64]: str(v)[:64] for k, v in list(models.items())[:8]}
     item = db.save_analysis(current_user, {"faces": live_summary_faces(points), "models": models,
-                                           "detector": "haar"}, "live", timeline=points, duration_s=duration)
+                                           "detector": live_detector(body)}, "live", timeline=points, duration_s=duration)
     return jsonify({"id": item.id, "url": url_for("history.show", item_id=item.id)}), 201

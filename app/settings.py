@@ -10,7 +10,7 @@ DEFAULTS = {
     "VISAGE_MODELS_DIR": str(REPO_ROOT / "models"),
     "VISAGE_MAX_BYTES": 10 * 1024 * 1024,      # size of one uploaded image file
     "VISAGE_MAX_PIXELS": 40_000_000,           # width * height; larger images are rejected before decoding
-    "VISAGE_DEFAULT_DETECTOR": "haar",
+    "VISAGE_DEFAULT_DETECTOR": "blazeface",
     # Overload (app/admission.py, docs/api.md): analyses run at once per process; seconds a request may
     # wait for one to start before a 503; seconds one analysis may take (checked between its steps).
     "VISAGE_ANALYSIS_SLOTS": 2,

@@ -56,6 +56,8 @@ def main():
                    help="cut the val faces only (minutes) instead of building the whole app-path crop cache")
     p.add_argument("models", type=Path, nargs="+")
     p.add_argument("--out", type=Path)
+    p.add_argument("--crops", choices=["app", "haar"], default="app",
+                   help="app: the app's default path (BlazeFace, faces turned upright); haar: around Haar boxes")
     args = p.parse_args()
     import keras
 
@@ -67,7 +69,7 @@ def main():
         model = keras.models.load_model(path, compile=False)
         size = model.input_shape[1]
         if size not in vals:
-            data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", None if args.no_cache else args.cache_dir,
+            data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, None if args.no_cache else args.cache_dir,
                                      splits=("val",))
             vals[size] = data_utk.detected_only(data["val"])
         networks = members_of(model)

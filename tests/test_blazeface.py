@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from app.pipeline.analyze import analyze_bytes
-from app.pipeline.detect import DETECTORS, HaarFaceDetector
+from app.pipeline.analyze import analyze_bytes, check_detector
+from app.pipeline.detect import DEFAULT_DETECTOR, DETECTORS, HaarFaceDetector
+from app.settings import DEFAULTS
 
 pytest.importorskip("ai_edge_litert", reason="ai_edge_litert (LiteRT, requirements.txt) is not installed")
 try:
@@ -27,8 +28,9 @@ def blazeface() -> BlazeFaceDetector:
     return BlazeFaceDetector()
 
 
-def test_registered_after_haar_which_stays_the_default():
-    assert DETECTORS[0] == "haar" and "blazeface" in DETECTORS
+def test_blazeface_is_the_default_and_haar_stays_a_choice():
+    assert DETECTORS[0] == DEFAULT_DETECTOR == "blazeface" and "haar" in DETECTORS
+    assert DEFAULTS["VISAGE_DEFAULT_DETECTOR"] == "blazeface" and check_detector(None) == "blazeface"
 
 
 def test_anchor_grids_match_the_models_outputs(blazeface):
@@ -101,8 +103,18 @@ def test_api_detector_blazeface(client, astronaut_jpeg, coffee_jpeg):
 def test_openapi_and_upload_form_offer_blazeface(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     params = {p["name"]: p for p in spec["paths"]["/api/v1/analyze"]["post"]["parameters"]}
-    assert "blazeface" in params["detector"]["schema"]["enum"] and params["detector"]["schema"]["default"] == "haar"
+    assert {"blazeface", "haar"} <= set(params["detector"]["schema"]["enum"])
+    assert params["detector"]["schema"]["default"] == "blazeface"
     video = spec["paths"]["/api/v1/videos"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert "blazeface" in video["properties"]["detector"]["enum"]
-    html = client.get("/").get_data(as_text=True)
-    assert 'name="detector" value="blazeface"' in html
+    assert {"blazeface", "haar"} <= set(video["properties"]["detector"]["enum"])
+    assert video["properties"]["detector"]["default"] == "blazeface"
+    for page in ("/", "/video"):
+        html = client.get(page).get_data(as_text=True)
+        assert 'name="detector" value="blazeface" checked' in html and 'name="detector" value="haar" >' in html, page
+
+
+def test_api_without_a_detector_uses_blazeface_and_haar_when_asked(client, astronaut_jpeg):
+    r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")})
+    assert r.status_code == 200 and r.get_json()["detector"] == "blazeface" and len(r.get_json()["faces"]) == 1
+    r = client.post("/api/v1/analyze?detector=haar", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")})
+    assert r.status_code == 200 and r.get_json()["detector"] == "haar" and len(r.get_json()["faces"]) == 1

@@ -82,3 +82,16 @@ def test_runs_as_module(models_dir, folder):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["faces"]) == 1
+
+
+def test_detector_defaults_to_blazeface_or_the_setting(models_dir, folder, capsys, monkeypatch):
+    assert run(models_dir, folder / "one.jpg") == 0
+    assert json.loads(capsys.readouterr().out)["detector"] == "blazeface"
+    monkeypatch.setenv("VISAGE_DEFAULT_DETECTOR", "haar")
+    assert run(models_dir, folder / "one.jpg") == 0
+    assert json.loads(capsys.readouterr().out)["detector"] == "haar"
+    assert run(models_dir, folder / "one.jpg", "--detector", "blazeface") == 0
+    assert json.loads(capsys.readouterr().out)["detector"] == "blazeface"
+    monkeypatch.setenv("VISAGE_DEFAULT_DETECTOR", "hog")
+    assert run(models_dir, folder / "one.jpg") == 1
+    assert "VISAGE_DEFAULT_DETECTOR must be one of blazeface, haar, none" in capsys.readouterr().err

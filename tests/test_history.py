@@ -143,10 +143,20 @@ def test_live_session_saves_a_timeline(db_app, new_account):
         item = store.user_analysis(store.find_user(email), item_id)
         assert item.source == "live" and len(item.timeline) == 7 and item.duration_s == 6.2
         assert [f["emotion"]["label"] for f in item.faces] == ["happy", "sad"]     # per-track means
+        assert item.detector == "blazeface"      # the page named none: the server's default
     page = client.get(f"/history/{item_id}").get_data(as_text=True)
     assert page.count('data-testid="timeline"') == 2
     rows = list(csv.DictReader(io.StringIO(client.get("/history/export.csv").get_data(as_text=True))))
     assert len(rows) == 7 and rows[-1]["face"] == "2" and rows[-1]["emotion"] == "sad"
+
+
+def test_live_session_keeps_the_detector_the_page_used(db_app, new_account):
+    client, email, _ = new_account()
+    for named, kept in (("haar", "haar"), ("hog", "blazeface")):
+        r = client.post("/history/live", json={"detector": named, "timeline": [live_point(0, 1)]})
+        assert r.status_code == 201, r.get_json()
+        with db_app.app_context():
+            assert store.user_analysis(store.find_user(email), r.get_json()["id"]).detector == kept
 
 
 def test_live_session_rejects_bad_points(db_client, new_account):

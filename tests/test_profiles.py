@@ -46,8 +46,11 @@ def test_live_is_face_and_mirror_and_accurate_is_the_mean_of_the_cards_views(pre
 
 
 def test_pipeline_reports_the_profile_and_defaults_to_accurate(predictor_with_views, astronaut_jpeg):
-    accurate = analyze_bytes(astronaut_jpeg, predictor_with_views, **LIMITS)
-    live = analyze_bytes(astronaut_jpeg, predictor_with_views, profile="live", **LIMITS)
+    # detector="haar": on BlazeFace's crop of this photo the tiny stand-in model's two readings happen
+    # to round to the same 0.1 year; the profile is what is under test here.
+    accurate = analyze_bytes(astronaut_jpeg, predictor_with_views, detector="haar", **LIMITS)
+    live = analyze_bytes(astronaut_jpeg, predictor_with_views, detector="haar", profile="live", **LIMITS)
+    assert analyze_bytes(astronaut_jpeg, predictor_with_views, **LIMITS)["profile"] == "accurate"
     assert accurate["profile"] == "accurate" and live["profile"] == "live"
     assert [f["box"] for f in accurate["faces"]] == [f["box"] for f in live["faces"]]
     assert accurate["faces"][0]["age"] != live["faces"][0]["age"]

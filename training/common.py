@@ -310,17 +310,20 @@ def framed(image: np.ndarray, pad: float = CONTEXT_PAD) -> np.ndarray:
     return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
 
 
-def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD) -> tuple[np.ndarray, tuple | None]:
+def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD, detector: str | None = None) -> tuple[np.ndarray, tuple | None, float]:
     """A face image (a dataset's crop) set in a frame of its own edge pixels, and the face the app finds in
-    it: the app's detector and settings (app.pipeline.analyze.find_faces), its largest box, or None.
+    it: the app's detector (default: the app's default, BlazeFace) and settings
+    (app.pipeline.analyze.locate_faces), its largest box or None, and that face's roll (degrees; what
+    preprocess.crop_face turns it upright by, as serving does; 0 for Haar and for no face).
 
     A tight crop fills its image; the Haar cascade needs some surroundings (sent as they are, about
     half of the UTKFace chips give no face), which any real photo has. The one way training cuts faces.
     """
-    from app.pipeline.analyze import find_faces
+    from app.pipeline.analyze import locate_faces
+    from app.pipeline.detect import DEFAULT_DETECTOR
     frame = framed(image, pad)
-    boxes = find_faces(frame, "haar")
-    return frame, (boxes[0] if boxes else None)
+    boxes, rolls = locate_faces(frame, detector or DEFAULT_DETECTOR)
+    return frame, (boxes[0] if boxes else None), (rolls[0] if rolls else 0.0)
 
 
 def save_figure(fig, path: Path) -> None:

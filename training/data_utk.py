@@ -76,23 +76,23 @@ def list_items(data_dir: Path) -> dict[str, list[UtkItem]]:
     return out
 
 
-def chip_as_photo(data: bytes) -> tuple[np.ndarray, tuple | None]:
+def chip_as_photo(data: bytes, detector: str | None = None) -> tuple[np.ndarray, tuple | None, float]:
     """A chip file decoded by the app's decoder, set in a frame of its own edge pixels, and the face the
-    app finds in it (training.common.face_in_frame: its detector and settings, largest box) or None."""
-    return face_in_frame(decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40))
+    app finds in it (training.common.face_in_frame: its detector and settings, largest box, its roll)."""
+    return face_in_frame(decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40), detector=detector)
 
 
-def app_path_crop(data: bytes, size: int, margin: float) -> tuple[np.ndarray, bool]:
+def app_path_crop(data: bytes, size: int, margin: float, detector: str | None = None) -> tuple[np.ndarray, bool]:
     """(model input, detected) for one chip file, cut the way the app cuts a face out of an uploaded
     photo (chip_as_photo): the app's detector and settings, its largest box, its crop.
 
     Where the app finds no face, the whole image stands in (as detector="none" would) and
     `detected` is False: training skips such images, evaluation counts them as missed.
     """
-    image, box = chip_as_photo(data)
+    image, box, roll = chip_as_photo(data, detector)
     detected = box is not None
     box = box if detected else whole_image_box(image)[0]
-    return prepare_faces(image, [box], size, margin)[0], detected
+    return prepare_faces(image, [box], size, margin, [roll])[0], detected
 
 
 def chip_crop(chip_rgb: np.ndarray, size: int) -> np.ndarray:
@@ -110,16 +110,33 @@ def read_rgb(data_dir: Path, item: UtkItem) -> np.ndarray:
 SPLITS = ("train", "val", "test")
 
 
-def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cache_dir: Path | None = None,
+# crops= for load_utk: the app's default path (BlazeFace, faces turned upright), the Haar path the shipped
+# age/gender model was trained and carded with, or the chips themselves.
+CROPS = ("app", "haar", "chip")
+
+
+def crops_cache_kind(crops: str) -> str:
+    """The cache's name for a kind of crops: app-path crops name the detector and its settings (a changed
+    detector or alignment gets a cache of its own)."""
+    if crops == "haar":
+        return f"app-{HaarSettings().fingerprint()}"
+    if crops == "app":
+        from app.pipeline.detect import DEFAULT_DETECTOR
+        from app.pipeline.detect_blazeface import fingerprint
+        return f"app-{DEFAULT_DETECTOR}-{fingerprint()}-upright"
+    return crops
+
+
+def load_utk(data_dir: Path, size: int, margin: float, crops: str = "app", cache_dir: Path | None = None,
              limit: int = 0, splits: tuple[str, ...] = SPLITS) -> dict:
     """Arrays per split: x (N, size, size, 1), age, gender, race (-1 = unknown), detected (bool), plus
-    crop statistics. crops="haar": the app's own detect-and-crop path (app_path_crop); "chip": the chips.
+    crop statistics. crops="app": the app's own default detect-and-crop path (app_path_crop: BlazeFace,
+    each face turned upright by its eyes); "haar": the same with the Haar cascade; "chip": the chips.
 
     Only the `splits` asked for are returned (and read from the cache): an evaluator asks for the test
     split only once its setup is fixed. A new cache is always written whole (all three splits)."""
     data_dir = Path(data_dir)
-    # App-path crops depend on the detector's settings: a changed detector gets a cache of its own.
-    kind = f"app-{HaarSettings().fingerprint()}" if crops == "haar" else crops
+    kind = crops_cache_kind(crops)
     key = f"utkface_{kind}_{size}_m{margin:g}.npz"
     cache = Path(cache_dir) / key if cache_dir and not limit else None
     fields = ("x", "age", "gender", "race", "detected")
@@ -136,8 +153,9 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "haar", cach
         x = np.zeros((len(split_items), size, size, 1), np.float32)
         detected = np.ones(len(split_items), bool)
         for i, item in enumerate(split_items):
-            if crops == "haar":
-                x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin)
+            if crops in ("app", "haar"):
+                x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin,
+                                                  "haar" if crops == "haar" else None)
             else:
                 x[i] = chip_crop(read_rgb(data_dir, item), size)
         out[split] = {"x": x, "age": np.array([it.age for it in split_items], np.float32),

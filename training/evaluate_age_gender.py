@@ -36,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--reports-dir", type=Path, default=Path("reports"))
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--crops", choices=["app", "haar"], default="app",
+                   help="how faces are cut: app = the app's default path (BlazeFace, faces turned upright); "
+                        "haar = around Haar boxes (how the card of the 2026-11-30 model was measured)")
     p.add_argument("--ensemble-with", type=Path, nargs="*", default=[],
                    help="other trained age/gender models to average with the chosen checkpoint, kept if val says so")
     p.add_argument("--no-corrections", action="store_true",
@@ -255,7 +258,7 @@ def main(argv=None):
     size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
 
     # 1. Choose, on train and val only (the test split is not loaded yet).
-    data = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit, splits=("train", "val"))
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train", "val"))
     val = data_utk.detected_only(data["val"])
     setup = select_setup(args, data_utk.detected_only(data["train"]), val)
     model = served_model(setup, args.models_dir / "age_gender.keras")
@@ -264,7 +267,7 @@ def main(argv=None):
     interval = residual_interval(val["age"], val_age, coverage=0.8)
 
     # 2. The setup is fixed: score it on the test split, once (its accurate views and its live profile).
-    test_all = data_utk.load_utk(args.data_dir, size, MARGIN, "haar", args.cache_dir, args.limit,
+    test_all = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit,
                                  splits=("test",))["test"]
     found = test_all["detected"]
     test = data_utk.detected_only(test_all)
@@ -280,7 +283,8 @@ def main(argv=None):
         "protocol": "budgets fixed before evaluation; every choice on val; test scored once, after the choice",
         "test": headline | {
             "faces": "as the app cuts them: chip set in a frame of its edge pixels (data_utk.chip_as_photo), "
-                     "the app's Haar detector and settings, largest box, the card's margin",
+                     + ("the app's default detector (BlazeFace) and settings, largest box turned upright by its eyes, "
+                        if args.crops == "app" else "the app's Haar detector and settings, largest box, ") + "the card's margin",
             "age_interval_coverage": interval_coverage(test["age"], test_age, interval["below"], interval["above"]),
             "gender_calibration": expected_calibration_error(test["gender"], test_female)},
         "test_on_tight_chips": {

@@ -29,8 +29,9 @@ def parse_args(argv=None):
     p.add_argument("--input-size", type=int, default=0,
                    help="face side in pixels (0 = the arch's default: 64, baseline 128); the trunk is fully "
                         "convolutional, so --init-from works across sizes")
-    p.add_argument("--crops", choices=["haar", "chip"], default="haar",
-                   help="haar: serving-style crops (default); chip: the tight aligned chips as they are")
+    p.add_argument("--crops", choices=["app", "haar", "chip"], default="app",
+                   help="app: the app's default path (BlazeFace, faces turned upright; default); haar: crops cut "
+                        "around Haar boxes (how the shipped model was trained); chip: the tight aligned chips as they are")
     p.add_argument("--no-age-balance", action="store_true", help="do not re-weight rare age bands")
     p.add_argument("--group-balance", action="store_true",
                    help="also re-weight each race x gender group by the square root of its inverse frequency "

@@ -71,7 +71,7 @@ def run_video_job(job_id: str, path: str, options: dict) -> str:
         annotate = bool(options.get("annotate"))
         analysis_share = ANALYSIS_SHARE if annotate else 1.0
         result = analyze_video(path, predictor, fps=options.get("fps", 5.0),
-                               detector=options.get("detector", "haar"), min_face=options.get("min_face", 0.0),
+                               detector=options.get("detector", "blazeface"), min_face=options.get("min_face", 0.0),
                                max_seconds=options["max_seconds"], max_pixels=options["max_pixels"],
                                progress=report(0.0, analysis_share), should_cancel=should_cancel)
         result["files"] = {}

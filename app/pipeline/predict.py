@@ -155,9 +155,10 @@ class Predictor:
                                        f"its card lists.")
         return self
 
-    def prepare(self, image: np.ndarray, boxes) -> list[np.ndarray]:
-        """One batch per model, each cut with that model's own margin and size."""
-        return [prepare_faces(image, boxes, m.card.size, m.card.margin) for m in self.models]
+    def prepare(self, image: np.ndarray, boxes, rolls=None) -> list[np.ndarray]:
+        """One batch per model, each cut with that model's own margin and size, each face turned
+        upright by its roll (degrees, from the detector; None: as it is)."""
+        return [prepare_faces(image, boxes, m.card.size, m.card.margin, rolls) for m in self.models]
 
     def predict(self, batches: list[np.ndarray], profile: str = "accurate") -> list[dict]:
         """Per-face dicts of readable outputs (emotion, age, age_range, age_group, gender)."""

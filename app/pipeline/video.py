@@ -2,7 +2,7 @@
 
 No Flask here: the job function (app/jobs/), the CLI and the benchmark all call
 `analyze_video` and `render_annotated`. Everything a frame goes through per face is the
-photo pipeline's own (`find_faces`, `Predictor.prepare/predict`), so a face in a video
+photo pipeline's own (`locate_faces`, `Predictor.prepare/predict`), so a face in a video
 is read exactly as the same face in a photo would be.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from app.pipeline.analyze import check_detector, check_min_face, find_faces
+from app.pipeline.analyze import check_detector, check_min_face, locate_faces
+from app.pipeline.detect import DEFAULT_DETECTOR
 from app.pipeline.errors import BadRequest, JobCancelled, TooLarge, Undecodable, UnsupportedType
 from app.pipeline.predict import EMOTION_LABELS, load_predictor
 
@@ -37,9 +38,10 @@ def video_predictor(models_dir):
     return load_predictor(models_dir)
 
 
-def predict_faces(predictor, image: np.ndarray, boxes) -> list[dict]:
-    """The predictor's fast one-view profile: a track averages over many frames anyway."""
-    return predictor.predict(predictor.prepare(image, boxes), profile=VIDEO_PROFILE)
+def predict_faces(predictor, image: np.ndarray, boxes, rolls=None) -> list[dict]:
+    """The predictor's fast one-view profile: a track averages over many frames anyway. rolls: each
+    face's roll from the detector (turned upright as for photos)."""
+    return predictor.predict(predictor.prepare(image, boxes, rolls), profile=VIDEO_PROFILE)
 
 
 # ---------------------------------------------------------------- probing and decoding
@@ -285,7 +287,7 @@ class IouTracker:
 
 # ---------------------------------------------------------------- analysis
 
-def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = "haar", min_face=0.0,
+def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = DEFAULT_DETECTOR, min_face=0.0,
                   max_seconds: float = 600, max_pixels: int = 7680 * 4320, smooth_seconds: float = 1.0,
                   min_hits: int = 2, progress: Progress | None = None,
                   should_cancel: Callable[[], bool] | None = None) -> dict:
@@ -300,8 +302,8 @@ def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = "haar", 
     for t, image, scale in sampled_frames(path, info, fps, ANALYSIS_MAX_SIDE, stats, max_seconds):
         if should_cancel and should_cancel():
             raise JobCancelled()
-        boxes = find_faces(image, detector, min_face)
-        faces = predict_faces(predictor, image, boxes) if boxes else []
+        boxes, rolls = locate_faces(image, detector, min_face)
+        faces = predict_faces(predictor, image, boxes, rolls) if boxes else []
         for track, box, face in zip(tracker.update(boxes), boxes, faces):
             full_box = [int(round(v / scale)) for v in box]
             track.samples.append((t, full_box, face))
