@@ -253,16 +253,15 @@ class BlazeFaceDetector:
         REGION_CROP times its side around it: by the short-range model first (the face then fills about
         half of its 128-px input, where its boxes are steadiest), by the full-range model where the short
         one finds nothing. About 1.5 ms a face instead of a whole-frame detect() with tiles (~20 ms at
-        400 px). Crops start and end on a REGION_GRID-pixel grid, so that a hint moved by a pixel cuts
-        the same crop and a still face keeps the same box (as the cascade's region scan does)."""
+        400 px). A crop's size and corner lie on a REGION_GRID-pixel grid, so that a hint moved by a pixel
+        mostly cuts the same crop and a still face keeps its box (as the cascade's region scan does)."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
         height, width = rgb.shape[:2]
         corners, scores = [np.zeros((0, 4))], [np.zeros(0)]
         for rx, ry, rw, rh in regions:
-            half = REGION_CROP * max(rw, rh) / 2
-            cx, cy = rx + rw / 2, ry + rh / 2
-            x0, y0 = max(0, snap(cx - half, floor=True)), max(0, snap(cy - half, floor=True))
-            x1, y1 = min(width, snap(cx + half, floor=False)), min(height, snap(cy + half, floor=False))
+            side = snap(REGION_CROP * max(rw, rh), floor=False)      # one size for every crop of this hint
+            x0, y0 = (snap(c - side / 2, floor=False) for c in (rx + rw / 2, ry + rh / 2))
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side)
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
             for net in self.region_nets():

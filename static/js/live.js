@@ -87,12 +87,12 @@ function listFaces(tracks) {
     const s = track.smoothed;
     const li = document.createElement("li");
     li.dataset.testid = "live-face";
-    // box: the drawn (smoothed) box, rawBox: this answer's detection, frameAge: its single-frame age
-    // (measured by bench/bench_live.py and the browser tests: how steady a still face is).
+    // box: the drawn (smoothed) box; rawBox, frameAge, scan: the last detection of it, its single-frame
+    // age and the answer's scan (read by bench/bench_live.py and the browser tests: how steady a still face is).
     const round = (box) => [box.x, box.y, box.w, box.h].map((v) => v.toFixed(1)).join(",");
     Object.assign(li.dataset, {
       trackId: track.id, age: s.age, gender: s.gender.label, emotion: s.emotion.label, frames: s.frames,
-      box: round(track.box), rawBox: round(track.rawBox), frameAge: track.history.at(-1).age,
+      box: round(track.box), rawBox: round(track.rawBox), frameAge: track.frameAge, scan: track.lastScan,
       detected: String(track.missed === 0),
     });
     li.textContent = faceLabel(s);
@@ -114,9 +114,23 @@ function nextRequest() {
   const tracks = tracker.tracks;
   const fullScan = fullResolution || scan.lost || !tracks.length || scan.sinceFull >= settings.fullScanEvery - 1;
   const toSent = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));  // as grabFrame scales
-  const regions = fullScan ? null : tracks.map(({ box }) =>
-    [box.x, box.y, box.w, box.h].map((v) => Math.round(v * toSent)));
+  const regions = fullScan ? null : tracks.map((track) => regionHint(track, toSent));
   return { fullResolution, maxSide, regions };
+}
+
+// A tracked face's hint moves only once its box has moved by more than HINT_DEADBAND of its size: the
+// detector looks at a crop around the hint, and a crop that followed the box pixel by pixel fed its own
+// small changes back (a perfectly still face's box then wandered by 1-2 px for ever).
+const HINT_DEADBAND = 0.04;
+
+function regionHint(track, toSent) {
+  const box = [track.box.x, track.box.y, track.box.w, track.box.h].map((v) => v * toSent);
+  const last = track.hint;
+  const slack = HINT_DEADBAND * Math.max(box[2], box[3]);
+  if (!last || last.toSent !== toSent || box.some((v, i) => Math.abs(v - last.box[i]) > slack)) {
+    track.hint = { box, toSent };
+  }
+  return track.hint.box.map(Math.round);
 }
 
 function count(name) {   // answer counters, read by tests and bench/bench_live.py
@@ -126,6 +140,7 @@ function count(name) {   // answer counters, read by tests and bench/bench_live.
 function afterAnswer(request, result) {
   count(result.scan === "regions" ? "regionScans" : "fullScans");
   count("answers");
+  serverOut.dataset.detector = result.detector;
   if (result.faces.length) count("answersWithFace");
   scan.sinceFull = request.regions ? scan.sinceFull + 1 : 0;
   scan.lost = Boolean(request.regions) && result.faces.length < request.regions.length;
@@ -180,7 +195,7 @@ async function analyzeWhileRunning() {
     if (result.detector !== chosenDetector()) continue;   // asked before the choice changed
     recordAnswer(performance.now() - started, result.timing_ms);
     afterAnswer(request, result);
-    const tracks = tracker.update(toVideoPixels(result.faces, result.image), performance.now());
+    const tracks = tracker.update(toVideoPixels(result.faces, result.image), performance.now(), result.scan);
     recordTimeline(tracks, result.models);
     if (!running) break;  // paused while the request was out: leave the last picture
     draw(tracks);

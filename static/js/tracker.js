@@ -91,8 +91,9 @@ export class FaceTracker {
   }
 
   // faces: the API's faces, boxes already in display pixels; now: the answer's time in ms
-  // (performance.now()), for the box filter. Returns the tracks to show.
-  update(faces, now = null) {
+  // (performance.now()), for the box filter; scan: the answer's "full" or "regions" (live.js).
+  // Returns the tracks to show.
+  update(faces, now = null, scan = null) {
     const dtS = now !== null && this.lastTime !== null ? Math.max(1e-3, (now - this.lastTime) / 1000) : NOMINAL_FRAME_S;
     this.lastTime = now;
     this.dtS = dtS;
@@ -107,7 +108,7 @@ export class FaceTracker {
     for (const { f, t } of pairs) {
       if (usedFaces.has(f) || usedTracks.has(t)) continue;
       usedFaces.add(f); usedTracks.add(t);
-      this.observe(this.tracks[t], faces[f]);
+      this.observe(this.tracks[t], faces[f], scan);
     }
     this.tracks.forEach((track, t) => { if (!usedTracks.has(t)) track.missed += 1; });
     this.tracks = this.tracks.filter((track) => track.missed <= this.maxMissed);
@@ -115,17 +116,25 @@ export class FaceTracker {
       if (usedFaces.has(f)) return;
       const filters = Object.fromEntries(BOX_KEYS.map((key) => [key, new OneEuroFilter(this.boxMinCutoff, this.boxBeta)]));
       const track = { id: this.nextId++, box: face.box, filters, history: [], hits: 0, missed: 0 };
-      this.observe(track, face);
+      this.observe(track, face, scan);
       this.tracks.push(track);
     });
     return this.tracks.filter((track) => track.hits >= this.minHits);
   }
 
-  observe(track, face) {
+  observe(track, face, scan) {
     track.hits += 1;
     track.missed = 0;
-    // The drawn box: the detections through the One-Euro filter (steady at rest, quick in motion).
     track.rawBox = face.box;
+    track.frameAge = face.age;
+    // A lone full scan between region scans only confirms a track: a whole-frame scan frames a face a
+    // few pixels apart from a region scan (BlazeFace sees it at another input scale), and taking both
+    // would shake a still face's box and reading every few frames. Two full scans in a row (the region
+    // scan lost the face) are followed as usual.
+    const confirmOnly = scan === "full" && track.lastScan === "regions";
+    track.lastScan = scan;
+    if (confirmOnly) return;
+    // The drawn box: the detections through the One-Euro filter (steady at rest, quick in motion).
     track.box = Object.fromEntries(BOX_KEYS.map((key) => [key, track.filters[key].filter(face.box[key], this.dtS)]));
     track.history.push({
       age: face.age,
