@@ -1,6 +1,6 @@
 // Live mode: analyze the webcam stream continuously and draw smoothed faces over it.
-// One request in flight at a time: the next frame is grabbed only when the previous
-// answer is back, so frames the server has no time for are dropped, never queued.
+// One request in flight at a time: the next frame is sent only when the previous answer is
+// back, so frames the server has no time for are dropped, never queued.
 import { startCamera, grabFrame, canvasToJpeg } from "./camera.js";
 import { FaceTracker } from "./tracker.js";
 
@@ -179,14 +179,49 @@ async function loop() {
   }
 }
 
+// Camera frames as they arrive (requestVideoFrameCallback): a frame is sent once at most, so the
+// frames per second shown are distinct camera frames analysed, never one frame counted twice.
+let cameraFrames = 0;
+let frameWaiters = [];
+const NEW_FRAME_WAIT_MS = 200;   // a camera that stops delivering (or a browser without the callback)
+
+function onCameraFrame() {
+  cameraFrames += 1;
+  frameWaiters.splice(0).forEach((resolve) => resolve());
+  video.requestVideoFrameCallback(onCameraFrame);
+}
+if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onCameraFrame);
+
+function cameraFrameAfter(seen) {
+  if (cameraFrames > seen || !video.requestVideoFrameCallback) return Promise.resolve();
+  return new Promise((resolve) => {
+    frameWaiters.push(resolve);
+    setTimeout(resolve, NEW_FRAME_WAIT_MS);
+  });
+}
+
+// The next camera frame after `seen`, scaled to `maxSide` and JPEG-encoded.
+async function prepareFrame(maxSide, seen) {
+  await cameraFrameAfter(seen);
+  const frame = cameraFrames;
+  const blob = await canvasToJpeg(grabFrame(video, sendCanvas, maxSide), settings.jpegQuality);
+  return { blob, maxSide, frame };
+}
+
 async function analyzeWhileRunning() {
+  // The next frame is grabbed and encoded while the server analyses this one (the browser's work and
+  // the server's overlap on two cores); it is at most one round trip older when it is sent.
+  let prepared = prepareFrame(settings.sendMaxSide, -1);
   while (running) {
     const request = nextRequest();
-    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, request.maxSide), settings.jpegQuality);
+    let frame = await prepared;
+    if (frame.maxSide !== request.maxSide) frame = await prepareFrame(request.maxSide, -1);  // full resolution
     const started = performance.now();
+    const answer = analyze(frame.blob, request.regions);
+    prepared = prepareFrame(settings.sendMaxSide, frame.frame);
     let result;
     try {
-      result = await analyze(blob, request.regions);
+      result = await answer;
     } catch (err) {
       status.textContent = `Analysis failed: ${err.message}. Retrying…`;
       await new Promise((resolve) => setTimeout(resolve, 1000));
