@@ -294,3 +294,34 @@ def test_live_haar_choice_is_sent_and_finds_the_face(page):
     wait_for_answers(page, 3)
     expect(server).to_have_attribute("data-detector", "haar")
     expect(page.get_by_test_id("live-face").first).to_be_visible()
+
+
+def test_tracker_box_filter_holds_still_follows_motion_and_lone_full_scans_only_confirm(page):
+    """static/js/tracker.js's box: a still face's detections jittering by ±1 px move the drawn box by well
+    under a pixel; a face moving 5 px a frame is followed within a few pixels; a lone full scan framing
+    the face 4 px apart neither moves the box nor adds a reading, two in a row are followed."""
+    page.goto("/live")
+    result = page.evaluate("""async () => {
+        const { FaceTracker } = await import('/static/js/tracker.js');
+        const face = (x) => ({ box: { x, y: 50, w: 80, h: 80 }, age: 30, gender: { label: 'female', probability: 0.9 },
+                               emotion: { label: 'happy', probabilities: { happy: 0.9, sad: 0.1 } } });
+        const tracker = new FaceTracker({ window: 8, personWindow: 200 });   // no reading dropped
+        let t = 0;
+        const step = (x, scan) => { tracker.update([face(x)], (t += 33), scan); return tracker.tracks[0]; };
+        const still = [];
+        for (let i = 0; i < 60; i++) still.push(step(100 + (i % 2 ? 1 : -1), 'regions').box.x);
+        const steps = still.slice(30).map((x, i, xs) => (i ? Math.abs(x - xs[i - 1]) : 0));
+        const readings = step(100, 'regions').history.length;
+        const afterLoneFull = step(104, 'full');
+        const lone = { x: afterLoneFull.box.x, readings: afterLoneFull.history.length - readings };
+        step(100, 'regions');
+        step(104, 'full');
+        const second = step(104, 'full').box.x;
+        let x = 104, moving;
+        for (let i = 0; i < 30; i++) moving = step((x += 5), 'regions');
+        return { maxStillStep: Math.max(...steps), lone, second, lag: x - moving.box.x, id: moving.id };
+    }""")
+    assert result["maxStillStep"] < 0.5, result
+    assert abs(result["lone"]["x"] - 100) < 0.5 and result["lone"]["readings"] == 0, result
+    assert result["second"] > 101, result
+    assert 0 <= result["lag"] < 4 and result["id"] == 1, result
