@@ -262,6 +262,7 @@ def summarize_answers(run: dict) -> dict:
     region_raw = as_boxes([f for f in detected if f.get("scan") == "regions"])
     drawn = np.array([[float(v) for v in f["box"].split(",")] for f in detected])
     frame_ages = np.array([float(f["frameAge"]) for f in detected])
+    region_ages = np.array([float(f["frameAge"]) for f in detected if f.get("scan") == "regions"])
     return {
         "answers": answers, "answers_per_s": round(answers / run["seconds"], 2),
         "found_share": round(with_face / answers, 4) if answers else None,
@@ -273,6 +274,7 @@ def summarize_answers(run: dict) -> dict:
         "drawn_box": box_steadiness(drawn),
         "drawn_box_previous_filter": box_steadiness(even_mix(raw)) if len(raw) else {},
         "frame_age_sd": round(float(frame_ages.std()), 2) if len(frame_ages) else None,
+        "frame_age_sd_region_scans": round(float(region_ages.std()), 2) if len(region_ages) else None,
         "shown_ages": sorted({f["age"] for f in main}),
         "shown_labels": sorted({(f["gender"], f["age"], f["emotion"]) for f in main[len(main) // 2:]}),
     }
