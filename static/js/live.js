@@ -182,7 +182,7 @@ async function loop() {
 // Camera frames as they arrive (requestVideoFrameCallback): a frame is sent once at most, so the
 // frames per second shown are distinct camera frames analysed, never one frame counted twice.
 let cameraFrames = 0;
-let frameWaiters = [];
+const frameWaiters = [];
 const NEW_FRAME_WAIT_MS = 200;   // a camera that stops delivering (or a browser without the callback)
 
 function onCameraFrame() {
