@@ -2,7 +2,8 @@
 
 Both pages are static shells; the camera work happens in static/js/{capture,live}.js,
 which post frames to the same endpoints as uploads (POST /analyze and
-POST /api/v1/analyze), so the server has a single analysis path.
+POST /api/v1/analyze), so the server has a single analysis path. Live mode sends the
+detector chosen on its page (LIVE_DETECTORS, BlazeFace first) with every frame.
 
 Browsers only expose getUserMedia in a secure context: https:// or http://localhost
 (127.0.0.1 included). Served over plain http from another host, the camera is
