@@ -235,13 +235,8 @@ class BlazeFaceDetector:
         min_face > 0 drops faces smaller than that share of the image's shorter side (no time saved:
         the networks see the whole image at one size)."""
         height, width = image.shape[:2]
-        return self.boxes(self.raw_detect(image, min_face), height, width, min_face)
-
-    @staticmethod
-    def boxes(faces, height: int, width: int, min_face: float) -> list[tuple[int, int, int, int]]:
-        """raw_detect's (corners, score) pairs as (x, y, w, h) boxes, largest first."""
         boxes = []
-        for (x0, y0, x1, y1), _ in faces:
+        for (x0, y0, x1, y1), _ in self.raw_detect(image, min_face):
             # Clipped to the image, like the cascade's boxes, which never leave it.
             x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
             w, h = x1 - x0, y1 - y0
@@ -250,15 +245,28 @@ class BlazeFaceDetector:
         return sorted(boxes, key=lambda b: -b[2] * b[3])
 
     def detect_in_regions(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[int, int, int, int]]:
-        """Faces near the given boxes (live mode's tracked faces), each looked for in a square crop of
-        REGION_CROP times its side around it: by the short-range model first (the face then fills about
+        """Faces near the given boxes (live mode's tracked faces): raw_detect_in_regions' faces as
+        (x, y, w, h) boxes, clipped to the image, largest first."""
+        height, width = image.shape[:2]
+        boxes = []
+        for row, _ in self.raw_detect_in_regions(image, regions):
+            x0, y0, x1, y1 = max(0.0, row[0]), max(0.0, row[1]), min(float(width), row[2]), min(float(height), row[3])
+            w, h = x1 - x0, y1 - y0
+            if w >= 1 and h >= 1 and min(w, h) >= min_face * min(height, width):
+                boxes.append(tuple(int(round(v)) for v in (x0, y0, w, h)))
+        return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+    def raw_detect_in_regions(self, image: np.ndarray, regions) -> list[tuple[np.ndarray, float]]:
+        """raw_detect() for live mode's region hints: each hint's face is looked for in a square crop of
+        REGION_CROP times its side around it, by the short-range model first (the face then fills about
         half of its 128-px input, where its boxes are steadiest), by the full-range model where the short
         one finds nothing. On live-mode frames this takes 0.07x the time of detect() and re-finds as many
-        faces (bench/measure_live_detect.py). A crop's size and corner lie on a REGION_GRID-pixel grid, so that a hint moved by a pixel
-        mostly cuts the same crop and a still face keeps its box (as the cascade's region scan does)."""
+        faces (bench/measure_live_detect.py). A crop's size and corner lie on a REGION_GRID-pixel grid, so
+        that a hint moved by a pixel mostly cuts the same crop and a still face keeps its box (as the
+        cascade's region scan does). Rows as the nets give them (corners first), in image pixels."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
         height, width = rgb.shape[:2]
-        corners, scores = [np.zeros((0, 4))], [np.zeros(0)]
+        rows, scores = [], []
         for rx, ry, rw, rh in regions:
             side = snap(REGION_CROP * max(rw, rh), floor=False)      # one size for every crop of this hint
             x0, y0 = (snap(c - side / 2, floor=False) for c in (rx + rw / 2, ry + rh / 2))
@@ -266,13 +274,13 @@ class BlazeFaceDetector:
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
             for net in self.region_nets():
-                c, s = net(rgb[y0:y1, x0:x1])
+                found, s = net(rgb[y0:y1, x0:x1])
                 if len(s):
-                    corners.append(to_haar_frame(net.model, c + np.array([x0, y0, x0, y0])) if self.haar_frame
-                                   else c + np.array([x0, y0, x0, y0]))
+                    found = found + np.array([x0, y0] * (found.shape[1] // 2))    # crop → image pixels
+                    rows.append(to_haar_frame(net.model, found) if self.haar_frame else found)
                     scores.append(s)
                     break
-        return self.boxes(weighted_nms(np.concatenate(corners), np.concatenate(scores)), height, width, min_face)
+        return weighted_nms(np.concatenate(rows), np.concatenate(scores)) if rows else []
 
     def region_nets(self) -> list[BlazeNet]:
         """Short range, then full range: this detector's own nets, the missing one made on first use."""
