@@ -85,7 +85,9 @@ def test_pipeline_with_blazeface(predictor, astronaut_jpeg):
     assert answer["detector"] == "blazeface" and len(answer["faces"]) == 1
     hinted = analyze_bytes(astronaut_jpeg, predictor, detector="blazeface", regions=[as_tuple(answer["faces"][0]["box"])],
                            **LIMITS)
-    assert hinted["scan"] == "regions" and hinted["faces"][0]["box"] == answer["faces"][0]["box"]
+    # The region scan looks at a crop around the hint (short-range model): the same face, framed alike.
+    assert hinted["scan"] == "regions" and len(hinted["faces"]) == 1
+    assert iou(as_tuple(hinted["faces"][0]["box"]), as_tuple(answer["faces"][0]["box"])) > 0.7
 
 
 def test_api_detector_blazeface(client, astronaut_jpeg, coffee_jpeg):

@@ -40,6 +40,32 @@ def test_regions_find_the_tracked_face_moved_or_resized(webcam_frame):
         assert len(found) == 1 and iou(found[0], truth) > 0.7, (hint, found, truth)
 
 
+def blazeface_or_skip():
+    pytest.importorskip("ai_edge_litert", reason="detector='blazeface' needs ai_edge_litert (pip install -r requirements.txt)")
+    from app.pipeline.detect_blazeface import BlazeFaceDetector
+    return BlazeFaceDetector()
+
+
+# (frame side live mode sends, largest box change in its pixels: 0.5% of the frame, a pixel or two)
+@pytest.mark.parametrize("send_side, steady_px", [(400, 2), (640, 3)])
+def test_blazeface_regions_follow_the_face_and_hold_still_for_a_still_one(webcam_frame, send_side, steady_px):
+    """BlazeFace's region scan (a crop around each hint, live mode's default): it finds the face where a
+    tracker one frame behind may put the hint, and a still face keeps its box within a pixel or two while
+    the hint wanders by a couple of pixels (crop size and edges on a grid)."""
+    import cv2
+    detector = blazeface_or_skip()
+    frame = cv2.resize(webcam_frame, (send_side, send_side * 3 // 4), interpolation=cv2.INTER_AREA)
+    (truth,) = detector.detect(frame, 0.12)
+    x, y, w, h = truth
+    for hint in [truth, (x + w // 6, y - h // 8, w, h), (x, y, int(w * 0.8), int(h * 0.8)), (x - 4, y, int(w * 1.2), h)]:
+        found = detector.detect_in_regions(frame, [hint], 0.12)
+        assert len(found) == 1 and iou(found[0], truth) > 0.7, (hint, found, truth)
+    boxes = np.array([detector.detect_in_regions(frame, [(x + dx, y + dy, w, h)], 0.12)[0]
+                      for dx in (-2, -1, 0, 1, 2) for dy in (-2, 0, 2)])
+    assert (boxes.max(0) - boxes.min(0)).max() <= steady_px, boxes
+    assert detector.detect_in_regions(frame, [(0, 0, w // 2, h // 2)], 0.12) == []
+
+
 def test_regions_elsewhere_find_nothing_and_duplicates_are_merged(webcam_frame):
     detector = HaarFaceDetector()
     (truth,) = detector.detect(webcam_frame, 0.12)

@@ -1,6 +1,6 @@
 // Live mode: analyze the webcam stream continuously and draw smoothed faces over it.
-// One request in flight at a time: the next frame is grabbed only when the previous
-// answer is back, so frames the server has no time for are dropped, never queued.
+// One request in flight at a time: the next frame is sent only when the previous answer is
+// back, so frames the server has no time for are dropped, never queued.
 import { startCamera, grabFrame, canvasToJpeg } from "./camera.js";
 import { FaceTracker } from "./tracker.js";
 
@@ -13,9 +13,11 @@ const latencyOut = document.getElementById("live-latency");
 const serverOut = document.getElementById("live-server");
 const status = document.getElementById("camera-status");
 const toggle = document.getElementById("live-toggle");
+const detectorChoice = document.getElementById("live-detector");
 
 const tracker = new FaceTracker({
-  window: settings.smoothingWindow, personWindow: settings.personWindow, matchIou: settings.matchIou });
+  window: settings.smoothingWindow, personWindow: settings.personWindow, matchIou: settings.matchIou,
+  boxMinCutoff: settings.boxMinCutoff, boxBeta: settings.boxBeta });
 const sendCanvas = document.createElement("canvas");
 let running = false;
 let looping = false;  // a loop() is alive (possibly awaiting its last request after a pause)
@@ -37,6 +39,16 @@ function recordAnswer(roundTripMs, timing) {
   const serverMs = timing && timing.total;
   serverOut.textContent = serverMs === undefined ? "–" : `${Math.round(serverMs)} ms`;
 }
+
+function chosenDetector() {
+  return detectorChoice.querySelector("input:checked").value;
+}
+
+// Another detector frames faces a little differently: start over (new tracks, a full scan).
+detectorChoice.addEventListener("change", () => {
+  tracker.clear();
+  Object.assign(scan, { sinceFull: 0, withoutFace: 0, lost: false });
+});
 
 function faceLabel(s) {
   return `${s.gender.label}, ${s.age}, ${s.emotion.label}`;
@@ -75,8 +87,13 @@ function listFaces(tracks) {
     const s = track.smoothed;
     const li = document.createElement("li");
     li.dataset.testid = "live-face";
+    // box: the drawn (smoothed) box; rawBox, frameAge, scan: the last detection of it, its single-frame
+    // age and the answer's scan (read by bench/bench_live.py and the browser tests: how steady a still face is).
+    const round = (box) => [box.x, box.y, box.w, box.h].map((v) => v.toFixed(1)).join(",");
     Object.assign(li.dataset, {
       trackId: track.id, age: s.age, gender: s.gender.label, emotion: s.emotion.label, frames: s.frames,
+      box: round(track.box), rawBox: round(track.rawBox), frameAge: track.frameAge, scan: track.lastScan,
+      detected: String(track.missed === 0),
     });
     li.textContent = faceLabel(s);
     return li;
@@ -97,14 +114,34 @@ function nextRequest() {
   const tracks = tracker.tracks;
   const fullScan = fullResolution || scan.lost || !tracks.length || scan.sinceFull >= settings.fullScanEvery - 1;
   const toSent = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));  // as grabFrame scales
-  const regions = fullScan ? null : tracks.map(({ box }) =>
-    [box.x, box.y, box.w, box.h].map((v) => Math.round(v * toSent)));
+  const regions = fullScan ? null : tracks.map((track) => regionHint(track, toSent));
   return { fullResolution, maxSide, regions };
 }
 
+// A tracked face's hint moves only once its box has moved by more than HINT_DEADBAND of its size: the
+// detector looks at a crop around the hint, and a crop that followed the box pixel by pixel fed its own
+// small changes back (a perfectly still face's box then wandered by 1-2 px for ever).
+const HINT_DEADBAND = 0.04;
+
+function regionHint(track, toSent) {
+  const box = [track.box.x, track.box.y, track.box.w, track.box.h].map((v) => v * toSent);
+  const last = track.hint;
+  const slack = HINT_DEADBAND * Math.max(box[2], box[3]);
+  if (!last || last.toSent !== toSent || box.some((v, i) => Math.abs(v - last.box[i]) > slack)) {
+    track.hint = { box, toSent };
+  }
+  return track.hint.box.map(Math.round);
+}
+
+function count(name) {   // answer counters, read by tests and bench/bench_live.py
+  serverOut.dataset[name] = String(Number(serverOut.dataset[name] || 0) + 1);
+}
+
 function afterAnswer(request, result) {
-  const counter = result.scan === "regions" ? "regionScans" : "fullScans";   // shown to tests
-  serverOut.dataset[counter] = String(Number(serverOut.dataset[counter] || 0) + 1);
+  count(result.scan === "regions" ? "regionScans" : "fullScans");
+  count("answers");
+  serverOut.dataset.detector = result.detector;
+  if (result.faces.length) count("answersWithFace");
   scan.sinceFull = request.regions ? scan.sinceFull + 1 : 0;
   scan.lost = Boolean(request.regions) && result.faces.length < request.regions.length;
   scan.withoutFace = result.faces.length ? 0 : request.fullResolution ? 0 : scan.withoutFace + 1;
@@ -113,6 +150,7 @@ function afterAnswer(request, result) {
 async function analyze(blob, regions) {
   const body = new FormData();
   body.append("image", blob, "frame.jpg");
+  body.append("detector", chosenDetector());
   body.append("min_face", String(settings.minFace));  // webcam faces are large: skip the costly small scales
   body.append("profile", "live");  // face + mirror only: the tracker averages over frames instead
   // The hint goes in the query string: it is the documented place for it beside a multipart body.
@@ -141,22 +179,58 @@ async function loop() {
   }
 }
 
+// Camera frames as they arrive (requestVideoFrameCallback): a frame is sent once at most, so the
+// frames per second shown are distinct camera frames analysed, never one frame counted twice.
+let cameraFrames = 0;
+const frameWaiters = [];
+const NEW_FRAME_WAIT_MS = 200;   // a camera that stops delivering (or a browser without the callback)
+
+function onCameraFrame() {
+  cameraFrames += 1;
+  frameWaiters.splice(0).forEach((resolve) => resolve());
+  video.requestVideoFrameCallback(onCameraFrame);
+}
+if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onCameraFrame);
+
+function cameraFrameAfter(seen) {
+  if (cameraFrames > seen || !video.requestVideoFrameCallback) return Promise.resolve();
+  return new Promise((resolve) => {
+    frameWaiters.push(resolve);
+    setTimeout(resolve, NEW_FRAME_WAIT_MS);
+  });
+}
+
+// The next camera frame after `seen`, scaled to `maxSide` and JPEG-encoded.
+async function prepareFrame(maxSide, seen) {
+  await cameraFrameAfter(seen);
+  const frame = cameraFrames;
+  const blob = await canvasToJpeg(grabFrame(video, sendCanvas, maxSide), settings.jpegQuality);
+  return { blob, maxSide, frame };
+}
+
 async function analyzeWhileRunning() {
+  // The next frame is grabbed and encoded while the server analyses this one (the browser's work and
+  // the server's overlap on two cores); it is at most one round trip older when it is sent.
+  let prepared = prepareFrame(settings.sendMaxSide, -1);
   while (running) {
     const request = nextRequest();
-    const blob = await canvasToJpeg(grabFrame(video, sendCanvas, request.maxSide), settings.jpegQuality);
+    let frame = await prepared;
+    if (frame.maxSide !== request.maxSide) frame = await prepareFrame(request.maxSide, -1);  // full resolution
     const started = performance.now();
+    const answer = analyze(frame.blob, request.regions);
+    prepared = prepareFrame(settings.sendMaxSide, frame.frame);
     let result;
     try {
-      result = await analyze(blob, request.regions);
+      result = await answer;
     } catch (err) {
       status.textContent = `Analysis failed: ${err.message}. Retrying…`;
       await new Promise((resolve) => setTimeout(resolve, 1000));
       continue;
     }
+    if (result.detector !== chosenDetector()) continue;   // asked before the choice changed
     recordAnswer(performance.now() - started, result.timing_ms);
     afterAnswer(request, result);
-    const tracks = tracker.update(toVideoPixels(result.faces, result.image));
+    const tracks = tracker.update(toVideoPixels(result.faces, result.image), performance.now(), result.scan);
     recordTimeline(tracks, result.models);
     if (!running) break;  // paused while the request was out: leave the last picture
     draw(tracks);

@@ -23,6 +23,37 @@ const LABEL_MARGIN = 0.1;
 // much (a 1-3 px shift of the Haar box moves it by 4.6 years, s.d., on the astronaut portrait).
 const AGE_STEP = 5;
 
+// One-Euro filter (Casiraghi et al., CHI 2012) for one box coordinate: a low-pass filter whose
+// cutoff rises with the coordinate's speed, so a still face's box holds steady (detector noise of
+// a pixel or two is smoothed away) while a moving one is followed without lag.
+const DERIVATIVE_CUTOFF = 1;   // Hz: smoothing of the speed estimate itself
+const NOMINAL_FRAME_S = 1 / 30;  // when update() is given no clock (synthetic tests)
+
+function smoothingFactor(cutoffHz, dtS) {
+  const tau = 1 / (2 * Math.PI * cutoffHz);
+  return 1 / (1 + tau / dtS);
+}
+
+export class OneEuroFilter {
+  constructor(minCutoff = 1, beta = 0.05) {
+    Object.assign(this, { minCutoff, beta, value: null, speed: 0 });
+  }
+
+  filter(x, dtS) {
+    if (this.value === null) {
+      this.value = x;
+      return x;
+    }
+    const speed = (x - this.value) / dtS;
+    this.speed += smoothingFactor(DERIVATIVE_CUTOFF, dtS) * (speed - this.speed);
+    const cutoff = this.minCutoff + this.beta * Math.abs(this.speed);
+    this.value += smoothingFactor(cutoff, dtS) * (x - this.value);
+    return this.value;
+  }
+}
+
+const BOX_KEYS = ["x", "y", "w", "h"];
+
 // Label with the highest summed score over the window (a probability-weighted vote),
 // unless the label shown so far is within LABEL_MARGIN of it.
 function votedLabel(scores, n, shown) {
@@ -44,15 +75,28 @@ export class FaceTracker {
   // single-frame ages spread 3-6 years, s.d., as its box moves by 1-2 px) and its slow drifts;
   // matchIou: overlap that continues a track; minHits: detections before a face is shown (one-frame
   // false positives never are); maxMissed: frames a face may go undetected (still shown) before its
-  // track is dropped.
-  constructor({ window = 8, personWindow = 4 * window, matchIou = 0.3, minHits = 2, maxMissed = 3 } = {}) {
-    Object.assign(this, { window, personWindow: Math.max(window, personWindow), matchIou, minHits, maxMissed });
-    this.tracks = [];
-    this.nextId = 1;
+  // track is dropped; boxMinCutoff (Hz), boxBeta: the One-Euro box filter (app/webcam.py).
+  constructor({ window = 8, personWindow = 4 * window, matchIou = 0.3, minHits = 2, maxMissed = 3,
+                boxMinCutoff = 1, boxBeta = 0.05 } = {}) {
+    Object.assign(this, { window, personWindow: Math.max(window, personWindow), matchIou, minHits, maxMissed,
+                          boxMinCutoff, boxBeta });
+    this.clear();
   }
 
-  // faces: the API's faces, boxes already in display pixels. Returns the tracks to show.
-  update(faces) {
+  // Forget every face (another detector was chosen). Track ids keep counting.
+  clear() {
+    this.tracks = [];
+    this.nextId = this.nextId || 1;
+    this.lastTime = null;
+  }
+
+  // faces: the API's faces, boxes already in display pixels; now: the answer's time in ms
+  // (performance.now()), for the box filter; scan: the answer's "full" or "regions" (live.js).
+  // Returns the tracks to show.
+  update(faces, now = null, scan = null) {
+    const dtS = now !== null && this.lastTime !== null ? Math.max(1e-3, (now - this.lastTime) / 1000) : NOMINAL_FRAME_S;
+    this.lastTime = now;
+    this.dtS = dtS;
     const pairs = [];
     faces.forEach((face, f) => this.tracks.forEach((track, t) => {
       const overlap = iou(face.box, track.box);
@@ -64,26 +108,34 @@ export class FaceTracker {
     for (const { f, t } of pairs) {
       if (usedFaces.has(f) || usedTracks.has(t)) continue;
       usedFaces.add(f); usedTracks.add(t);
-      this.observe(this.tracks[t], faces[f]);
+      this.observe(this.tracks[t], faces[f], scan);
     }
     this.tracks.forEach((track, t) => { if (!usedTracks.has(t)) track.missed += 1; });
     this.tracks = this.tracks.filter((track) => track.missed <= this.maxMissed);
     faces.forEach((face, f) => {
       if (usedFaces.has(f)) return;
-      const track = { id: this.nextId++, box: face.box, history: [], hits: 0, missed: 0 };
-      this.observe(track, face);
+      const filters = Object.fromEntries(BOX_KEYS.map((key) => [key, new OneEuroFilter(this.boxMinCutoff, this.boxBeta)]));
+      const track = { id: this.nextId++, box: face.box, filters, history: [], hits: 0, missed: 0 };
+      this.observe(track, face, scan);
       this.tracks.push(track);
     });
     return this.tracks.filter((track) => track.hits >= this.minHits);
   }
 
-  observe(track, face) {
+  observe(track, face, scan) {
     track.hits += 1;
     track.missed = 0;
-    // Light box smoothing: follows motion within a couple of frames but hides detector jitter.
-    const k = track.history.length ? 0.5 : 1;
-    track.box = Object.fromEntries(
-      ["x", "y", "w", "h"].map((key) => [key, track.box[key] + k * (face.box[key] - track.box[key])]));
+    track.rawBox = face.box;
+    track.frameAge = face.age;
+    // A lone full scan between region scans only confirms a track: a whole-frame scan frames a face a
+    // few pixels apart from a region scan (BlazeFace sees it at another input scale), and taking both
+    // would shake a still face's box and reading every few frames. Two full scans in a row (the region
+    // scan lost the face) are followed as usual.
+    const confirmOnly = scan === "full" && track.lastScan === "regions";
+    track.lastScan = scan;
+    if (confirmOnly) return;
+    // The drawn box: the detections through the One-Euro filter (steady at rest, quick in motion).
+    track.box = Object.fromEntries(BOX_KEYS.map((key) => [key, track.filters[key].filter(face.box[key], this.dtS)]));
     track.history.push({
       age: face.age,
       gender: { [face.gender.label]: face.gender.probability },

@@ -2,9 +2,12 @@
 
 Chromium's --use-file-for-fake-video-capture plays a .y4m (or .mjpeg) file in a
 loop as if it were a webcam. The clip is generated at test time from
-skimage.data.astronaut() so that no video or image is committed.
+skimage.data.astronaut() (or a UTKFace chip from the datasets folder) so that no
+video or image is committed.
 
     python tests/browser/make_clip.py out.y4m [--seconds 3 --fps 15]
+    python tests/browser/make_clip.py out.y4m --face-photo 240            # astronaut's face, 240 px
+    python tests/browser/make_clip.py out.y4m --face-photo 240 --chip PATH   # a UTKFace chip, 240 px
 """
 from __future__ import annotations
 
@@ -27,6 +30,39 @@ def face_frame(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     x0, y0 = (width - side) // 2, (height - side) // 2
     frame[y0:y0 + side, x0:x0 + side] = face
     return frame
+
+
+# The astronaut's face in skimage's 512x512 portrait (the Haar box the README shows), and the share of
+# a square photo of it that the face fills, about as in a UTKFace chip.
+ASTRONAUT_FACE = (178, 67, 94, 94)
+PHOTO_FACE_SHARE = 0.6
+
+
+def astronaut_face_photo() -> np.ndarray:
+    """A square, chip-like photo of the astronaut's face (RGB uint8), cut around her face."""
+    from skimage import data
+    x, y, w, h = ASTRONAUT_FACE
+    side = int(round(w / PHOTO_FACE_SHARE))
+    cx, cy = x + w // 2, y + h // 2
+    return data.astronaut()[max(0, cy - side // 2):cy - side // 2 + side, max(0, cx - side // 2):cx - side // 2 + side]
+
+
+def face_photo_frame(photo: np.ndarray, side: int = 240, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """A square face photo scaled to side x side px, centred on a grey width x height frame: the
+    issue-23 case of a close, frontal face held up to a webcam."""
+    photo = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA if photo.shape[0] > side else cv2.INTER_CUBIC)
+    frame = np.full((height, width, 3), 128, np.uint8)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    frame[y0:y0 + side, x0:x0 + side] = photo
+    return frame
+
+
+def chip_photo(path: Path) -> np.ndarray:
+    """A UTKFace chip (read at test time from the datasets folder; never committed) as RGB."""
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise FileNotFoundError(path)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def jittered(frame: np.ndarray, n_frames: int, amplitude: float = 2.0):
@@ -52,8 +88,11 @@ def write_y4m(path: Path, frames, fps: int) -> Path:
     return path
 
 
-def make_clip(path: Path, seconds: float = 3.0, fps: int = 15) -> Path:
-    return write_y4m(Path(path), jittered(face_frame(), int(seconds * fps)), fps)
+def make_clip(path: Path, seconds: float = 3.0, fps: int = 15, frame: np.ndarray | None = None,
+              amplitude: float = 2.0) -> Path:
+    """A clip of `frame` (default: face_frame()) swaying by `amplitude` px (0: a perfectly still face)."""
+    frame = face_frame() if frame is None else frame
+    return write_y4m(Path(path), jittered(frame, int(seconds * fps), amplitude), fps)
 
 
 if __name__ == "__main__":
@@ -61,5 +100,10 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--amplitude", type=float, default=2.0, help="sway in pixels (0: still)")
+    parser.add_argument("--face-photo", type=int, metavar="PX", help="a face photo of this side instead of the portrait")
+    parser.add_argument("--chip", type=Path, help="with --face-photo: this UTKFace chip instead of the astronaut's face")
     args = parser.parse_args()
-    print(make_clip(args.out, args.seconds, args.fps))
+    photo = args.face_photo and (chip_photo(args.chip) if args.chip else astronaut_face_photo())
+    frame = face_photo_frame(photo, args.face_photo) if args.face_photo else None
+    print(make_clip(args.out, args.seconds, args.fps, frame, args.amplitude))

@@ -6,12 +6,17 @@ import time
 import cv2
 import pytest
 
-from .make_clip import face_frame
+from .conftest import CHROMIUM_ARGS
+from .make_clip import astronaut_face_photo, chip_photo, face_frame, face_photo_frame, make_clip
 
 expect = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright").expect
 
 # Observations the live tracker averages (app/webcam.py LIVE_SMOOTHING_WINDOW).
 from app.webcam import LIVE_SMOOTHING_WINDOW  # noqa: E402
+from bench.bench_live import HELD_OUT_CHIP  # noqa: E402
+from tests.conftest import SHARED_DATA  # noqa: E402
+
+CHIP = SHARED_DATA / "utkface" / "UTKFace" / HELD_OUT_CHIP
 
 
 def test_capture_from_home_page_shows_result_with_a_face(page, screenshot):
@@ -170,3 +175,153 @@ def test_tracker_holds_a_persons_age_through_slow_drifts_of_single_frames(page):
     assert len(set(shown["windowOnly"])) > 1, "a 30-frame mean should follow the sway (else this test shows nothing)"
     assert len(set(shown["person"])) == 1, sorted(set(shown["person"]))
     assert abs(shown["person"][0] - 31.5) < 5, shown["person"][0]   # AGE_STEP in static/js/tracker.js
+
+
+# Live mode must not lose a face Capture finds (issue 23): a 240-px face photo held up to the camera.
+# Each case is its own fake camera, so its own browser: the astronaut's face, perfectly still (also
+# the steadiness case), and a held-out UTKFace val face that the Haar cascade misses (its chip read
+# from the datasets folder at test time, never committed), swaying by 2 px.
+def close_face_clip(tmp_path_factory, case: str):
+    folder = tmp_path_factory.mktemp(case)
+    if case == "astronaut240":
+        return make_clip(folder / "astronaut240.y4m", seconds=2, fps=15,
+                         frame=face_photo_frame(astronaut_face_photo(), 240), amplitude=0)
+    if not CHIP.is_file():
+        pytest.skip(f"dataset not available at {CHIP}")
+    return make_clip(folder / "chip240.y4m", seconds=3, fps=15, frame=face_photo_frame(chip_photo(CHIP), 240))
+
+
+@pytest.fixture(scope="module", params=["astronaut240", "chip240"])
+def close_face(request, playwright, chromium_path, tmp_path_factory, server_url):
+    """(case name, camera frame, a page factory on a browser whose fake camera films that frame)."""
+    clip = close_face_clip(tmp_path_factory, request.param)
+    browser = playwright.chromium.launch(executable_path=chromium_path,
+                                         args=CHROMIUM_ARGS + [f"--use-file-for-fake-video-capture={clip}"])
+    contexts = []
+
+    def new_page():
+        context = browser.new_context(base_url=server_url, permissions=["camera"])
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        return context.new_page()
+    frame = (face_photo_frame(astronaut_face_photo(), 240) if request.param == "astronaut240"
+             else face_photo_frame(chip_photo(CHIP), 240))
+    yield request.param, frame, new_page
+    for context in contexts:
+        context.close()
+    browser.close()
+
+
+def wait_for_answers(page, n: int, timeout: float = 30_000) -> None:
+    """Until the live page has counted `n` more answers."""
+    now = answer_counts(page)["answers"]
+    page.wait_for_function(f"() => Number(document.getElementById('live-server').dataset.answers) >= {now + n}",
+                           timeout=timeout)
+
+
+def answer_counts(page) -> dict:
+    server = page.get_by_test_id("live-server")
+    return {k: int(server.get_attribute(f"data-{k}") or 0) for k in ("answers", "answers-with-face")}
+
+
+def test_live_finds_a_face_capture_finds_in_nine_answers_of_ten(close_face, server_url, screenshot):
+    import requests
+    case, frame, new_page = close_face
+    # Capture's analysis of the same picture (the whole 640x480 still, the live page's detector) finds it ...
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    captured = requests.post(f"{server_url}/api/v1/analyze", files={"image": ("still.jpg", jpeg.tobytes())},
+                             data={"detector": "blazeface"}, timeout=60).json()
+    assert len(captured["faces"]) == 1, captured
+    # ... and live mode finds it in at least 90% of its answers, counted after its first 10.
+    page = new_page()
+    page.goto("/live")
+    expect(page.get_by_test_id("live-face").first).to_be_visible(timeout=30_000)
+    wait_for_answers(page, 10)
+    before = answer_counts(page)
+    wait_for_answers(page, 40, timeout=60_000)
+    after = answer_counts(page)
+    answers = after["answers"] - before["answers"]
+    found = after["answers-with-face"] - before["answers-with-face"]
+    assert found >= 0.9 * answers, f"{case}: face found in {found} of {answers} live answers"
+    screenshot(page, case)
+
+
+# Runs in the page: the drawn box of the first face at each of the next `n` answers.
+DRAWN_BOXES = """async (n) => {
+    const list = document.getElementById('live-faces'), boxes = [];
+    await new Promise((resolve) => {
+        const observer = new MutationObserver(() => {
+            const li = list.querySelector('li');
+            if (li) boxes.push({ id: li.dataset.trackId, box: li.dataset.box.split(',').map(Number),
+                                 label: li.textContent });
+            if (boxes.length >= n) { observer.disconnect(); resolve(); }
+        });
+        observer.observe(list, { childList: true });
+    });
+    return boxes;
+}"""
+
+
+def test_live_box_and_labels_hold_still_on_a_still_face(close_face):
+    """A perfectly still camera picture: after the first second, the drawn box moves by at most 2 px from
+    one answer to the next (the tracker's box filter; lone full scans only confirm a track), the track
+    keeps its id and the label does not change."""
+    case, _, new_page = close_face
+    if case != "astronaut240":
+        pytest.skip("the held-out clip sways on purpose; the still case is the astronaut's face")
+    page = new_page()
+    page.goto("/live")
+    expect(page.get_by_test_id("live-face").first).to_have_attribute(
+        "data-frames", str(LIVE_SMOOTHING_WINDOW), timeout=60_000)   # windows full: the label has settled
+    boxes = page.evaluate(DRAWN_BOXES, 25)
+    assert len({b["id"] for b in boxes}) == 1, boxes
+    assert len({b["label"] for b in boxes}) == 1, [b["label"] for b in boxes]
+    steps = [max(abs(p - q) for p, q in zip(a["box"], b["box"])) for a, b in zip(boxes, boxes[1:])]
+    assert max(steps) <= 2.0, f"the box of a still face moved by {max(steps):.1f} px between answers: {steps}"
+
+
+def test_live_haar_choice_is_sent_and_finds_the_face(page):
+    page.goto("/live")
+    expect(page.get_by_test_id("live-face").first).to_be_visible()
+    # BlazeFace is preselected; choosing Haar starts over with new tracks, every frame sent with detector=haar.
+    first_id = int(page.get_by_test_id("live-face").first.get_attribute("data-track-id"))
+    server = page.get_by_test_id("live-server")
+    wait_for_answers(page, 3)
+    expect(server).to_have_attribute("data-detector", "blazeface")     # the detector each answer says ran
+    page.get_by_label("Haar cascade").check()
+    page.wait_for_function(f"() => [...document.querySelectorAll('[data-testid=live-face]')]"
+                           f".some((li) => Number(li.dataset.trackId) > {first_id})")
+    wait_for_answers(page, 3)
+    expect(server).to_have_attribute("data-detector", "haar")
+    expect(page.get_by_test_id("live-face").first).to_be_visible()
+
+
+def test_tracker_box_filter_holds_still_follows_motion_and_lone_full_scans_only_confirm(page):
+    """static/js/tracker.js's box: a still face's detections jittering by ±1 px move the drawn box by well
+    under a pixel; a face moving 5 px a frame is followed within a few pixels; a lone full scan framing
+    the face 4 px apart neither moves the box nor adds a reading, two in a row are followed."""
+    page.goto("/live")
+    result = page.evaluate("""async () => {
+        const { FaceTracker } = await import('/static/js/tracker.js');
+        const face = (x) => ({ box: { x, y: 50, w: 80, h: 80 }, age: 30, gender: { label: 'female', probability: 0.9 },
+                               emotion: { label: 'happy', probabilities: { happy: 0.9, sad: 0.1 } } });
+        const tracker = new FaceTracker({ window: 8, personWindow: 200 });   // no reading dropped
+        let t = 0;
+        const step = (x, scan) => { tracker.update([face(x)], (t += 33), scan); return tracker.tracks[0]; };
+        const still = [];
+        for (let i = 0; i < 60; i++) still.push(step(100 + (i % 2 ? 1 : -1), 'regions').box.x);
+        const steps = still.slice(30).map((x, i, xs) => (i ? Math.abs(x - xs[i - 1]) : 0));
+        const readings = step(100, 'regions').history.length;
+        const afterLoneFull = step(104, 'full');
+        const lone = { x: afterLoneFull.box.x, readings: afterLoneFull.history.length - readings };
+        step(100, 'regions');
+        step(104, 'full');
+        const second = step(104, 'full').box.x;
+        let x = 104, moving;
+        for (let i = 0; i < 30; i++) moving = step((x += 5), 'regions');
+        return { maxStillStep: Math.max(...steps), lone, second, lag: x - moving.box.x, id: moving.id };
+    }""")
+    assert result["maxStillStep"] < 0.5, result
+    assert abs(result["lone"]["x"] - 100) < 0.5 and result["lone"]["readings"] == 0, result
+    assert result["second"] > 101, result
+    assert 0 <= result["lag"] < 4 and result["id"] == 1, result
