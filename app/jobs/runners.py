@@ -17,6 +17,10 @@ class EmbeddedRunner:
     def submit(self, job_id: str, path: str, options: dict) -> None:
         self.futures[job_id] = self.pool.submit(run_video_job, job_id, path, options)
 
+    def submit_call(self, job_id: str, func, args: tuple) -> None:
+        """Any job function (a batch chunk): the same pool, so video jobs and chunks take turns."""
+        self.futures[job_id] = self.pool.submit(func, *args)
+
     def cancel_queued(self, job_id: str) -> bool:
         future = self.futures.get(job_id)
         return bool(future and future.cancel())
@@ -38,6 +42,11 @@ class RqRunner:
     def submit(self, job_id: str, path: str, options: dict) -> None:
         self.queue.enqueue_call(run_video_job, args=(job_id, path, options), job_id=job_id,
                                 timeout=self.job_timeout, result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
+
+    def submit_call(self, job_id: str, func, args: tuple, queue=None) -> None:
+        """Any job function (a batch chunk), on `queue` (default: this runner's), with the video jobs' settings."""
+        (queue or self.queue).enqueue_call(func, args=args, job_id=job_id, timeout=self.job_timeout,
+                                           result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
 
     def cancel_queued(self, job_id: str) -> bool:
         from rq.exceptions import NoSuchJobError
