@@ -155,6 +155,9 @@ def end_cancelled(store, job_id: str, folder: Path) -> str:
     if claim_end(folder):
         cleanup(folder, keep_result=False)
         store.update(job_id, status="cancelled", finished_at=time.time())
+    elif (store.get(job_id) or {}).get("status") == "running" and not (folder / "result.json").exists():
+        # A JSON-file record rewritten by a progress write just after the cancel: say cancelled again.
+        store.update(job_id, status="cancelled")
     return "cancelled"
 
 
