@@ -11,7 +11,9 @@ of its own per run). On a loaded machine read the ratios, measured in the same r
     python bench/bench_batch.py                    # 1,000 photos → reports/batch_benchmark.json
     python bench/bench_batch.py --photos 200 --modes embedded rq1
 
-The machine's load changes by the minute, so the modes run in turn, --rounds times (default 2);
+Besides the wall clock, each run records the CPU time its workers got: CPU ms per photo (the work,
+which must not grow with more workers) and cores used (CPU seconds / wall seconds: at most 1 per
+worker; below that, other processes had the cores). The machine's load changes by the minute, so the modes run in turn, --rounds times (default 2);
 each round's rq2/rq1 ratio compares two runs a few minutes apart, and the report gives every run
 and the median per mode.
 """
@@ -40,6 +42,12 @@ from app import settings  # noqa: E402
 from app.jobs import VideoJobs  # noqa: E402
 from app.jobs.batch_service import BatchJobs  # noqa: E402
 from tests.batch_photos import one_face_photos  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -82,16 +90,21 @@ def run_batch(batches: BatchJobs, photos, pids) -> dict:
         path.write_bytes(data)
         intake.add_upload(name, path)
     watch = MemoryWatch(pids)
+    cpu_start = [cpu_seconds(pid) for pid in pids]
     start = time.perf_counter()
     batches.submit(job_id, intake, {"detector": batches.config["VISAGE_DEFAULT_DETECTOR"], "profile": "accurate"})
     while (record := batches.get(job_id))["status"] not in ("done", "failed", "cancelled"):
         time.sleep(0.2)
     seconds = time.perf_counter() - start
+    cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_start)]
     memory = watch.finish()
     summary = record["result"]["summary"]
     return {"status": record["status"], "photos": summary["photos"], "faces": summary["faces"],
             "failed": summary["failed"], "seconds": round(seconds, 1),
             "photos_per_second": round(summary["photos"] / seconds, 2), "workers_seen": summary["workers"],
+            # CPU the workers got: per photo (the work itself) and in cores (what the machine's load left them)
+            "cpu_ms_per_photo": round(1000 * sum(cpu) / summary["photos"], 1),
+            "cores_used": round(sum(cpu) / seconds, 2),
             "worker_memory": memory}
 
 
@@ -135,6 +148,34 @@ def run_mode(mode: str, base: dict, photos, redis_url: str) -> dict:
             proc.wait(timeout=60)
 
 
+def report(args, runs: list, complete: bool) -> None:
+    """Write the JSON report (after every run; complete=False while rounds remain)."""
+    rate = {(r["round"], r["mode"]): r["photos_per_second"] for r in runs}
+    cores = {(r["round"], r["mode"]): r["cores_used"] for r in runs}
+    ratios = {}
+    for round_ in range(1, args.rounds + 1):
+        if (round_, "rq1") in rate and (round_, "rq2") in rate:
+            ratios[f"round{round_}_rq2_over_rq1"] = round(rate[round_, "rq2"] / rate[round_, "rq1"], 2)
+            ratios[f"round{round_}_rq2_over_rq1_cores_used"] = round(cores[round_, "rq2"] / cores[round_, "rq1"], 2)
+        if (round_, "rq1") in rate and (round_, "embedded") in rate:
+            ratios[f"round{round_}_rq1_over_embedded"] = round(rate[round_, "rq1"] / rate[round_, "embedded"], 2)
+    medians = {mode: statistics.median(r["photos_per_second"] for r in runs if r["mode"] == mode)
+               for mode in args.modes if any(r["mode"] == mode for r in runs)}
+    if "rq1" in medians and "rq2" in medians:
+        ratios["median_rq2_over_rq1"] = round(medians["rq2"] / medians["rq1"], 2)
+    if complete:
+        print("median photos/s:", medians, "ratios:", ratios)
+    load = os.getloadavg()
+    doc = {"photos": args.photos, "detector": settings.from_environment()["VISAGE_DEFAULT_DETECTOR"],
+           "profile": "accurate", "chunk": settings.from_environment()["VISAGE_BATCH_CHUNK"],
+           "runs": runs, "median_photos_per_second": medians, "ratios": ratios, "complete": complete,
+           "conditions": {"cpus": os.cpu_count(), "load_average_1_5_15": [round(x, 2) for x in load],
+                          "python": platform.python_version(), "threads_per_worker": 1,
+                          "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", type=int, default=1000)
@@ -155,30 +196,13 @@ def main() -> int:
                      **run_mode(mode, base, photos, args.redis)}
                 runs.append(r)
                 print(f"round {round_} {mode:9s} {r['photos']} photos ({r['faces']} faces, {r['failed']} failed) in "
-                      f"{r['seconds']:7.1f} s = {r['photos_per_second']:5.2f} photos/s, load {r['load_average_1min']}; "
+                      f"{r['seconds']:7.1f} s = {r['photos_per_second']:5.2f} photos/s, load {r['load_average_1min']}, "
+                      f"{r['cpu_ms_per_photo']} CPU ms/photo, {r['cores_used']} cores used; "
                       f"memory per worker (start/peak/end MB): "
                       + ", ".join(f"{m['start_mb']:.0f}/{m['peak_mb']:.0f}/{m['end_mb']:.0f}" for m in r["worker_memory"]),
                       flush=True)
-    rate = {(r["round"], r["mode"]): r["photos_per_second"] for r in runs}
-    ratios = {}
-    for round_ in range(1, args.rounds + 1):
-        if (round_, "rq1") in rate and (round_, "rq2") in rate:
-            ratios[f"round{round_}_rq2_over_rq1"] = round(rate[round_, "rq2"] / rate[round_, "rq1"], 2)
-        if (round_, "rq1") in rate and (round_, "embedded") in rate:
-            ratios[f"round{round_}_rq1_over_embedded"] = round(rate[round_, "rq1"] / rate[round_, "embedded"], 2)
-    medians = {mode: statistics.median(r["photos_per_second"] for r in runs if r["mode"] == mode) for mode in args.modes}
-    if "rq1" in medians and "rq2" in medians:
-        ratios["median_rq2_over_rq1"] = round(medians["rq2"] / medians["rq1"], 2)
-    print("median photos/s:", medians, "ratios:", ratios)
-    load = os.getloadavg()
-    report = {"photos": args.photos, "detector": settings.from_environment()["VISAGE_DEFAULT_DETECTOR"],
-              "profile": "accurate", "chunk": settings.from_environment()["VISAGE_BATCH_CHUNK"],
-              "runs": runs, "median_photos_per_second": medians, "ratios": ratios,
-              "conditions": {"cpus": os.cpu_count(), "load_average_1_5_15": [round(x, 2) for x in load],
-                             "python": platform.python_version(), "threads_per_worker": 1,
-                             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+                report(args, runs, complete=False)
+    report(args, runs, complete=True)
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
 
