@@ -256,3 +256,40 @@ def test_rq_cancel_a_queued_batch(rq_batches):
     assert not (rq_batches.folder(job_id) / "uploads").exists()
     from rq import Queue
     assert Queue(f"{rq_batches.tag}-batch", connection=rq_batches.connection).count == 0
+
+
+def test_a_killed_rq_worker_does_not_leave_the_batch_running(rq_batches):
+    """SIGKILL the worker in the middle of a chunk: another worker does the rest, and the dead chunk's
+    photos become worker_lost rows once it has been silent VISAGE_BATCH_STALE_SECONDS (unless a retry
+    redoes them first); the batch ends either way."""
+    import signal
+    from rq import Queue, Worker
+    rq_batches.config.update(VISAGE_BATCH_CHUNK=10, VISAGE_BATCH_STALE_SECONDS=3)
+    queue = Queue(f"{rq_batches.tag}-batch", connection=rq_batches.connection)
+    first = start_worker(rq_batches, "doomed")
+    second = None
+    try:
+        deadline = time.monotonic() + 240
+        while len(Worker.all(queue=queue)) < 1:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        job_id = submit(rq_batches, one_face_photos(20))
+        rq_batches.ids = [f"{job_id}-{n}" for n in range(2)]
+        progress = rq_batches.folder(job_id) / "progress" / "0"
+        while not progress.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)           # mid-chunk: no clean-up of any kind
+        first.wait(timeout=30)
+        second = start_worker(rq_batches, "survivor")
+        record = wait_until(rq_batches, job_id, timeout=240)
+    finally:
+        for w in (first, second):
+            if w is not None and w.poll() is None:
+                w.terminate()
+                w.wait(timeout=60)
+    assert record["status"] == "done"
+    records = rq_batches.records(job_id)
+    assert all(not r.get("error") and len(r["faces"]) == 1 for r in records[10:])      # the survivor's chunk
+    assert {(r.get("error") or {}).get("code") for r in records[:10]} <= {"worker_lost", None}
+    assert not (rq_batches.folder(job_id) / "uploads").exists()
