@@ -2,7 +2,6 @@
 real RQ worker processes sharing one batch on a real Redis."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
