@@ -292,3 +292,24 @@ def test_a_killed_rq_worker_does_not_leave_the_batch_running(rq_batches):
     assert all(not r.get("error") and len(r["faces"]) == 1 for r in records[10:])      # the survivor's chunk
     assert {(r.get("error") or {}).get("code") for r in records[:10]} <= {"worker_lost", None}
     assert not (rq_batches.folder(job_id) / "uploads").exists()
+
+
+def test_a_batch_whose_last_writer_missed_the_end_is_ended_by_the_next_read(embedded, models_dir):
+    """Every chunk file written, but no chunk saw them all (a chunk finished while the web process was
+    writing a lost chunk's rows): the next GET ends the batch, once."""
+    job_id, intake = embedded.new_batch()
+    add_files(intake, one_face_photos(4))
+    intake.finish()
+    now = time.time()
+    embedded.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
+                                   "result": None, "total": 4, "chunk_size": 2, "chunks": 2, "options": {},
+                                   "created_at": now, "started_at": now, "updated_at": now})
+    from app.jobs.batch import run_batch_chunk
+    options = {"store": embedded.store.spec(), "models_dir": str(models_dir), "video_dir": str(embedded.root.parent),
+               "chunks": 3, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
+    for n in (0, 1):          # chunks=3 in their options: neither thinks it is the last one
+        assert run_batch_chunk(job_id, n, 2 * n, 2 * n + 2, options) == "done"
+    assert embedded.store.get(job_id)["status"] == "running"
+    record = embedded.get(job_id)
+    assert record["status"] == "done" and record["result"]["summary"]["faces"] == 4
+    assert [len(r["faces"]) for r in embedded.records(job_id)] == [1, 1, 1, 1]

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from app.jobs.batch import chunk_ranges, claim_end, cleanup, finish, run_batch_chunk, worker_name
+from app.jobs.batch import chunk_ranges, claim_end, cleanup, finish, run_batch_chunk, worker_name, write_count
 from app.jobs.batch_intake import Intake, batch_dir, write_json
 from app.jobs.runners import RqRunner
 from app.jobs.store import FINISHED, KEEP_SECONDS, new_job_id
@@ -118,6 +118,9 @@ class BatchJobs:
         """A started chunk silent for VISAGE_BATCH_STALE_SECONDS lost its worker (a retry, if any, would
         have written by now): its photos become error rows, so the batch ends instead of running forever.
         In the embedded pool a silent batch means the web process that ran it is gone: all its chunks."""
+        if len(finished) == record["chunks"]:   # every chunk written, but the last writer missed it (a race
+            finish(self.store, record["id"], folder)   # with a give-up below): end it here, once
+            return
         stale = self.config["VISAGE_BATCH_STALE_SECONDS"]
         silent = [n for n, (_, mtime) in beats.items() if n not in finished and now - mtime > stale]
         if self.queue is None:
@@ -127,9 +130,7 @@ class BatchJobs:
         if not silent:
             return
         size = record["chunk_size"]
-        for n in silent:     # no chunk file for it: finish() writes the error rows
-            (folder / "progress" / str(n)).unlink(missing_ok=True)
-        if len(finished) + len(silent) == record["chunks"]:
+        if len(finished) + len(silent) == record["chunks"]:     # finish() writes their error rows
             finish(self.store, record["id"], folder, lost="worker_lost")
         else:                # other chunks are still queued: note the loss, the last chunk ends the batch
             (folder / "chunks").mkdir(exist_ok=True)
@@ -140,6 +141,7 @@ class BatchJobs:
                                                       "it was not analysed."}} for e in manifest[n * size:(n + 1) * size]]
                 write_json(folder / "chunks" / f"{n}.json", {"chunk": n, "worker": f"lost ({worker_name()})",
                                                              "records": records})
+                write_count(folder / "progress" / str(n), len(records))     # done, as error rows: the bar moves on
 
     def records(self, job_id: str) -> list[dict]:
         """Every photo's record of a done batch, in upload order."""
