@@ -10,7 +10,8 @@
                                                      # one batch on a running server and its workers (docs/batch.md)
 
 A file that cannot be analyzed yields an error record, not a crash. Exit status:
-0 all files analyzed, 1 some files failed, 2 the models could not be loaded.
+0 all files analyzed, 1 some files failed (--server: or had no face), 2 the models could not be
+loaded (--server: the server refused the batch or could not be reached).
 """
 from __future__ import annotations
 
