@@ -108,12 +108,15 @@ def run_batch(batches: BatchJobs, photos, pids) -> dict:
             "worker_memory": memory}
 
 
-def start_workers(n: int, cfg: dict, tag: str):
+def start_workers(n: int, cfg: dict, tag: str, own_sessions: bool = True):
     env = {**os.environ, **SINGLE_THREAD, "VISAGE_REDIS_URL": cfg["VISAGE_REDIS_URL"],
            "VISAGE_VIDEO_QUEUE": cfg["VISAGE_VIDEO_QUEUE"], "VISAGE_BATCH_QUEUE": cfg["VISAGE_BATCH_QUEUE"],
            "VISAGE_MODELS_DIR": cfg["VISAGE_MODELS_DIR"]}
+    # Each worker in a session of its own, as separate services (systemd units) are: with the kernel's
+    # autogroup scheduling, processes of one session share one CPU share however many they are.
     procs = [subprocess.Popen([sys.executable, "-m", "app.jobs.worker", "--name", f"{tag}-{i}"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=own_sessions) for i in range(n)]
     import redis
     from rq import Queue, Worker
     queue = Queue(cfg["VISAGE_BATCH_QUEUE"], connection=redis.Redis.from_url(cfg["VISAGE_REDIS_URL"]))
@@ -125,7 +128,7 @@ def start_workers(n: int, cfg: dict, tag: str):
     return procs
 
 
-def run_mode(mode: str, base: dict, photos, redis_url: str) -> dict:
+def run_mode(mode: str, base: dict, photos, redis_url: str, own_sessions: bool = True) -> dict:
     if mode == "embedded":
         cfg = {**base, "VISAGE_REDIS_URL": ""}
         import numpy as np
@@ -138,7 +141,7 @@ def run_mode(mode: str, base: dict, photos, redis_url: str) -> dict:
     tag = f"bench-batch-{uuid.uuid4().hex[:8]}"
     cfg = {**base, "VISAGE_REDIS_URL": redis_url, "VISAGE_REDIS_PREFIX": f"{tag}:",
            "VISAGE_VIDEO_QUEUE": f"{tag}-video", "VISAGE_BATCH_QUEUE": f"{tag}-batch"}
-    procs = start_workers(int(mode[-1]), cfg, tag)
+    procs = start_workers(int(mode[-1]), cfg, tag, own_sessions)
     try:
         return run_batch(BatchJobs(cfg, VideoJobs(cfg)), photos, [p.pid for p in procs])
     finally:
@@ -181,6 +184,8 @@ def main() -> int:
     p.add_argument("--photos", type=int, default=1000)
     p.add_argument("--modes", nargs="+", default=["embedded", "rq1", "rq2"], choices=["embedded", "rq1", "rq2"])
     p.add_argument("--rounds", type=int, default=2, help="run the modes in turn this many times")
+    p.add_argument("--one-session", action="store_true",
+                   help="start the RQ workers in this process's session (before 2026-12-02 18:35 the bench did)")
     p.add_argument("--redis", default=os.environ.get("VISAGE_REDIS_URL") or "redis://127.0.0.1:6379/12")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "batch_benchmark.json")
     args = p.parse_args()
@@ -193,7 +198,8 @@ def main() -> int:
         for round_ in range(1, args.rounds + 1):
             for mode in args.modes:
                 r = {"round": round_, "mode": mode, "load_average_1min": round(os.getloadavg()[0], 2),
-                     **run_mode(mode, base, photos, args.redis)}
+                     "own_sessions": not args.one_session,
+                     **run_mode(mode, base, photos, args.redis, not args.one_session)}
                 runs.append(r)
                 print(f"round {round_} {mode:9s} {r['photos']} photos ({r['faces']} faces, {r['failed']} failed) in "
                       f"{r['seconds']:7.1f} s = {r['photos_per_second']:5.2f} photos/s, load {r['load_average_1min']}, "
