@@ -185,7 +185,7 @@ def main() -> int:
     p.add_argument("--modes", nargs="+", default=["embedded", "rq1", "rq2"], choices=["embedded", "rq1", "rq2"])
     p.add_argument("--rounds", type=int, default=2, help="run the modes in turn this many times")
     p.add_argument("--one-session", action="store_true",
-                   help="start the RQ workers in this process's session (before 2026-12-02 18:35 the bench did)")
+                   help="start the RQ workers in this process's session (one CPU share for all of them: docs/speed.md)")
     p.add_argument("--redis", default=os.environ.get("VISAGE_REDIS_URL") or "redis://127.0.0.1:6379/12")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "batch_benchmark.json")
     args = p.parse_args()
