@@ -68,7 +68,9 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(webcam.bp)
     from app import video            # video files as background jobs (docs/video.md)
     video.init_app(app)
-    for view in (video.create, video.cancel):   # its /api/v1 endpoints: JSON API like api.bp, no session auth
+    from app import batch            # batches of photos as chunked background jobs (docs/batch.md)
+    batch.init_app(app)
+    for view in (video.create, video.cancel, batch.create):   # /api/v1 endpoints: JSON API like api.bp, no session auth
         security.csrf.exempt(view)
     http_errors.register(app)
     request_log.register(app)

@@ -6,9 +6,12 @@
     python -m app.cli photo.jpg --blur               # also writes photo-blurred.jpg (every face blurred)
     python -m app.cli video.mp4 --fps 5 -o timeline.csv [--annotated out.mp4] [--blur]
                                                      # a video: per-face emotion timelines (docs/video.md)
+    python -m app.cli photos/ --server http://host:8000 -o out.csv
+                                                     # one batch on a running server and its workers (docs/batch.md)
 
 A file that cannot be analyzed yields an error record, not a crash. Exit status:
-0 all files analyzed, 1 some files failed, 2 the models could not be loaded.
+0 all files analyzed, 1 some files failed (--server: or had no face), 2 the models could not be
+loaded (--server: the server refused the batch or could not be reached).
 """
 from __future__ import annotations
 
@@ -35,16 +38,24 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
     p.add_argument("--detector", choices=DETECTORS,
-                   help="default: $VISAGE_DEFAULT_DETECTOR or blazeface; haar: OpenCV's Haar cascade; none: each file is one face")
+                   help="default: $VISAGE_DEFAULT_DETECTOR or blazeface (--server: the server's default); "
+                        "haar: OpenCV's Haar cascade; none: each file is one face")
     p.add_argument("--profile", choices=PROFILES, default="accurate",
                    help="accurate: the test-time views each model card names; live: face and mirror only (faster)")
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="output for several files")
+    p.add_argument("--format", choices=["jsonl", "csv"], default=None,
+                   help="output for several files (default jsonl; with --server, csv)")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     p.add_argument("--models-dir", help="default: $VISAGE_MODELS_DIR or <repo>/models")
     p.add_argument("--blur", action="store_true",
                    help="photos: also write a copy with every face blurred (NAME-blurred.EXT); "
                         "a video: blur the faces in the annotated MP4 (NAME-blurred.mp4 unless --annotated)")
     p.add_argument("--blur-dir", type=Path, help="where the blurred photos go (default: next to each photo)")
+    remote = p.add_argument_group("a batch on a server (docs/batch.md)")
+    remote.add_argument("--server", metavar="URL",
+                        help="send the photos as one batch to this Visage server and write its CSV (or JSON Lines "
+                             "with --format jsonl); the detector is the server's default unless --detector is given")
+    remote.add_argument("--token", help="personal access token for a server that requires login "
+                                        "(default: $VISAGE_TOKEN)")
     video = p.add_argument_group("video files (" + ", ".join(VIDEO_EXTENSIONS) + ")")
     video.add_argument("--fps", type=float, default=5.0, help="frames analysed per second of video (default 5)")
     video.add_argument("--annotated", type=Path, help="write an MP4 with boxes and smoothed emotion labels here")
@@ -167,9 +178,24 @@ def blur_dir(args, path: Path) -> Path | None:
     return (args.blur_dir or path.parent) if args.blur else None
 
 
+def run_server_batch(args) -> int:
+    from app.batch_client import run_on_server
+    files = list_files(args.paths)
+    as_csv = args.format != "jsonl"
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        return run_on_server(args.server, args.paths, files, {"detector": args.detector, "profile": args.profile},
+                             out, as_csv=as_csv, token=args.token)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = settings.from_environment()
+    if args.server:
+        return run_server_batch(args)
     if args.detector is None:
         if cfg["VISAGE_DEFAULT_DETECTOR"] not in DETECTORS:
             print(f"error: VISAGE_DEFAULT_DETECTOR must be one of {', '.join(DETECTORS)}, "

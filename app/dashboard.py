@@ -13,17 +13,13 @@ from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
 from app import db
+from app.face_stats import AGE_BINS, age_bin_label
 from app.history import timeline_by_track
 from app.pipeline.predict import EMOTION_LABELS
 
 bp = Blueprint("dashboard", __name__)
 
-AGE_BINS = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 200)]
 LIVE_SESSIONS_SHOWN = 5
-
-
-def age_bin_label(low: int, high: int) -> str:
-    return f"{low}+" if high >= 200 else f"{low}–{high - 1}"
 
 
 def parse_day(raw: str | None, name: str) -> date | None:

@@ -141,6 +141,7 @@ def openapi_document() -> dict:
         "components": {"schemas": {"Face": face, "Analysis": analysis, "Error": error}},
     }
     add_video_jobs(doc)
+    add_batch_jobs(doc, detector_schema, min_face_schema, profile_schema)
     return doc
 
 
@@ -253,6 +254,79 @@ def add_video_jobs(doc: dict) -> None:
         "/api/v1/jobs/{job_id}/annotated.mp4": download("The annotated (optionally blurred) video", "video/mp4"),
     })
     doc["components"]["schemas"].update({"VideoJob": job, "VideoTrack": track})
+
+
+# ---------------------------------------------------------------- batches (app/batch.py, docs/batch.md)
+
+def add_batch_jobs(doc: dict, detector: dict, min_face: dict, profile: dict) -> None:
+    """POST /api/v1/batches and its downloads; GET/DELETE /api/v1/jobs/{job_id} answer batches too."""
+    error = {"type": "object", "nullable": True, "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
+    counts = {"type": "object", "properties": {"labels": {"type": "array", "items": {"type": "string"}},
+                                                "counts": {"type": "array", "items": {"type": "integer"}}}}
+    photo = {"type": "object", "required": ["index", "file"], "properties": {
+        "index": {"type": "integer", "description": "position in the upload (a ZIP's members in its order)"},
+        "file": {"type": "string", "description": "the name as uploaded (with a ZIP's folders); shown, never used as a path"},
+        "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}, "description": "absent on an error"},
+        "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
+        "error": {**error, "description": "why this photo has no result: empty_file, duplicate, too_large, unsafe_name, "
+                                          "nested_zip, bad_zip_member, unsupported_type, undecodable, worker_lost, …"},
+        "thumbnail": {"type": "string", "description": "with thumbnails=true: data: URL of a small JPEG"}}}
+    summary = {"type": "object", "properties": {
+        **{k: {"type": "integer"} for k in ("photos", "analysed", "failed", "with_faces", "no_face", "faces", "workers")},
+        "errors": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "error code → photos"},
+        "mean_age": {"type": "number", "nullable": True}, "emotions": counts, "ages": counts, "genders": counts,
+        "seconds": {"type": "number"}, "photos_per_second": {"type": "number", "nullable": True},
+        "models": {"type": "object", "additionalProperties": {"type": "string"}}}}
+    batch = {
+        "type": "object", "required": ["id", "kind", "status", "progress", "error", "result", "done", "total"],
+        "properties": {
+            "id": {"type": "string"}, "kind": {"type": "string", "enum": ["batch"]},
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "photos done / total"},
+            "done": {"type": "integer"}, "total": {"type": "integer"},
+            "rate": {"type": "number", "nullable": True, "description": "photos per second so far (running)"},
+            "eta_s": {"type": "number", "nullable": True, "description": "seconds left at that rate (running)"},
+            "error": error,
+            "result": {"type": "object", "nullable": True, "properties": {
+                "summary": summary, "files": {"type": "array", "items": {"$ref": "#/components/schemas/BatchPhoto"}},
+                "downloads": {"type": "object", "properties": {"csv": {"type": "string"}, "json": {"type": "string"}}}}},
+            "options": {"type": "object"}}}
+    batch_response = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchJob"}}}}
+    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    flag = {"type": "string", "enum": ["true", "false"], "default": "false"}
+
+    def download(summary_text: str, media: str) -> dict:
+        return {"get": {"summary": summary_text, "parameters": job_id, "responses": {
+            "200": {"description": summary_text, "content": {media: {}}},
+            "404": _error("No such batch (unknown, or older than a day)"), "409": _error("The batch is not done yet")}}}
+
+    doc["paths"].update({
+        "/api/v1/batches": {"post": {
+            "summary": "Upload many photos (or one ZIP of photos) as one background job, shared out over the workers",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["photos"], "properties": {
+                    "photos": {"type": "array", "items": {"type": "string", "format": "binary"},
+                               "description": "the photos (repeat the field), or ZIPs of photos (folders inside are fine)"},
+                    "detector": detector, "min_face": min_face, "profile": profile,
+                    "thumbnails": {**flag, "description": "add a small JPEG of each photo to its record"},
+                    "blur": {**flag, "description": "blur every face in those thumbnails"}}}}}},
+            "responses": {
+                "202": {"description": "Queued; poll the URL in Location", **batch_response,
+                        "headers": {"Location": {"schema": {"type": "string"}, "description": "/api/v1/jobs/{job_id}"}}},
+                "400": _error("No photos, an unreadable ZIP, or a bad detector/min_face/profile/thumbnails/blur"),
+                "413": _error("Over VISAGE_MAX_BATCH_FILES files or VISAGE_MAX_BATCH_BYTES bytes (a ZIP: also unpacked)"),
+                "415": _error("Not multipart/form-data"),
+            },
+        }},
+        "/api/v1/batches/{job_id}/results.csv": download("One row per face; one row with an error code per photo "
+                                                         "that failed or had no face", "text/csv"),
+        "/api/v1/batches/{job_id}/results.json": download("The finished batch as a JSON file", "application/json"),
+    })
+    for method in ("get", "delete"):      # the job URLs serve both kinds; a batch says kind: "batch"
+        response = doc["paths"]["/api/v1/jobs/{job_id}"][method]["responses"]["200"]
+        response["content"] = {"application/json": {"schema": {"anyOf": [
+                    {"$ref": "#/components/schemas/VideoJob"}, {"$ref": "#/components/schemas/BatchJob"}]}}}
+    doc["components"]["schemas"].update({"BatchJob": batch, "BatchPhoto": photo})
 
 
 def with_token_auth(doc: dict) -> dict:

@@ -44,6 +44,13 @@ DEFAULTS = {
     "VISAGE_JOB_STALE_SECONDS": 30,
     "VISAGE_JOB_ATTEMPTS": 2,
     "VISAGE_LOG_FORMAT": "text",               # text, or json: one JSON object per log line
+    # Batches of photos (docs/batch.md): limits checked before any work starts; chunks of photos go to
+    # the embedded worker or to RQ workers on VISAGE_BATCH_QUEUE; uploads live under VISAGE_VIDEO_DIR.
+    "VISAGE_MAX_BATCH_FILES": 2000,            # photos in one batch (after a ZIP is unpacked)
+    "VISAGE_MAX_BATCH_BYTES": 500_000_000,     # bytes in one batch request (a ZIP: also its unpacked size)
+    "VISAGE_BATCH_CHUNK": 20,                  # photos per chunk (the unit a worker takes, retries and reports)
+    "VISAGE_BATCH_QUEUE": "visage-batch",
+    "VISAGE_BATCH_STALE_SECONDS": 300,         # a started chunk silent this long is given up (error rows)
 }
 
 # Request limits besides the image's own (docs/api.md lists them all).

@@ -112,7 +112,7 @@ def public(record: dict) -> dict:
 
 def _record(job_id: str) -> dict:
     record = jobs().get(job_id)
-    if record is None:
+    if record is None or record.get("kind") == "batch":     # a batch's files have their own URLs
         raise NotFoundJob(job_id)
     return record
 
@@ -139,13 +139,29 @@ def _done(job_id: str) -> dict:
     return record
 
 
+def _batch(job_id: str):
+    """Batches share the job ids and the store: their records say kind "batch" (app/batch.py answers)."""
+    try:
+        record = jobs().store.get(job_id)
+    except KeyError:
+        return None
+    if record and record.get("kind") == "batch":
+        from app import batch
+        return batch
+    return None
+
+
 @bp.get("/api/v1/jobs/<job_id>")
 def job(job_id: str):
+    if (batch := _batch(job_id)) is not None:
+        return batch.job(job_id)
     return jsonify(public(_record(job_id)))
 
 
 @bp.delete("/api/v1/jobs/<job_id>")
 def cancel(job_id: str):
+    if (batch := _batch(job_id)) is not None:
+        return batch.cancel(job_id)
     record = jobs().cancel(job_id)
     if record is None:
         raise NotFoundJob(job_id)

@@ -29,6 +29,11 @@ class EmbeddedRunner:
         self.futures[job_id] = self.pool.submit(run_job, self.store_spec, job_id, func, list(args),
                                                  self.beat_seconds)
 
+    def submit_call(self, job_id: str, func, args: tuple) -> None:
+        """A batch chunk: the same pool, so video jobs and chunks take turns (chunks end their batch
+        themselves, app/jobs/batch.py, so they run without run_job's record)."""
+        self.futures[job_id] = self.pool.submit(func, *args)
+
     def cancel_queued(self, job_id: str, attempt: int = 1) -> bool:
         future = self.futures.get(job_id)
         return bool(future and future.cancel())
@@ -61,6 +66,11 @@ class RqRunner:
         self.queue.enqueue_call(run_job, args=(self.store_spec, job_id, func, list(args), self.beat_seconds),
                                 job_id=self.rq_id(job_id, attempt), timeout=self.job_timeout,
                                 result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
+
+    def submit_call(self, job_id: str, func, args: tuple, queue=None) -> None:
+        """A batch chunk, on `queue` (default: this runner's), with the video jobs' timeouts."""
+        (queue or self.queue).enqueue_call(func, args=args, job_id=job_id, timeout=self.job_timeout,
+                                           result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
 
     def cancel_queued(self, job_id: str, attempt: int = 1) -> bool:
         from rq.exceptions import NoSuchJobError

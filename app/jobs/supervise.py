@@ -118,8 +118,8 @@ class Reaper:
     def lost(self, record: dict) -> str | None:
         """Why this job's process is gone, or None while it may be alive."""
         status = record.get("status")
-        if status not in ("queued", "running"):
-            return None
+        if status not in ("queued", "running") or record.get("kind") == "batch":
+            return None           # a batch has no process of its own: its chunks end it (app/jobs/batch.py)
         if process_gone(record):          # a queued job names a process only on the embedded runner
             return "its process ended"
         if status == "running":

@@ -1,4 +1,4 @@
-"""An RQ worker for video jobs, with the models loaded before the first job (docs/video.md).
+"""An RQ worker for video jobs and batch chunks, with the models loaded before the first job (docs/video.md).
 
     VISAGE_REDIS_URL=redis://host:6379/0 python -m app.jobs.worker            # runs until stopped
     VISAGE_REDIS_URL=... python -m app.jobs.worker --burst                    # until the queue is empty
@@ -6,7 +6,7 @@
 Start as many as you like, on any machine that has the repository, the models and the shared
 VISAGE_VIDEO_DIR; they share the queue. It is rq's SimpleWorker (jobs run in this process): the
 default forking worker would load TensorFlow and the models again for every job. Plain rq works too:
-    rq worker --url "$VISAGE_REDIS_URL" --worker-class rq.worker.SimpleWorker visage-video
+    rq worker --url "$VISAGE_REDIS_URL" --worker-class rq.worker.SimpleWorker visage-video visage-batch
 but only this command also sweeps for jobs whose worker died (app/jobs/supervise.py), and keeps
 waiting for Redis when it goes away instead of exiting.
 
@@ -51,8 +51,10 @@ def main(argv=None) -> int:
     log = logging.getLogger(__name__)
     for round_ in range(1, sys.maxsize):
         name = args.name if round_ == 1 or not args.name else f"{args.name}-{round_}"
-        worker = SimpleWorker([Queue(cfg["VISAGE_VIDEO_QUEUE"], connection=connection)], connection=connection,
-                              name=name)
+        # Video jobs first (one user waits on each), then batch chunks (docs/batch.md): a long batch
+        # does not hold a video back by more than one chunk.
+        queues = [Queue(cfg[key], connection=connection) for key in ("VISAGE_VIDEO_QUEUE", "VISAGE_BATCH_QUEUE")]
+        worker = SimpleWorker(queues, connection=connection, name=name)
         worker.max_connection_wait_time = 5.0               # back within seconds of Redis coming back
         try:
             worker.work(burst=args.burst)

@@ -1,0 +1,247 @@
+"""The batch job: one function, `run_batch_chunk`, analyses one chunk of a batch's photos.
+
+A batch is split into chunks of VISAGE_BATCH_CHUNK photos; each chunk is one job for the embedded
+thread pool or for any RQ worker. A chunk is idempotent: run twice (a retry after its worker died), it
+redoes its photos and replaces its result file. Files in the batch's folder (shared storage):
+
+    manifest.json          the photos, written by the web process before any chunk runs (batch_intake.py)
+    uploads/000123         the photos themselves (deleted when the batch ends)
+    progress/<chunk>       photos this chunk has done (a number; its mtime is the chunk's heartbeat)
+    chunks/<chunk>.json    the chunk's per-photo records, once it is done
+    finished               created (O_EXCL) by whoever ends the batch: the last chunk, a cancel, or the
+                           web process giving up on a silent chunk; so a batch ends exactly once
+    result.json            every photo's record, in upload order (kept as long as the job record)
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from app.face_stats import distributions
+from app.jobs.batch_intake import batch_dir, write_json
+from app.jobs.store import FINISHED, store_from
+from app.pipeline.errors import AnalysisTimeout, InputError
+from app.pipeline.predict import EMOTION_LABELS
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 1.0        # seconds between progress writes of one chunk
+THUMBNAIL_SIDE = 128
+
+
+def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ---------------------------------------------------------------- one chunk
+
+def run_batch_chunk(job_id: str, chunk: int, start: int, stop: int, options: dict) -> str:
+    """Analyse photos [start, stop) of the batch; the last chunk to finish writes the batch's result.
+
+    options: store (spec), models_dir, video_dir, chunks, detector, min_face, profile, max_bytes,
+    max_pixels, analysis_timeout, thumbnails, blur. Returns what happened (RQ keeps it as the result).
+    """
+    store = store_from(options["store"])
+    folder = batch_dir(options["video_dir"], job_id)
+    record = store.get(job_id)
+    if record is None or record.get("status") in FINISHED or (folder / "finished").exists():
+        return "skipped"             # cancelled, or ended without this chunk (a retry that came too late)
+    if store.cancel_requested(job_id):
+        return end_cancelled(store, job_id, folder)
+    if record.get("status") == "queued":
+        store.update(job_id, status="running", started_at=time.time())
+    progress = folder / "progress" / str(chunk)
+    progress.parent.mkdir(exist_ok=True)
+    write_count(progress, 0)
+    entries = json.loads((folder / "manifest.json").read_text())["files"][start:stop]
+    try:
+        from app.pipeline.predict import load_predictor
+        predictor = load_predictor(options["models_dir"])
+        load_error = None
+    except Exception as e:         # every photo gets an error row; the batch still ends
+        log.exception("batch %s chunk %d: models", job_id, chunk)
+        predictor, load_error = None, f"The models could not be loaded on this worker ({type(e).__name__})."
+    records, last_write = [], time.monotonic()
+    for done, entry in enumerate(entries, 1):
+        if store.cancel_requested(job_id):
+            return end_cancelled(store, job_id, folder)
+        records.append(analyze_entry(folder, entry, predictor, options, load_error))
+        if time.monotonic() - last_write >= PROGRESS_EVERY:
+            last_write = time.monotonic()
+            write_count(progress, done)
+            store.update(job_id, heartbeat=time.time())
+    (folder / "chunks").mkdir(exist_ok=True)
+    models = dict(predictor.versions) if predictor is not None else {}
+    write_json(folder / "chunks" / f"{chunk}.json", {"chunk": chunk, "worker": worker_name(), "models": models,
+                                                     "records": records})
+    write_count(progress, len(entries))
+    if all((folder / "chunks" / f"{n}.json").exists() for n in range(options["chunks"])):
+        finish(store, job_id, folder)
+    return "done"
+
+
+def analyze_entry(folder: Path, entry: dict, predictor, options: dict, load_error: str | None) -> dict:
+    """One photo's record: {index, file, faces, image} or {index, file, error}. Never raises."""
+    from app.pipeline.analyze import run_pipeline
+    record = {"index": entry["index"], "file": entry["name"]}
+    if entry.get("error"):
+        return {**record, "error": entry["error"]}
+    if load_error:
+        return {**record, "error": {"code": "models_unavailable", "message": load_error}}
+    try:
+        data = (folder / entry["path"]).read_bytes()
+        answer, image = run_pipeline(data, predictor, detector=options["detector"],
+                                     min_face=options.get("min_face", 0.0), profile=options.get("profile", "accurate"),
+                                     max_bytes=options["max_bytes"], max_pixels=options["max_pixels"],
+                                     deadline=time.monotonic() + options["analysis_timeout"])
+    except InputError as e:
+        return {**record, "error": {"code": e.code, "message": e.message}}
+    except AnalysisTimeout:
+        return {**record, "error": {"code": "analysis_timeout",
+                                    "message": f"The analysis took longer than {options['analysis_timeout']:g} s."}}
+    except OSError as e:
+        return {**record, "error": {"code": "unreadable", "message": f"The upload could not be read ({e.strerror or e})."}}
+    except Exception as e:        # one bad photo must not lose the other photos of the chunk
+        log.exception("batch photo %s", entry["name"])
+        return {**record, "error": {"code": "internal", "message": f"The analysis failed on our side ({type(e).__name__})."}}
+    record.update(faces=answer["faces"], image=answer["image"], error=None)
+    if options.get("thumbnails"):
+        record["thumbnail"] = thumbnail(image, answer["faces"], blur=bool(options.get("blur")))
+    return record
+
+
+def thumbnail(image, faces: list[dict], blur: bool) -> str:
+    """A small JPEG of the photo (data: URL), every face blurred when the user asked."""
+    import cv2
+
+    from app.pipeline.blur import blur_faces
+    from app.pipeline.video import jpeg_data_url
+    if blur:
+        image = blur_faces(image, [tuple(face["box"][k] for k in "xywh") for face in faces])
+    height, width = image.shape[:2]
+    scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
+    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    return jpeg_data_url(small)
+
+
+def write_count(path: Path, count: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(count))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- ending a batch
+
+def claim_end(folder: Path) -> bool:
+    """True for exactly one caller per batch (O_EXCL also holds on NFS v3+)."""
+    try:
+        os.close(os.open(folder / "finished", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def end_cancelled(store, job_id: str, folder: Path) -> str:
+    if claim_end(folder):
+        cleanup(folder, keep_result=False)
+        store.update(job_id, status="cancelled", finished_at=time.time())
+    elif (store.get(job_id) or {}).get("status") == "running" and not (folder / "result.json").exists():
+        # A JSON-file record rewritten by a progress write just after the cancel: say cancelled again.
+        store.update(job_id, status="cancelled")
+    return "cancelled"
+
+
+def cleanup(folder: Path, keep_result: bool) -> None:
+    """Uploads go when the batch ends; the result file stays as long as the job record."""
+    for name in ("uploads", "progress", "chunks"):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    if not keep_result:
+        (folder / "result.json").unlink(missing_ok=True)
+
+
+def finish(store, job_id: str, folder: Path, lost: str | None = None) -> bool:
+    """Merge the chunks into result.json and mark the batch done. Photos of a chunk that never
+    finished (its worker died and no retry came) get an error row with code `lost`'s value."""
+    if not claim_end(folder):
+        return False
+    record = store.get(job_id) or {}
+    manifest = json.loads((folder / "manifest.json").read_text())["files"]
+    by_index, workers, models = {}, set(), {}
+    for n, (start, stop) in enumerate(chunk_ranges(len(manifest), record.get("chunk_size") or len(manifest))):
+        try:
+            chunk = json.loads((folder / "chunks" / f"{n}.json").read_text())
+            by_index.update((r["index"], r) for r in chunk["records"])
+            workers.add(chunk["worker"])
+            models = models or chunk.get("models") or {}
+        except (OSError, ValueError):
+            for entry in manifest[start:stop]:
+                by_index[entry["index"]] = {"index": entry["index"], "file": entry["name"], "error": {
+                    "code": lost or "worker_lost",
+                    "message": "The worker analysing this photo stopped responding; it was not analysed."}}
+    records = [by_index[entry["index"]] for entry in manifest]
+    started = record.get("started_at") or record.get("created_at") or time.time()
+    summary = {**summarize(records, seconds=time.time() - started, workers=len(workers)), "models": models}
+    write_json(folder / "result.json", {"files": records})
+    cleanup(folder, keep_result=True)
+    store.update(job_id, status="done", progress=1.0, finished_at=time.time(),
+                 result={"summary": summary, "files": "result.json"})
+    return True
+
+
+def summarize(records: list[dict], seconds: float = 0.0, workers: int = 0) -> dict:
+    """The batch's numbers: photos, faces, errors by code, and the dashboard's distributions."""
+    faces = [face for r in records for face in r.get("faces") or []]
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.get("error"):
+            errors[r["error"]["code"]] = errors.get(r["error"]["code"], 0) + 1
+    analysed = sum(1 for r in records if not r.get("error"))
+    return {"photos": len(records), "analysed": analysed, "failed": len(records) - analysed,
+            "with_faces": sum(1 for r in records if r.get("faces")),
+            "no_face": sum(1 for r in records if not r.get("error") and not r.get("faces")),
+            "faces": len(faces), "errors": errors,
+            "mean_age": round(sum(f["age"] for f in faces) / len(faces), 1) if faces else None,
+            **distributions(faces),
+            "seconds": round(seconds, 1), "photos_per_second": round(len(records) / seconds, 2) if seconds > 0 else None,
+            "workers": workers}
+
+
+# ---------------------------------------------------------------- CSV
+
+CSV_COLUMNS = (["index", "file", "face", "x", "y", "w", "h", "age", "age_low", "age_high", "age_group", "gender",
+                "gender_probability", "emotion"] + [f"p_{e}" for e in EMOTION_LABELS] + ["error_code", "error_message"])
+NO_FACE = {"error_code": "no_face", "error_message": "No face found in this photo."}
+
+
+def csv_rows(records: list[dict]):
+    """One row per face; a photo that failed or had no face gets one row with an error code."""
+    for r in records:
+        base = {"index": r["index"], "file": r["file"]}
+        if r.get("error"):
+            yield {**base, "face": 0, "error_code": r["error"]["code"], "error_message": r["error"]["message"]}
+        elif not r.get("faces"):
+            yield {**base, "face": 0, **NO_FACE}
+        for i, face in enumerate(r.get("faces") or [], 1):
+            row = {**base, "face": i, **face["box"], "age": face["age"], "gender": face["gender"]["label"],
+                   "gender_probability": face["gender"]["probability"], "emotion": face["emotion"]["label"],
+                   "age_group": face.get("age_group")}
+            if "age_range" in face:
+                row.update(age_low=face["age_range"][0], age_high=face["age_range"][1])
+            row.update({f"p_{e}": p for e, p in face["emotion"]["probabilities"].items()})
+            yield row
+
+
+def write_csv(records: list[dict], out) -> None:
+    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(csv_rows(records))

@@ -1,0 +1,178 @@
+"""What the web app (and the tests) use for batches: take the uploads, queue the chunks, read the batch
+(progress counted from the chunks' files), cancel it, read its records.
+
+Batches share the video jobs' store and runner (app/jobs/service.py), so one job id space serves
+GET /api/v1/jobs/<id>, and the embedded pool or the RQ workers run both kinds of job.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from app.jobs.batch import chunk_ranges, claim_end, cleanup, finish, run_batch_chunk, worker_name, write_count
+from app.jobs.batch_intake import Intake, batch_dir, write_json
+from app.jobs.runners import RqRunner
+from app.jobs.store import FINISHED, KEEP_SECONDS, new_job_id
+
+PUBLIC_OPTIONS = ("detector", "min_face", "profile", "thumbnails", "blur")
+
+
+class BatchJobs:
+    def __init__(self, config: dict, video_jobs):
+        self.config = config
+        self.store, self.runner, self.where = video_jobs.store, video_jobs.runner, video_jobs.where
+        self.root = video_jobs.video_dir / "batches"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.queue = None
+        if isinstance(self.runner, RqRunner):
+            from rq import Queue
+            self.queue = Queue(config["VISAGE_BATCH_QUEUE"], connection=self.runner.queue.connection)
+
+    # ------------------------------------------------------------------ submitting
+
+    def new_batch(self) -> tuple[str, Intake]:
+        """A job id and the intake that receives its files into the job's own folder."""
+        self.prune()
+        job_id = new_job_id()
+        cfg = self.config
+        return job_id, Intake(batch_dir(self.root.parent, job_id), max_files=cfg["VISAGE_MAX_BATCH_FILES"],
+                              max_bytes=cfg["VISAGE_MAX_BATCH_BYTES"], max_file_bytes=cfg["VISAGE_MAX_BYTES"])
+
+    def discard(self, job_id: str) -> None:
+        """A batch refused before it started: nothing of it stays on disk."""
+        shutil.rmtree(batch_dir(self.root.parent, job_id), ignore_errors=True)
+
+    def submit(self, job_id: str, intake: Intake, options: dict, filename: str = "") -> str:
+        entries = intake.finish()
+        cfg = self.config
+        size = max(1, int(cfg["VISAGE_BATCH_CHUNK"]))
+        chunks = chunk_ranges(len(entries), size)
+        now = time.time()
+        self.store.create(job_id, {"id": job_id, "kind": "batch", "status": "queued", "progress": 0.0, "error": None,
+                                   "result": None, "filename": filename, "total": len(entries), "chunk_size": size,
+                                   "chunks": len(chunks), "options": {k: options[k] for k in PUBLIC_OPTIONS if k in options},
+                                   "created_at": now, "updated_at": now})
+        job_options = {**options, "store": self.store.spec(), "models_dir": str(cfg["VISAGE_MODELS_DIR"]),
+                       "video_dir": str(self.root.parent), "chunks": len(chunks), "max_bytes": cfg["VISAGE_MAX_BYTES"],
+                       "max_pixels": cfg["VISAGE_MAX_PIXELS"], "analysis_timeout": cfg["VISAGE_ANALYSIS_TIMEOUT"]}
+        try:
+            for n, (start, stop) in enumerate(chunks):
+                args = (job_id, n, start, stop, job_options)
+                if self.queue is not None:
+                    self.runner.submit_call(chunk_id(job_id, n), run_batch_chunk, args, queue=self.queue)
+                else:
+                    self.runner.submit_call(chunk_id(job_id, n), run_batch_chunk, args)
+        except Exception as e:
+            self.store.update(job_id, status="failed", finished_at=time.time(), error={
+                "code": "queue_unavailable", "message": f"The job queue is unavailable ({e})."})
+            if claim_end(self.folder(job_id)):
+                cleanup(self.folder(job_id), keep_result=False)
+            raise
+        return job_id
+
+    def folder(self, job_id: str) -> Path:
+        return batch_dir(self.root.parent, job_id)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, job_id: str) -> dict | None:
+        """The record, with progress counted from the chunks (done, total, rate, time left)."""
+        try:
+            record = self.store.get(job_id)
+        except KeyError:
+            return None
+        if record is None or record.get("kind") != "batch":
+            return record
+        if record["status"] == "running":
+            record = self._running(record)
+        total = record.get("total") or 0
+        if record["status"] == "done":
+            record["done"] = total
+        record.setdefault("done", 0)
+        return record
+
+    def _running(self, record: dict) -> dict:
+        job_id, folder, now = record["id"], self.folder(record["id"]), time.time()
+        beats = {}
+        for path in (folder / "progress").glob("[0-9]*"):
+            try:
+                beats[int(path.name)] = (int(path.read_text() or 0), path.stat().st_mtime)
+            except (OSError, ValueError):
+                continue
+        finished = {n for n in range(record["chunks"]) if (folder / "chunks" / f"{n}.json").exists()}
+        self._give_up_silent(record, folder, beats, finished, now)
+        fresh = self.store.get(job_id) or record
+        if fresh["status"] != "running":
+            return fresh
+        done = sum(count for count, _ in beats.values())
+        total = record["total"]
+        elapsed = max(now - (record.get("started_at") or now), 1e-6)
+        rate = done / elapsed if done else 0.0
+        record.update(done=done, progress=round(done / total, 4) if total else 0.0,
+                      rate=round(rate, 2), eta_s=round((total - done) / rate, 1) if rate else None)
+        return record
+
+    def _give_up_silent(self, record, folder: Path, beats: dict, finished: set, now: float) -> None:
+        """A started chunk silent for VISAGE_BATCH_STALE_SECONDS lost its worker (a retry, if any, would
+        have written by now): its photos become error rows, so the batch ends instead of running forever.
+        In the embedded pool a silent batch means the web process that ran it is gone: all its chunks."""
+        if len(finished) == record["chunks"]:   # every chunk written, but the last writer missed it (a race
+            finish(self.store, record["id"], folder)   # with a give-up below): end it here, once
+            return
+        stale = self.config["VISAGE_BATCH_STALE_SECONDS"]
+        silent = [n for n, (_, mtime) in beats.items() if n not in finished and now - mtime > stale]
+        if self.queue is None:
+            last = max([mtime for _, mtime in beats.values()] + [record.get("started_at") or now])
+            if now - last > stale:
+                silent = [n for n in range(record["chunks"]) if n not in finished]
+        if not silent:
+            return
+        size = record["chunk_size"]
+        if len(finished) + len(silent) == record["chunks"]:     # finish() writes their error rows
+            finish(self.store, record["id"], folder, lost="worker_lost")
+        else:                # other chunks are still queued: note the loss, the last chunk ends the batch
+            (folder / "chunks").mkdir(exist_ok=True)
+            manifest = json.loads((folder / "manifest.json").read_text())["files"]
+            for n in silent:
+                records = [{"index": e["index"], "file": e["name"], "error": {
+                    "code": "worker_lost", "message": "The worker analysing this photo stopped responding; "
+                                                      "it was not analysed."}} for e in manifest[n * size:(n + 1) * size]]
+                write_json(folder / "chunks" / f"{n}.json", {"chunk": n, "worker": f"lost ({worker_name()})",
+                                                             "records": records})
+                write_count(folder / "progress" / str(n), len(records))     # done, as error rows: the bar moves on
+
+    def records(self, job_id: str) -> list[dict]:
+        """Every photo's record of a done batch, in upload order."""
+        return json.loads((self.folder(job_id) / "result.json").read_text())["files"]
+
+    # ------------------------------------------------------------------ cancelling, forgetting
+
+    def cancel(self, job_id: str) -> dict | None:
+        record = self.get(job_id)
+        if record is None or record["status"] in FINISHED:
+            return record
+        self.store.request_cancel(job_id)         # a running chunk stops at its next photo
+        folder = self.folder(job_id)
+        if claim_end(folder):
+            cleanup(folder, keep_result=False)
+            self.store.update(job_id, status="cancelled", finished_at=time.time())
+        for n in range(record["chunks"]):          # chunks still waiting would only find the flag
+            self.runner.cancel_queued(chunk_id(job_id, n))
+        return self.get(job_id)
+
+    def prune(self, older_than: float = KEEP_SECONDS) -> None:
+        """Batch folders older than the job records (a day): their results go with the record."""
+        cutoff = time.time() - older_than
+        for folder in self.root.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff and (folder / "finished").exists() \
+                        or folder.stat().st_mtime < cutoff - older_than:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+
+def chunk_id(job_id: str, n: int) -> str:
+    return f"{job_id}-{n}"
