@@ -115,8 +115,8 @@ def batch_options(form) -> dict:
     cfg = current_app.config
     return {"detector": check_detector(value("detector"), cfg["VISAGE_DEFAULT_DETECTOR"]),
             "min_face": check_min_face(value("min_face")), "profile": check_profile(value("profile")),
-            "thumbnails": boolean_option("thumbnails", value("thumbnails") or None, False),
-            "blur": boolean_option("blur", value("blur") or None, False)}
+            "thumbnails": boolean_option("thumbnails", value("thumbnails"), False),
+            "blur": boolean_option("blur", value("blur"), False)}
 
 
 # ---------------------------------------------------------------- reading

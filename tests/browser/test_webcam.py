@@ -288,7 +288,7 @@ def test_live_haar_choice_is_sent_and_finds_the_face(page):
     server = page.get_by_test_id("live-server")
     wait_for_answers(page, 3)
     expect(server).to_have_attribute("data-detector", "blazeface")     # the detector each answer says ran
-    page.get_by_label("Haar cascade").check()
+    page.locator("input[name=live-detector][value=haar]").check()
     page.wait_for_function(f"() => [...document.querySelectorAll('[data-testid=live-face]')]"
                            f".some((li) => Number(li.dataset.trackId) > {first_id})")
     wait_for_answers(page, 3)
