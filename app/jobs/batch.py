@@ -25,7 +25,7 @@ from pathlib import Path
 
 from app.face_stats import distributions
 from app.jobs.batch_intake import batch_dir, write_json
-from app.jobs.store import FINISHED, store_from
+from app.jobs.store import FINISHED, store_from, write_atomically
 from app.pipeline.errors import AnalysisTimeout, InputError
 from app.pipeline.predict import EMOTION_LABELS
 
@@ -135,9 +135,7 @@ def thumbnail(image, faces: list[dict], blur: bool) -> str:
 
 
 def write_count(path: Path, count: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(str(count))
-    os.replace(tmp, path)
+    write_atomically(path, str(count))
 
 
 # ---------------------------------------------------------------- ending a batch
@@ -184,10 +182,7 @@ def finish(store, job_id: str, folder: Path, lost: str | None = None) -> bool:
             workers.add(chunk["worker"])
             models = models or chunk.get("models") or {}
         except (OSError, ValueError):
-            for entry in manifest[start:stop]:
-                by_index[entry["index"]] = {"index": entry["index"], "file": entry["name"], "error": {
-                    "code": lost or "worker_lost",
-                    "message": "The worker analysing this photo stopped responding; it was not analysed."}}
+            by_index.update((r["index"], r) for r in lost_records(manifest[start:stop], lost or "worker_lost"))
     records = [by_index[entry["index"]] for entry in manifest]
     started = record.get("started_at") or record.get("created_at") or time.time()
     summary = {**summarize(records, seconds=time.time() - started, workers=len(workers)), "models": models}
@@ -196,6 +191,13 @@ def finish(store, job_id: str, folder: Path, lost: str | None = None) -> bool:
     store.update(job_id, status="done", progress=1.0, finished_at=time.time(),
                  result={"summary": summary, "files": "result.json"})
     return True
+
+
+def lost_records(entries: list[dict], code: str = "worker_lost") -> list[dict]:
+    """Error rows for manifest entries whose chunk's worker stopped before writing them."""
+    return [{"index": e["index"], "file": e["name"], "error": {
+        "code": code, "message": "The worker analysing this photo stopped responding; it was not analysed."}}
+        for e in entries]
 
 
 def summarize(records: list[dict], seconds: float = 0.0, workers: int = 0) -> dict:

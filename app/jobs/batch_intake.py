@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from app.jobs.store import write_atomically
 from app.pipeline.errors import BadRequest, TooLarge
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -188,7 +188,5 @@ class Intake:
 
 
 def write_json(path: Path, value) -> None:
-    """Atomically (write, then rename): a reader on another machine never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(value)}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    """Atomically (store.write_atomically): a reader on another machine never sees half a file."""
+    write_atomically(path, json.dumps(value))

@@ -11,7 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from app.jobs.batch import chunk_ranges, claim_end, cleanup, finish, run_batch_chunk, worker_name, write_count
+from app.jobs.batch import (chunk_ranges, claim_end, cleanup, finish, lost_records, run_batch_chunk, worker_name,
+                            write_count)
 from app.jobs.batch_intake import Intake, batch_dir, write_json
 from app.jobs.runners import RqRunner
 from app.jobs.store import FINISHED, KEEP_SECONDS, new_job_id
@@ -136,9 +137,7 @@ class BatchJobs:
             (folder / "chunks").mkdir(exist_ok=True)
             manifest = json.loads((folder / "manifest.json").read_text())["files"]
             for n in silent:
-                records = [{"index": e["index"], "file": e["name"], "error": {
-                    "code": "worker_lost", "message": "The worker analysing this photo stopped responding; "
-                                                      "it was not analysed."}} for e in manifest[n * size:(n + 1) * size]]
+                records = lost_records(manifest[n * size:(n + 1) * size])
                 write_json(folder / "chunks" / f"{n}.json", {"chunk": n, "worker": f"lost ({worker_name()})",
                                                              "records": records})
                 write_count(folder / "progress" / str(n), len(records))     # done, as error rows: the bar moves on

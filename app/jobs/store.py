@@ -37,6 +37,19 @@ def _store_unavailable() -> tuple:
 STORE_UNAVAILABLE = _store_unavailable()
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write, then rename: a reader (another process or machine) never sees half a file, and a full
+    disk leaves no half-written file behind. The temporary name starts with a dot, so globs of the
+    folder's records (*.json, [0-9]*) never see it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -68,14 +81,7 @@ class FileStore:
         self._write(job_id, record)
 
     def _write(self, job_id: str, record: dict) -> None:
-        path = self._path(job_id)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            tmp.write_text(json.dumps(record))
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)         # a full disk leaves no half-written record behind
-            raise
+        write_atomically(self._path(job_id), json.dumps(record))
 
     def request_cancel(self, job_id: str) -> None:
         self._path(job_id, ".cancel").touch()
