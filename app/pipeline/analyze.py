@@ -51,9 +51,6 @@ def locate_faces(image: np.ndarray, detector: str, min_face: float = 0.0, region
         boxes = whole_image_box(image)
         return boxes, [0.0] * len(boxes)
     found = face_detector(detector)
-    if detector != "blazeface":
-        boxes = found.detect_in_regions(image, regions, min_face) if regions else found.detect(image, min_face)
-        return boxes, [0.0] * len(boxes)
     faces = (found.detect_in_regions_with_rolls(image, regions, min_face) if regions
              else found.detect_with_rolls(image, min_face))
     return [box for box, _ in faces], [roll for _, roll in faces]

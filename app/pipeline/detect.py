@@ -119,6 +119,13 @@ class HaarFaceDetector:
         gray, scale = self.downscaled_gray(image, min_face)
         return self.scan_regions(gray, scale, regions, min_face)
 
+    # The cascade finds no eyes: its faces are read as they are (roll 0), as analyze.locate_faces documents.
+    def detect_with_rolls(self, image: np.ndarray, min_face: float = 0.0) -> list[tuple[tuple, float]]:
+        return [(box, 0.0) for box in self.detect(image, min_face)]
+
+    def detect_in_regions_with_rolls(self, image: np.ndarray, regions, min_face: float = 0.0) -> list[tuple[tuple, float]]:
+        return [(box, 0.0) for box in self.detect_in_regions(image, regions, min_face)]
+
     def scan_regions(self, gray: np.ndarray, scale: float, regions, min_face: float) -> list[tuple[int, int, int, int]]:
         """detect_in_regions on the cascade's downscaled copy (`scale`: its size / the image's)."""
         s = self.settings
