@@ -159,7 +159,17 @@ class BatchJobs:
             self.store.update(job_id, status="cancelled", finished_at=time.time())
         for n in range(record["chunks"]):          # chunks still waiting would only find the flag
             self.runner.cancel_queued(chunk_id(job_id, n))
-        return self.get(job_id)
+        return self._ended(job_id)
+
+    def _ended(self, job_id: str, timeout: float = 5.0) -> dict | None:
+        """The record once whoever claimed the end (this cancel, a chunk that saw the flag first, or the
+        last chunk finishing) has written it, so that DELETE answers the final status."""
+        deadline = time.monotonic() + timeout
+        record = self.get(job_id)
+        while record is not None and record["status"] not in FINISHED and time.monotonic() < deadline:
+            time.sleep(0.02)
+            record = self.get(job_id)
+        return record
 
     def prune(self, older_than: float = KEEP_SECONDS) -> None:
         """Batch folders older than the job records (a day): their results go with the record."""
