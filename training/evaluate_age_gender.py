@@ -49,6 +49,10 @@ def parse_args(argv=None):
     p.add_argument("--latency-statistic", choices=["median", "p10"], default="median",
                    help="which single-face time the budget applies to: median (on an idle machine), or the "
                         "fastest tenth of the calls (p10: nearer the idle cost when other jobs share the CPU)")
+    p.add_argument("--rescore", action="store_true",
+                   help="measure the shipped models/age_gender.keras again through --crops (networks, views and "
+                        "corrections unchanged; the age interval re-estimated on val; test scored once) and "
+                        "rewrite its card; --run-dir is not read")
     p.add_argument("--max-size-mb", type=float, default=20.0,
                    help="serving setups whose weights (float32) take more than this are not chosen")
     return p.parse_args(argv)
@@ -244,37 +248,27 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    from app.pipeline.preprocess import test_time_offsets
+def measure(model, args, size: int, val_all: dict, flip: bool, shift_px: int) -> dict:
+    """Everything the card reports for a fixed serving setup: the age interval from val, then the test split
+    read and scored once (accurate views and live profile, app path and tight chips), the fairness table."""
     from app.pipeline.predict import profile_augmentation
     from training import data_utk
-    from training.common import member_summaries, read_log, single_face_latency_ms, warm_started_from, write_json
-    from training.ensemble import members_of
     from training.metrics import expected_calibration_error, interval_coverage, residual_interval
-    from training.train_age_gender import MARGIN, input_size
-
-    run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
-    size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
-
-    # 1. Choose, on train and val only (the test split is not loaded yet).
-    data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train", "val"))
-    val = data_utk.detected_only(data["val"])
-    setup = select_setup(args, data_utk.detected_only(data["train"]), val)
-    model = served_model(setup, args.models_dir / "age_gender.keras")
-    flip, shift_px = tta_settings(setup["tta"], size)
+    from training.train_age_gender import MARGIN
+    val = data_utk.detected_only(val_all)
     val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
     interval = residual_interval(val["age"], val_age, coverage=0.8)
 
-    # 2. The setup is fixed: score it on the test split, once (its accurate views and its live profile).
-    test_all = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit,
+    # The setup is fixed: score it on the test split, once (its accurate views and its live profile).
+    cache_dir = None if args.rescore else args.cache_dir
+    test_all = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, cache_dir, args.limit,
                                  splits=("test",))["test"]
     found = test_all["detected"]
     test = data_utk.detected_only(test_all)
     test_age, test_female = averaged(prediction_views([model], test["x"], flip, shift_px))
     live_flip, live_shift = profile_augmentation(flip, shift_px, "live")
     live_age, live_female = averaged(prediction_views([model], test["x"], live_flip, live_shift))
-    chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", args.cache_dir, args.limit, splits=("test",))["test"]
+    chips = data_utk.load_utk(args.data_dir, size, MARGIN, "chip", cache_dir, args.limit, splits=("test",))["test"]
     if not np.array_equal(chips["age"], test_all["age"]):
         raise RuntimeError("the chip and app-path test splits list different images")
     chip_age, chip_female = averaged(prediction_views([model], chips["x"], flip, shift_px))
@@ -292,7 +286,7 @@ def main(argv=None):
             "all_images": split_scores(chips, chip_age, chip_female),
             "images_the_app_detects": split_scores(data_utk.detected_only(chips | {"detected": found}),
                                                    chip_age[found], chip_female[found])},
-        "val": split_scores(val, val_age, val_female, data["val"]["detected"]) | {
+        "val": split_scores(val, val_age, val_female, val_all["detected"]) | {
             "age_mae": float(np.abs(val_age - val["age"]).mean()),
             "gender_accuracy": float(((val_female >= 0.5) == (val["gender"] >= 0.5)).mean()),
             "gender_calibration": expected_calibration_error(val["gender"], val_female)},
@@ -304,8 +298,85 @@ def main(argv=None):
         part |= {"age_mae": part["age"]["mae"], "gender_accuracy": part["gender"]["accuracy"]}
     metrics["test_on_tight_chips"] |= {k: metrics["test_on_tight_chips"]["all_images"][k]
                                        for k in ("age_mae", "gender_accuracy")}
-
     plot_age(test["age"], test_age, headline["age"]["mae_by_band"], args.reports_dir / "age_gender_test.png")
+    metrics["live_profile"] = {
+        "views": 2 if live_flip else 1,
+        "note": "the same networks on the face" + (" and its mirror" if live_flip else " alone") +
+                " (no shifts), as profile=live serves them (app.pipeline.predict.profile_augmentation)",
+        "test": split_scores(test, live_age, live_female, found)}
+    return {"metrics": metrics, "interval": interval, "test_images": int(len(found)), "test_detected": int(found.sum())}
+
+
+def add_latencies(metrics: dict, model, card: dict) -> None:
+    """Single-face times of the accurate views and of the live profile, through the app's model wrapper."""
+    from app.pipeline.predict import profile_augmentation
+    from training.common import single_face_latency_ms
+    tta = card["test_time_augmentation"]
+    live_flip, live_shift = profile_augmentation(tta["horizontal_flip"], tta["shift_px"], "live")
+    live_card = card | {"test_time_augmentation": {"horizontal_flip": live_flip, "shift_px": live_shift}}
+    metrics["latency_ms_single_face"] = single_face_latency_ms(model, card)
+    metrics["live_profile"]["latency_ms_single_face"] = single_face_latency_ms(model, live_card)
+
+
+def preprocessing_text(crops: str, size: int) -> str:
+    box = "BlazeFace box + margin, turned upright by its eyes" if crops == "app" else "Haar box + margin"
+    return (f"app.pipeline.preprocess.prepare_faces: crop ({box}), grayscale, histogram equalization, "
+            f"resize to {size}x{size}, pixel/255")
+
+
+def rescore(args) -> dict:
+    """The shipped model as it is (networks, views and corrections unchanged), measured again through
+    --crops: the age interval re-estimated on val, the test split scored once. Returns the new card."""
+    import keras
+    from training import data_utk
+    from training.train_age_gender import MARGIN
+    card = json.loads((args.models_dir / "age_gender.json").read_text())
+    model = keras.models.load_model(args.models_dir / card["file"], compile=False)
+    size = int(card["input"]["size"])
+    tta = card["test_time_augmentation"]
+    val_all = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, None, args.limit, splits=("val",))["val"]
+    measured = measure(model, args, size, val_all, bool(tta["horizontal_flip"]), int(tta["shift_px"]))
+    card["input"]["preprocessing"] = preprocessing_text(args.crops, size)
+    card["outputs"]["age"]["interval"] = measured["interval"]
+    card["data"]["crop_stats"] = {"val": {"images": int(len(val_all["detected"])), "detected": int(val_all["detected"].sum())},
+                                  "test": {"images": measured["test_images"], "detected": measured["test_detected"]}}
+    card["data"]["measured_with_crops"] = args.crops
+    card["metrics"] = measured["metrics"] | {
+        "rescored": {"date": dt.date.today().isoformat(),
+                     "what": "the shipped networks, views and corrections unchanged, measured through the app's "
+                             f"{'default path (BlazeFace, faces turned upright)' if args.crops == 'app' else 'Haar path'}; "
+                             "the age interval re-estimated on val, the test split scored once"}}
+    add_latencies(card["metrics"], model, card)
+    return card
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from app.pipeline.preprocess import test_time_offsets
+    from training import data_utk
+    from training.common import member_summaries, read_log, warm_started_from, write_json
+    from training.ensemble import members_of
+    from training.train_age_gender import MARGIN, input_size
+
+    if args.rescore:
+        card = rescore(args)
+        write_json(args.models_dir / "age_gender.json", card)
+        write_json(args.reports_dir / "age_gender_eval.json", card["metrics"])
+        print_summary(card["metrics"], card["outputs"]["age"]["interval"])
+        return
+
+    run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
+    size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
+
+    # 1. Choose, on train and val only (the test split is not loaded yet).
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train", "val"))
+    setup = select_setup(args, data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"]))
+    model = served_model(setup, args.models_dir / "age_gender.keras")
+    flip, shift_px = tta_settings(setup["tta"], size)
+
+    # 2. The setup is fixed: the test split, once.
+    measured = measure(model, args, size, data["val"], flip, shift_px)
+    metrics, interval = measured["metrics"], measured["interval"]
     log = read_log(args.run_dir)
     chosen = setup["checkpoint"]
     shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmin([r["val_loss"] for r in log])) + 1) if log else None
@@ -316,9 +387,7 @@ def main(argv=None):
         "version": dt.date.today().isoformat() + f"-e{shipped_epoch}",
         "date": dt.date.today().isoformat(),
         "task": "age in years (regression) and gender (binary), one network with two heads",
-        "input": {"size": size, "margin": MARGIN, "channels": 1,
-                  "preprocessing": "app.pipeline.preprocess.prepare_faces: crop (Haar box + margin), grayscale, "
-                                   f"histogram equalization, resize to {size}x{size}, pixel/255"},
+        "input": {"size": size, "margin": MARGIN, "channels": 1, "preprocessing": preprocessing_text(args.crops, size)},
         "outputs": {"age": {"kind": "regression", "unit": "years", "interval": interval},
                     "gender": {"kind": "sigmoid", "positive_label": "female", "negative_label": "male"}},
         "test_time_augmentation": {"horizontal_flip": bool(flip), "shift_px": int(shift_px)},
@@ -340,8 +409,9 @@ def main(argv=None):
             "other_members": member_summaries(kept_others)},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",
-                 "train_images": run.get("train_images"), "crops": run.get("crops"),
-                 "crop_stats": data["crop_stats"] | {"test": {"images": int(len(found)), "detected": int(found.sum())}},
+                 "train_images": run.get("train_images"), "crops": run.get("crops"), "measured_with_crops": args.crops,
+                 "crop_stats": data["crop_stats"] | {"test": {"images": measured["test_images"],
+                                                              "detected": measured["test_detected"]}},
                  "age_balance": run.get("age_balance"), "distill_from": run.get("distill_from"),
                  "distill_weight": run.get("distill_weight")},
         "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
@@ -358,23 +428,21 @@ def main(argv=None):
                                 "val_gender_accuracy": r["val_gender_accuracy"]} for i, r in enumerate(log)]},
         "metrics": metrics,
     }
-    live_card = card | {"test_time_augmentation": {"horizontal_flip": live_flip, "shift_px": live_shift}}
-    metrics["latency_ms_single_face"] = single_face_latency_ms(model, card)
-    metrics["live_profile"] = {
-        "views": 2 if live_flip else 1,
-        "note": "the same networks on the face" + (" and its mirror" if live_flip else " alone") +
-                " (no shifts), as profile=live serves them (app.pipeline.predict.profile_augmentation)",
-        "test": split_scores(test, live_age, live_female, found),
-        "latency_ms_single_face": single_face_latency_ms(model, live_card)}
+    add_latencies(metrics, model, card)
     write_json(args.models_dir / "age_gender.json", card)
     write_json(args.reports_dir / "age_gender_eval.json", metrics)
-    age, gender, live = headline["age"], headline["gender"], metrics["live_profile"]
-    print(f"test (app path, {headline['detection']['detected']}/{headline['detection']['images']} faces found): "
+    print_summary(metrics, interval)
+
+
+def print_summary(metrics: dict, interval: dict) -> None:
+    headline, live = metrics["test"], metrics["live_profile"]
+    age, gender = headline["age"], headline["gender"]
+    print(f"val: age MAE {metrics['val']['age_mae']:.2f}, gender {metrics['val']['gender_accuracy']:.4f}; "
+          f"test (app path, {headline['detection']['detected']}/{headline['detection']['images']} faces found): "
           f"age MAE {age['mae']:.2f}, CS@5 {age['cs5']:.3f}; gender accuracy {gender['accuracy']:.4f}; "
           f"80% interval -{interval['below']:.1f}/+{interval['above']:.1f}; live profile: age MAE "
           f"{live['test']['age']['mae']:.2f}, gender {live['test']['gender']['accuracy']:.4f}; tight chips: age MAE "
           f"{metrics['test_on_tight_chips']['age_mae']:.2f}, gender {metrics['test_on_tight_chips']['gender_accuracy']:.4f}")
-
 
 if __name__ == "__main__":
     main()

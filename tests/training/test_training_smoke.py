@@ -204,6 +204,32 @@ def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
     assert keras.saving.load_model(tmp_path / "models" / "age_gender.keras").input_shape == (None, 80, 80, 1)
 
 
+def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
+    """--rescore: the shipped networks, views and corrections unchanged (same file, same serving setup),
+    the card's numbers measured again through the app's default path (BlazeFace, faces turned upright)."""
+    import shutil
+    from training import evaluate_age_gender
+    models_dir = Path(__file__).resolve().parents[2] / "models"
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(models_dir / f"age_gender{suffix}", shipped / f"age_gender{suffix}")
+    before = json.loads((shipped / "age_gender.json").read_text())
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--rescore", "--limit", "30", "--crops", "app",
+                              "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "reports"),
+                              "--run-dir", str(tmp_path / "no-such-run")])
+    card = json.loads((shipped / "age_gender.json").read_text())
+    assert (shipped / "age_gender.keras").read_bytes() == (models_dir / "age_gender.keras").read_bytes()
+    assert card["serving_setup"] == before["serving_setup"] and card["version"] == before["version"]
+    assert "turned upright" in card["input"]["preprocessing"] and card["data"]["measured_with_crops"] == "app"
+    assert "default path" in card["metrics"]["rescored"]["what"]
+    found = card["metrics"]["test"]["detection"]
+    assert found["images"] > 0 and card["metrics"]["test"]["age"]["n"] == found["detected"]
+    assert card["data"]["crop_stats"]["test"] == {"images": found["images"], "detected": found["detected"]}
+    assert card["metrics"]["live_profile"]["latency_ms_single_face"]["median"] > 0
+    assert card["outputs"]["age"]["interval"] != before["outputs"]["age"]["interval"]
+
+
 def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
     from training import train_age_gender
     from training.common import load_run_checkpoint
