@@ -80,6 +80,19 @@ def test_min_face_and_regions(blazeface):
     assert blazeface.detect_in_regions(frame, [(0, 0, 60, 60), (560, 380, 70, 70)], 0.12) == []
 
 
+def test_asking_for_smaller_faces_never_finds_fewer(blazeface):
+    """Four 50-px faces in a 640x480 frame (the camera picture tiled 2x2 at half size): every min_face up
+    to their size finds all four; a smaller min_face once skipped the tiles and found one."""
+    import cv2
+    small = cv2.resize(face_frame(), (320, 240), interpolation=cv2.INTER_AREA)
+    four = np.concatenate([np.concatenate([small, small], 1)] * 2, 0)
+    for min_face in (0.0, 0.03, 0.05, 0.08):
+        boxes = blazeface.detect(four, min_face)
+        assert len(boxes) == 4, (min_face, boxes)
+        assert sorted((x > 320, y > 240) for x, y, _, _ in boxes) == [(False, False), (False, True),
+                                                                      (True, False), (True, True)]
+
+
 def test_pipeline_with_blazeface(predictor, astronaut_jpeg):
     answer = analyze_bytes(astronaut_jpeg, predictor, detector="blazeface", **LIMITS)
     assert answer["detector"] == "blazeface" and len(answer["faces"]) == 1

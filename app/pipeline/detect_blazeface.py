@@ -261,8 +261,10 @@ class BlazeFaceDetector:
         if not self.tiles:
             return empty
         side = tile_side(height, width, min_face, MODELS["full"].side)
-        if side <= MODELS["full"].side or min_face * min(height, width) > TILE_MAX_FACE * side:
-            return empty      # tiles would not be downscaled, or every face kept from them is too small
+        # Skip them where the whole image already reaches the net unshrunk, or every face kept from them
+        # would be under min_face. (Tiles of the net's own side still count: the whole image is shrunk.)
+        if max(height, width) <= MODELS["full"].side or min_face * min(height, width) > TILE_MAX_FACE * side:
+            return empty
         corners, scores = [empty[0]], [empty[1]]
         edge = TILE_EDGE * side
         for x, y in tile_origins(height, width, side):
