@@ -50,7 +50,7 @@ DEFAULTS = {
     "VISAGE_MAX_BATCH_BYTES": 500_000_000,     # bytes in one batch request (a ZIP: also its unpacked size)
     "VISAGE_BATCH_CHUNK": 20,                  # photos per chunk (the unit a worker takes, retries and reports)
     "VISAGE_BATCH_QUEUE": "visage-batch",
-    "VISAGE_BATCH_STALE_SECONDS": 300,         # a started chunk silent this long is given up (error rows)
+    "VISAGE_BATCH_STALE_SECONDS": 300,         # last resort: an unsupervised chunk silent this long → error rows
 }
 
 # Request limits besides the image's own (docs/api.md lists them all).

@@ -112,7 +112,7 @@ def public(record: dict) -> dict:
 
 def _record(job_id: str) -> dict:
     record = jobs().get(job_id)
-    if record is None or record.get("kind") == "batch":     # a batch's files have their own URLs
+    if record is None or record.get("kind") in ("batch", "chunk"):     # a batch's files have their own URLs
         raise NotFoundJob(job_id)
     return record
 
@@ -140,11 +140,14 @@ def _done(job_id: str) -> dict:
 
 
 def _batch(job_id: str):
-    """Batches share the job ids and the store: their records say kind "batch" (app/batch.py answers)."""
+    """Batches share the job ids and the store: their records say kind "batch" (app/batch.py answers).
+    A batch's chunks are jobs of their own (kind "chunk"), not for the API."""
     try:
         record = jobs().store.get(job_id)
     except KeyError:
         return None
+    if record and record.get("kind") == "chunk":
+        raise NotFoundJob(job_id)
     if record and record.get("kind") == "batch":
         from app import batch
         return batch

@@ -65,6 +65,8 @@ def test_batch_from_files_202_progress_result_and_csv(api):
     assert all(rows[0][f"p_{e}"] for e in ("happy", "sad", "neutral"))
     downloaded = api.get(result["downloads"]["json"]).get_json()
     assert downloaded["result"]["summary"] == result["summary"]
+    chunk = f"/api/v1/jobs/{job['id']}c0"          # a chunk is a job of the batch's, not of the API
+    assert api.get(chunk).status_code == 404 and api.delete(chunk).status_code == 404
 
 
 def test_batch_from_one_zip_with_nested_folders(api):

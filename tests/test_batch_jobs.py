@@ -1,10 +1,13 @@
-"""Batch jobs (app/jobs/batch*.py): the intake's checks, the chunk job on the embedded pool, and two
-real RQ worker processes sharing one batch on a real Redis."""
+"""Batch jobs (app/jobs/batch*.py): the intake's checks, the chunk job on the embedded pool, and real
+RQ worker processes on a real Redis sharing one batch, killed mid-chunk and replaced."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 import zipfile
@@ -14,7 +17,7 @@ import pytest
 
 from app import settings
 from app.jobs import VideoJobs
-from app.jobs.batch import csv_rows
+from app.jobs.batch import chunk_id, csv_rows
 from app.jobs.batch_intake import Intake
 from app.jobs.batch_service import BatchJobs
 from app.pipeline.errors import BadRequest, TooLarge
@@ -22,6 +25,7 @@ from tests.batch_photos import no_face_photo, one_face_photos, zip_of
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("VISAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+STALE = 5          # seconds without a heartbeat before a chunk counts as lost (30 in production)
 
 
 def config(models_dir, tmp_path, **extra) -> dict:
@@ -159,8 +163,9 @@ def test_cancel_a_running_batch(embedded):
 
 
 def test_a_silent_chunk_ends_the_batch_with_error_rows(embedded, models_dir):
-    """A chunk whose worker died (no progress for VISAGE_BATCH_STALE_SECONDS): its photos become
-    worker_lost rows and the batch ends, instead of running forever."""
+    """The backstop: a chunk with no job record to supervise it (expired, or queued before chunks had
+    records) and no progress for VISAGE_BATCH_STALE_SECONDS: its photos become worker_lost rows and
+    the batch ends, instead of running forever."""
     job_id, intake = embedded.new_batch()
     add_files(intake, one_face_photos(4))
     intake.finish()
@@ -195,12 +200,16 @@ def rq_batches(models_dir, tmp_path):
         pytest.skip(f"RQ tests need Redis at {REDIS_URL} (.ci/run starts one): {e}")
     tag = f"visage-test-{uuid.uuid4().hex[:8]}"
     cfg = config(models_dir, tmp_path, VISAGE_REDIS_URL=REDIS_URL, VISAGE_REDIS_PREFIX=f"{tag}:",
-                 VISAGE_VIDEO_QUEUE=f"{tag}-video", VISAGE_BATCH_QUEUE=f"{tag}-batch")
+                 VISAGE_VIDEO_QUEUE=f"{tag}-video", VISAGE_BATCH_QUEUE=f"{tag}-batch", VISAGE_JOB_STALE_SECONDS=STALE)
     batches = BatchJobs(cfg, VideoJobs(cfg))
-    batches.tag, batches.connection = tag, connection
+    batches.tag, batches.connection, batches.ids, batches.workers = tag, connection, [], []
     yield batches
+    for w in batches.workers:
+        if w.poll() is None:
+            w.kill()
+            w.wait(timeout=60)
     keys = list(connection.scan_iter(match=f"*{tag}*"))
-    for job_id in getattr(batches, "ids", []):
+    for job_id in batches.ids:          # rq's own keys of the chunks: rq:job:<batch>c<n>[-<attempt>]
         keys += list(connection.scan_iter(match=f"rq:*{job_id}*"))
     if keys:
         connection.delete(*keys)
@@ -210,88 +219,144 @@ def rq_batches(models_dir, tmp_path):
             connection.srem(registry, *members)
 
 
-def start_worker(batches, name: str) -> subprocess.Popen:
-    """The documented worker command, as its own process (single-threaded TensorFlow)."""
-    env = {**os.environ, "VISAGE_REDIS_URL": REDIS_URL, "VISAGE_VIDEO_QUEUE": f"{batches.tag}-video",
-           "VISAGE_BATCH_QUEUE": f"{batches.tag}-batch", "VISAGE_MODELS_DIR": batches.config["VISAGE_MODELS_DIR"],
+def start_workers(batches, *names: str) -> list[subprocess.Popen]:
+    """The documented worker command, as processes of their own (single-threaded TensorFlow) with the
+    test's settings; returns once all of them listen on the batch queue."""
+    from rq import Queue, Worker
+    keys = ("VISAGE_REDIS_URL", "VISAGE_REDIS_PREFIX", "VISAGE_VIDEO_QUEUE", "VISAGE_BATCH_QUEUE", "VISAGE_VIDEO_DIR",
+            "VISAGE_MODELS_DIR", "VISAGE_JOB_STALE_SECONDS", "VISAGE_JOB_ATTEMPTS")
+    env = {**os.environ, **{k: str(batches.config[k]) for k in keys},
            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "app.jobs.worker", "--name", f"{batches.tag}-{name}"],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers = [subprocess.Popen([sys.executable, "-m", "app.jobs.worker", "--name", f"{batches.tag}-{name}"],
+                                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for name in names]
+    batches.workers += workers
+    queue = Queue(f"{batches.tag}-batch", connection=batches.connection)
+    deadline = time.monotonic() + 240
+    while len(Worker.all(queue=queue)) < len(batches.workers):     # the models are loaded, they listen
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), \
+            [w.stdout.read() if w.poll() is not None else "" for w in workers]
+        time.sleep(0.2)
+    return workers
 
 
 def test_two_rq_workers_share_one_batch(rq_batches):
-    from rq import Worker
-    from rq import Queue
-    workers = [start_worker(rq_batches, name) for name in ("one", "two")]
-    try:
-        queue = Queue(f"{rq_batches.tag}-batch", connection=rq_batches.connection)
-        deadline = time.monotonic() + 240
-        while len(Worker.all(queue=queue)) < 2:            # both have loaded the models and listen
-            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), \
-                [w.stdout.read() if w.poll() is not None else "" for w in workers]
-            time.sleep(0.2)
-        files = one_face_photos(10) + [("coffee.jpg", no_face_photo())]
-        job_id = submit(rq_batches, files)
-        rq_batches.ids = [f"{job_id}-{n}" for n in range(6)]
-        assert rq_batches.get(job_id)["chunks"] == 6
-        record = wait_until(rq_batches, job_id, timeout=240)
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(timeout=60)
+    workers = start_workers(rq_batches, "one", "two")
+    files = one_face_photos(10) + [("coffee.jpg", no_face_photo())]
+    job_id = submit(rq_batches, files)
+    rq_batches.ids.append(job_id)
+    assert rq_batches.get(job_id)["chunks"] == 6
+    record = wait_until(rq_batches, job_id, timeout=240)
+    for w in workers:
+        w.terminate()
+    for w in workers:
+        w.wait(timeout=60)
     assert record["status"] == "done", record["error"]
     summary = record["result"]["summary"]
     assert summary["photos"] == 11 and summary["faces"] == 10 and summary["no_face"] == 1
     assert summary["workers"] == 2                        # both processes took chunks of the one batch
     assert not (rq_batches.folder(job_id) / "uploads").exists()
+    assert {rq_batches.store.get(chunk_id(job_id, n))["status"] for n in range(6)} == {"done"}
 
 
 def test_rq_cancel_a_queued_batch(rq_batches):
     job_id = submit(rq_batches, one_face_photos(4))        # no worker: its chunks wait in the queue
-    rq_batches.ids = [f"{job_id}-{n}" for n in range(2)]
+    rq_batches.ids.append(job_id)
     assert rq_batches.get(job_id)["status"] == "queued"
     assert rq_batches.cancel(job_id)["status"] == "cancelled"
     assert not (rq_batches.folder(job_id) / "uploads").exists()
     from rq import Queue
     assert Queue(f"{rq_batches.tag}-batch", connection=rq_batches.connection).count == 0
+    assert [rq_batches.store.get(chunk_id(job_id, n))["status"] for n in range(2)] == ["cancelled"] * 2
 
 
-def test_a_killed_rq_worker_does_not_leave_the_batch_running(rq_batches):
-    """SIGKILL the worker in the middle of a chunk: another worker does the rest, and the dead chunk's
-    photos become worker_lost rows once it has been silent VISAGE_BATCH_STALE_SECONDS (unless a retry
-    redoes them first); the batch ends either way."""
-    import signal
-    from rq import Queue, Worker
-    rq_batches.config.update(VISAGE_BATCH_CHUNK=10, VISAGE_BATCH_STALE_SECONDS=3)
-    queue = Queue(f"{rq_batches.tag}-batch", connection=rq_batches.connection)
-    first = start_worker(rq_batches, "doomed")
-    second = None
-    try:
-        deadline = time.monotonic() + 240
-        while len(Worker.all(queue=queue)) < 1:
-            assert time.monotonic() < deadline and first.poll() is None
-            time.sleep(0.2)
-        job_id = submit(rq_batches, one_face_photos(20))
-        rq_batches.ids = [f"{job_id}-{n}" for n in range(2)]
-        progress = rq_batches.folder(job_id) / "progress" / "0"
-        while not progress.exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)           # mid-chunk: no clean-up of any kind
-        first.wait(timeout=30)
-        second = start_worker(rq_batches, "survivor")
-        record = wait_until(rq_batches, job_id, timeout=240)
-    finally:
-        for w in (first, second):
-            if w is not None and w.poll() is None:
-                w.terminate()
-                w.wait(timeout=60)
-    assert record["status"] == "done"
-    records = rq_batches.records(job_id)
-    assert all(not r.get("error") and len(r["faces"]) == 1 for r in records[10:])      # the survivor's chunk
-    assert {(r.get("error") or {}).get("code") for r in records[:10]} <= {"worker_lost", None}
+def kill_the_worker_of_chunk_0(batches, job_id) -> subprocess.Popen:
+    """SIGKILL the worker process running chunk 0, in the middle of it: no clean-up of any kind."""
+    folder = batches.folder(job_id)
+    deadline = time.monotonic() + 240
+    while not (folder / "progress" / "0").exists():       # written as the chunk starts, after its record's pid
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = batches.store.get(chunk_id(job_id, 0))["pid"]
+    victim = next(w for w in batches.workers if w.pid == pid)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert not (folder / "chunks" / "0.json").exists()     # it died mid-chunk
+    return victim
+
+
+def test_a_chunk_whose_rq_worker_is_killed_is_retried_by_another_worker(rq_batches):
+    """SIGKILL the worker in the middle of a chunk: the chunk is queued again (attempt 2) and the other
+    worker redoes it, so every photo is analysed; within seconds, not VISAGE_BATCH_STALE_SECONDS."""
+    rq_batches.config.update(VISAGE_BATCH_CHUNK=10)
+    start_workers(rq_batches, "one", "two")
+    job_id = submit(rq_batches, one_face_photos(20))
+    rq_batches.ids.append(job_id)
+    victim = kill_the_worker_of_chunk_0(rq_batches, job_id)
+    killed_at = time.monotonic()
+    record = wait_until(rq_batches, job_id, timeout=240)
+    assert time.monotonic() - killed_at < 60          # the backstop would take 300 s
+    assert record["status"] == "done" and record["result"]["summary"]["errors"] == {}
+    assert [len(r["faces"]) for r in rq_batches.records(job_id)] == [1] * 20       # one row per photo, no duplicates
+    assert record["result"]["summary"]["workers"] == 1                           # the survivor did both chunks
+    chunk = rq_batches.store.get(chunk_id(job_id, 0))
+    assert chunk["status"] == "done" and chunk["attempts"] == 2 and "process ended" in chunk["lost"]
+    assert chunk["pid"] != victim.pid
     assert not (rq_batches.folder(job_id) / "uploads").exists()
+
+
+def test_a_chunk_that_lost_its_last_attempt_becomes_worker_lost_rows(rq_batches):
+    """VISAGE_JOB_ATTEMPTS=1: the killed chunk is not retried; its photos become worker_lost rows and the
+    batch ends done with the other chunk's results, never stuck running."""
+    rq_batches.config.update(VISAGE_BATCH_CHUNK=10, VISAGE_JOB_ATTEMPTS=1)
+    rq_batches.jobs.reaper.attempts = 1
+    start_workers(rq_batches, "one", "two")
+    job_id = submit(rq_batches, one_face_photos(20))
+    rq_batches.ids.append(job_id)
+    kill_the_worker_of_chunk_0(rq_batches, job_id)
+    killed_at = time.monotonic()
+    record = wait_until(rq_batches, job_id, timeout=240)
+    assert time.monotonic() - killed_at < 60
+    assert record["status"] == "done" and record["result"]["summary"]["errors"] == {"worker_lost": 10}
+    records = rq_batches.records(job_id)
+    assert {r["error"]["code"] for r in records[:10]} == {"worker_lost"}
+    assert [len(r["faces"]) for r in records[10:]] == [1] * 10
+    chunk = rq_batches.store.get(chunk_id(job_id, 0))
+    assert chunk["status"] == "failed" and chunk["error"]["code"] == "worker_lost" and chunk["attempts"] == 1
+    assert not (rq_batches.folder(job_id) / "uploads").exists()
+
+
+EMBEDDED_WEB_PROCESS = textwrap.dedent("""
+    import json, sys, time
+    from app.jobs import VideoJobs
+    from app.jobs.batch_service import BatchJobs
+    from tests.test_batch_jobs import submit
+    from tests.batch_photos import one_face_photos
+    cfg = json.loads(sys.argv[1])
+    print(submit(BatchJobs(cfg, VideoJobs(cfg)), one_face_photos(6)), flush=True)
+    time.sleep(600)
+""")
+
+
+def test_embedded_chunks_of_a_web_process_that_died_run_again_when_the_app_starts(models_dir, tmp_path):
+    cfg = config(models_dir, tmp_path, VISAGE_JOB_STALE_SECONDS=STALE)
+    proc = subprocess.Popen([sys.executable, "-c", EMBEDDED_WEB_PROCESS, json.dumps(cfg)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        job_id = proc.stdout.readline().strip()
+        progress = tmp_path / "batches" / job_id / "progress" / "0"
+        deadline = time.monotonic() + 240
+        while not progress.exists():             # the web process's pool has started chunk 0
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    batches = BatchJobs(cfg, VideoJobs(cfg))     # a new web process: its reaper sweeps at start
+    assert {batches.store.get(chunk_id(job_id, n))["attempts"] for n in range(3)} == {2}
+    record = wait_until(batches, job_id, timeout=240)
+    assert record["status"] == "done" and record["result"]["summary"]["errors"] == {}
+    assert [len(r["faces"]) for r in batches.records(job_id)] == [1] * 6
 
 
 def test_a_batch_whose_last_writer_missed_the_end_is_ended_by_the_next_read(embedded, models_dir):

@@ -1,15 +1,18 @@
 """The batch job: one function, `run_batch_chunk`, analyses one chunk of a batch's photos.
 
-A batch is split into chunks of VISAGE_BATCH_CHUNK photos; each chunk is one job for the embedded
-thread pool or for any RQ worker. A chunk is idempotent: run twice (a retry after its worker died), it
-redoes its photos and replaces its result file. Files in the batch's folder (shared storage):
+A batch is split into chunks of VISAGE_BATCH_CHUNK photos; each chunk is a job of its own (record kind
+"chunk", id chunk_id(batch, n)) for the embedded thread pool or any RQ worker, supervised like a video
+job (app/jobs/supervise.py): a chunk whose worker dies is queued again, and once its attempts are used
+up, chunk_lost turns its photos into worker_lost rows. A chunk is idempotent: run twice, it redoes its
+photos and replaces its result file. Files in the batch's folder (shared storage):
 
     manifest.json          the photos, written by the web process before any chunk runs (batch_intake.py)
     uploads/000123         the photos themselves (deleted when the batch ends)
-    progress/<chunk>       photos this chunk has done (a number; its mtime is the chunk's heartbeat)
-    chunks/<chunk>.json    the chunk's per-photo records, once it is done
-    finished               created (O_EXCL) by whoever ends the batch: the last chunk, a cancel, or the
-                           web process giving up on a silent chunk; so a batch ends exactly once
+    progress/<chunk>       photos this chunk has done (a number; its mtime says when it last moved)
+    chunks/<chunk>.json    the chunk's per-photo records, once it is done (or its worker_lost rows)
+    finished               created (O_EXCL) by whoever ends the batch: the last chunk, a cancel, the
+                           reaper giving up on a chunk, or a read of the batch (BatchJobs: an end that was
+                           missed, a chunk silent with no record left); so a batch ends exactly once
     result.json            every photo's record, in upload order (kept as long as the job record)
 """
 from __future__ import annotations
@@ -43,15 +46,27 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def chunk_id(job_id: str, n: int) -> str:
+    """The chunk's own job id: letters and digits only, as the file store wants."""
+    return f"{job_id}c{n}"
+
+
 # ---------------------------------------------------------------- one chunk
 
 def run_batch_chunk(job_id: str, chunk: int, start: int, stop: int, options: dict) -> str:
     """Analyse photos [start, stop) of the batch; the last chunk to finish writes the batch's result.
 
     options: store (spec), models_dir, video_dir, chunks, detector, min_face, profile, max_bytes,
-    max_pixels, analysis_timeout, thumbnails, blur. Returns what happened (RQ keeps it as the result).
+    max_pixels, analysis_timeout, thumbnails, blur. Records how this attempt ended in the chunk's own
+    record and returns it (RQ keeps it as the result).
     """
     store = store_from(options["store"])
+    outcome = chunk_attempt(store, job_id, chunk, start, stop, options)
+    end_chunk(store, chunk_id(job_id, chunk), "done" if outcome == "done" else "cancelled")
+    return outcome
+
+
+def chunk_attempt(store, job_id: str, chunk: int, start: int, stop: int, options: dict) -> str:
     folder = batch_dir(options["video_dir"], job_id)
     record = store.get(job_id)
     if record is None or record.get("status") in FINISHED or (folder / "finished").exists():
@@ -62,7 +77,7 @@ def run_batch_chunk(job_id: str, chunk: int, start: int, stop: int, options: dic
         store.update(job_id, status="running", started_at=time.time())
     progress = folder / "progress" / str(chunk)
     progress.parent.mkdir(exist_ok=True)
-    write_count(progress, 0)
+    write_count(progress, 0)         # a retry starts from 0 again
     entries = json.loads((folder / "manifest.json").read_text())["files"][start:stop]
     try:
         from app.pipeline.predict import load_predictor
@@ -79,15 +94,46 @@ def run_batch_chunk(job_id: str, chunk: int, start: int, stop: int, options: dic
         if time.monotonic() - last_write >= PROGRESS_EVERY:
             last_write = time.monotonic()
             write_count(progress, done)
-            store.update(job_id, heartbeat=time.time())
     (folder / "chunks").mkdir(exist_ok=True)
     models = dict(predictor.versions) if predictor is not None else {}
     write_json(folder / "chunks" / f"{chunk}.json", {"chunk": chunk, "worker": worker_name(), "models": models,
                                                      "records": records})
     write_count(progress, len(entries))
-    if all((folder / "chunks" / f"{n}.json").exists() for n in range(options["chunks"])):
-        finish(store, job_id, folder)
+    finish_if_complete(store, job_id, folder, options["chunks"])
     return "done"
+
+
+def end_chunk(store, chunk_job_id: str, status: str) -> None:
+    """The chunk's record says the attempt ended (a direct call, or a chunk queued before chunks had
+    records, has none: nothing to write then)."""
+    if store.get(chunk_job_id) is not None:
+        store.update(chunk_job_id, status=status, finished_at=time.time())
+
+
+def chunk_lost(store, record: dict) -> None:
+    """The reaper's on_lost for a chunk whose worker died with no attempt left: its photos become
+    worker_lost rows, and the batch ends if that was its last open chunk."""
+    job_id, chunk, start, stop, options = record["args"]
+    folder = batch_dir(options["video_dir"], job_id)
+    if (folder / "finished").exists():
+        return
+    manifest = json.loads((folder / "manifest.json").read_text())["files"]
+    write_lost(folder, chunk, manifest[start:stop])
+    finish_if_complete(store, job_id, folder, options["chunks"])
+
+
+def write_lost(folder: Path, chunk: int, entries: list[dict]) -> None:
+    """A chunk's file of worker_lost rows, and its progress at "done" (the bar moves on)."""
+    for name in ("chunks", "progress"):
+        (folder / name).mkdir(exist_ok=True)
+    write_json(folder / "chunks" / f"{chunk}.json", {"chunk": chunk, "worker": None, "records": lost_records(entries)})
+    write_count(folder / "progress" / str(chunk), len(entries))
+
+
+def finish_if_complete(store, job_id: str, folder: Path, chunks: int) -> None:
+    """Every chunk's file is written after its work, so whoever writes the last one sees them all."""
+    if all((folder / "chunks" / f"{n}.json").exists() for n in range(chunks)):
+        finish(store, job_id, folder)
 
 
 def analyze_entry(folder: Path, entry: dict, predictor, options: dict, load_error: str | None) -> dict:
@@ -167,9 +213,9 @@ def cleanup(folder: Path, keep_result: bool) -> None:
         (folder / "result.json").unlink(missing_ok=True)
 
 
-def finish(store, job_id: str, folder: Path, lost: str | None = None) -> bool:
-    """Merge the chunks into result.json and mark the batch done. Photos of a chunk that never
-    finished (its worker died and no retry came) get an error row with code `lost`'s value."""
+def finish(store, job_id: str, folder: Path) -> bool:
+    """Merge the chunks into result.json and mark the batch done. Photos of a chunk with no file
+    (it cannot be read) get worker_lost rows."""
     if not claim_end(folder):
         return False
     record = store.get(job_id) or {}
@@ -179,10 +225,11 @@ def finish(store, job_id: str, folder: Path, lost: str | None = None) -> bool:
         try:
             chunk = json.loads((folder / "chunks" / f"{n}.json").read_text())
             by_index.update((r["index"], r) for r in chunk["records"])
-            workers.add(chunk["worker"])
+            if chunk["worker"]:                  # None: worker_lost rows, no worker's work
+                workers.add(chunk["worker"])
             models = models or chunk.get("models") or {}
         except (OSError, ValueError):
-            by_index.update((r["index"], r) for r in lost_records(manifest[start:stop], lost or "worker_lost"))
+            by_index.update((r["index"], r) for r in lost_records(manifest[start:stop]))
     records = [by_index[entry["index"]] for entry in manifest]
     started = record.get("started_at") or record.get("created_at") or time.time()
     summary = {**summarize(records, seconds=time.time() - started, workers=len(workers)), "models": models}
@@ -194,8 +241,9 @@ def finish(store, job_id: str, folder: Path, lost: str | None = None) -> bool:
 
 
 def lost_records(entries: list[dict], code: str = "worker_lost") -> list[dict]:
-    """Error rows for manifest entries whose chunk's worker stopped before writing them."""
-    return [{"index": e["index"], "file": e["name"], "error": {
+    """Error rows for manifest entries whose chunk's worker stopped before writing them (a file the
+    intake already refused keeps its own error)."""
+    return [{"index": e["index"], "file": e["name"], "error": e.get("error") or {
         "code": code, "message": "The worker analysing this photo stopped responding; it was not analysed."}}
         for e in entries]
 

@@ -1,8 +1,9 @@
 """What the web app (and the tests) use for batches: take the uploads, queue the chunks, read the batch
 (progress counted from the chunks' files), cancel it, read its records.
 
-Batches share the video jobs' store and runner (app/jobs/service.py), so one job id space serves
-GET /api/v1/jobs/<id>, and the embedded pool or the RQ workers run both kinds of job.
+Batches share the video jobs' store, runner and reaper (app/jobs/service.py): one job id space serves
+GET /api/v1/jobs/<id>, the embedded pool or the RQ workers run both kinds of job, and each chunk is a
+supervised job of its own (kind "chunk", on VISAGE_BATCH_QUEUE), queued again when its worker dies.
 """
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
-from app.jobs.batch import (chunk_ranges, claim_end, cleanup, finish, lost_records, run_batch_chunk, worker_name,
-                            write_count)
-from app.jobs.batch_intake import Intake, batch_dir, write_json
-from app.jobs.runners import RqRunner
+from app.jobs.batch import (chunk_id, chunk_ranges, claim_end, cleanup, finish, finish_if_complete,
+                            write_lost)
+from app.jobs.batch_intake import Intake, batch_dir
 from app.jobs.store import FINISHED, KEEP_SECONDS, new_job_id
 
 PUBLIC_OPTIONS = ("detector", "min_face", "profile", "thumbnails", "blur")
@@ -22,14 +22,10 @@ PUBLIC_OPTIONS = ("detector", "min_face", "profile", "thumbnails", "blur")
 
 class BatchJobs:
     def __init__(self, config: dict, video_jobs):
-        self.config = config
+        self.config, self.jobs = config, video_jobs
         self.store, self.runner, self.where = video_jobs.store, video_jobs.runner, video_jobs.where
         self.root = video_jobs.video_dir / "batches"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.queue = None
-        if isinstance(self.runner, RqRunner):
-            from rq import Queue
-            self.queue = Queue(config["VISAGE_BATCH_QUEUE"], connection=self.runner.queue.connection)
 
     # ------------------------------------------------------------------ submitting
 
@@ -60,11 +56,10 @@ class BatchJobs:
                        "max_pixels": cfg["VISAGE_MAX_PIXELS"], "analysis_timeout": cfg["VISAGE_ANALYSIS_TIMEOUT"]}
         try:
             for n, (start, stop) in enumerate(chunks):
-                args = (job_id, n, start, stop, job_options)
-                if self.queue is not None:
-                    self.runner.submit_call(chunk_id(job_id, n), run_batch_chunk, args, queue=self.queue)
-                else:
-                    self.runner.submit_call(chunk_id(job_id, n), run_batch_chunk, args)
+                # A supervised job of its own: its worker dies → queued again, then chunk_lost's rows.
+                chunk = {"kind": "chunk", "batch": job_id, "chunk": n, "on_lost": "app.jobs.batch.chunk_lost"}
+                self.jobs.start(chunk, "app.jobs.batch.run_batch_chunk", [job_id, n, start, stop, job_options],
+                                job_id=chunk_id(job_id, n), queue=cfg["VISAGE_BATCH_QUEUE"])
         except Exception as e:
             self.store.update(job_id, status="failed", finished_at=time.time(), error={
                 "code": "queue_unavailable", "message": f"The job queue is unavailable ({e})."})
@@ -103,7 +98,7 @@ class BatchJobs:
             except (OSError, ValueError):
                 continue
         finished = {n for n in range(record["chunks"]) if (folder / "chunks" / f"{n}.json").exists()}
-        self._give_up_silent(record, folder, beats, finished, now)
+        self._check_chunks(record, folder, beats, finished, now)
         fresh = self.store.get(job_id) or record
         if fresh["status"] != "running":
             return fresh
@@ -115,32 +110,36 @@ class BatchJobs:
                       rate=round(rate, 2), eta_s=round((total - done) / rate, 1) if rate else None)
         return record
 
-    def _give_up_silent(self, record, folder: Path, beats: dict, finished: set, now: float) -> None:
-        """A started chunk silent for VISAGE_BATCH_STALE_SECONDS lost its worker (a retry, if any, would
-        have written by now): its photos become error rows, so the batch ends instead of running forever.
-        In the embedded pool a silent batch means the web process that ran it is gone: all its chunks."""
+    def _check_chunks(self, record, folder: Path, beats: dict, finished: set, now: float) -> None:
+        """A read of a running batch looks after its chunks, so it ends even with no sweeping worker left:
+        a started chunk whose worker died goes to the reaper (queued again, or worker_lost rows by its
+        on_lost). Last resort, a chunk nobody runs or will run (its record expired, or ended without a
+        file) gets worker_lost rows here once it, or the whole batch if it never started, has been silent
+        for VISAGE_BATCH_STALE_SECONDS. The reaper writes rows only while the record is queued or running,
+        and this only when it is not, so the two never both write a chunk."""
+        job_id = record["id"]
         if len(finished) == record["chunks"]:   # every chunk written, but the last writer missed it (a race
-            finish(self.store, record["id"], folder)   # with a give-up below): end it here, once
+            finish(self.store, job_id, folder)   # with a lost chunk's rows): end it here, once
             return
         stale = self.config["VISAGE_BATCH_STALE_SECONDS"]
-        silent = [n for n, (_, mtime) in beats.items() if n not in finished and now - mtime > stale]
-        if self.queue is None:
-            last = max([mtime for _, mtime in beats.values()] + [record.get("started_at") or now])
-            if now - last > stale:
-                silent = [n for n in range(record["chunks"]) if n not in finished]
-        if not silent:
+        quiet = max([record.get("started_at") or record.get("created_at") or now]
+                    + [mtime for _, mtime in beats.values()])        # the batch's last sign of life
+        lost = []
+        for n in sorted(set(range(record["chunks"])) - finished):
+            last = beats[n][1] if n in beats else quiet
+            if n not in beats and now - last <= stale:
+                continue                 # queued while the batch moves on: the reaper's sweeps watch it
+            chunk = self.jobs.get(chunk_id(job_id, n))         # reaps it if its worker is gone
+            if now - last > stale and (chunk is None or chunk["status"] in FINISHED) \
+                    and not (folder / "chunks" / f"{n}.json").exists():      # the reaper may have just written it
+                lost.append(n)
+        if not lost or (folder / "finished").exists():
             return
+        manifest = json.loads((folder / "manifest.json").read_text())["files"]
         size = record["chunk_size"]
-        if len(finished) + len(silent) == record["chunks"]:     # finish() writes their error rows
-            finish(self.store, record["id"], folder, lost="worker_lost")
-        else:                # other chunks are still queued: note the loss, the last chunk ends the batch
-            (folder / "chunks").mkdir(exist_ok=True)
-            manifest = json.loads((folder / "manifest.json").read_text())["files"]
-            for n in silent:
-                records = lost_records(manifest[n * size:(n + 1) * size])
-                write_json(folder / "chunks" / f"{n}.json", {"chunk": n, "worker": f"lost ({worker_name()})",
-                                                             "records": records})
-                write_count(folder / "progress" / str(n), len(records))     # done, as error rows: the bar moves on
+        for n in lost:
+            write_lost(folder, n, manifest[n * size:(n + 1) * size])
+        finish_if_complete(self.store, job_id, folder, record["chunks"])
 
     def records(self, job_id: str) -> list[dict]:
         """Every photo's record of a done batch, in upload order."""
@@ -157,8 +156,8 @@ class BatchJobs:
         if claim_end(folder):
             cleanup(folder, keep_result=False)
             self.store.update(job_id, status="cancelled", finished_at=time.time())
-        for n in range(record["chunks"]):          # chunks still waiting would only find the flag
-            self.runner.cancel_queued(chunk_id(job_id, n))
+        for n in range(record["chunks"]):          # attempts still queued would only find the flag
+            self.jobs.cancel(chunk_id(job_id, n))
         return self._ended(job_id)
 
     def _ended(self, job_id: str, timeout: float = 5.0) -> dict | None:
@@ -181,7 +180,3 @@ class BatchJobs:
                     shutil.rmtree(folder, ignore_errors=True)
             except OSError:
                 pass
-
-
-def chunk_id(job_id: str, n: int) -> str:
-    return f"{job_id}-{n}"

@@ -1,8 +1,10 @@
 """Where jobs run: a thread pool in the web process, or RQ workers on Redis. Any job function, both ways.
 
-submit(job_id, func, args, attempt) runs app.jobs.supervise.run_job(store_spec, job_id, func, args):
+submit(job_id, func, args, attempt, queue) runs app.jobs.supervise.run_job(store_spec, job_id, func, args):
 `func` is the job function's dotted path (e.g. "app.jobs.video.run_video_job"), `args` its JSON-able
 arguments; run_job adds the heartbeat that lets a job whose process died be queued again or failed.
+`queue` names the RQ queue (None: the video queue; batch chunks go to VISAGE_BATCH_QUEUE); the embedded
+pool has one queue for every kind of job.
 """
 from __future__ import annotations
 
@@ -25,14 +27,10 @@ class EmbeddedRunner:
         """Recorded with a queued job: it waits in this process, so it is lost if this process ends."""
         return {"pid": os.getpid(), "host": HOST}
 
-    def submit(self, job_id: str, func: str, args: list, attempt: int = 1) -> None:
+    def submit(self, job_id: str, func: str, args: list, attempt: int = 1, queue: str | None = None) -> None:
+        # One pool for videos and batch chunks: they take turns in the order they came.
         self.futures[job_id] = self.pool.submit(run_job, self.store_spec, job_id, func, list(args),
                                                  self.beat_seconds)
-
-    def submit_call(self, job_id: str, func, args: tuple) -> None:
-        """A batch chunk: the same pool, so video jobs and chunks take turns (chunks end their batch
-        themselves, app/jobs/batch.py, so they run without run_job's record)."""
-        self.futures[job_id] = self.pool.submit(func, *args)
 
     def cancel_queued(self, job_id: str, attempt: int = 1) -> bool:
         future = self.futures.get(job_id)
@@ -44,39 +42,41 @@ class EmbeddedRunner:
 
 
 class RqRunner:
-    """RQ on Redis: jobs wait in the queue until a worker (python -m app.jobs.worker, or rq worker) takes them."""
+    """RQ on Redis: jobs wait in a queue until a worker (python -m app.jobs.worker, or rq worker) takes them."""
 
     def __init__(self, store_spec: dict, url: str, queue_name: str, job_timeout: int,
                  beat_seconds: float = BEAT_SECONDS):
-        from rq import Queue
         self.store_spec, self.beat_seconds = store_spec, beat_seconds
-        self.queue = Queue(queue_name, connection=redis_client(url))
+        self.connection = redis_client(url)
+        self.default_queue, self.queues = queue_name, {}
         self.job_timeout = job_timeout
 
     def owner(self) -> dict:
         """A queued job waits in Redis, owned by no process."""
         return {"pid": None, "host": None}
 
+    def queue(self, name: str | None = None):
+        from rq import Queue
+        name = name or self.default_queue
+        if name not in self.queues:
+            self.queues[name] = Queue(name, connection=self.connection)
+        return self.queues[name]
+
     @staticmethod
     def rq_id(job_id: str, attempt: int = 1) -> str:
         """RQ's id for one attempt (a lost attempt's RQ job stays in RQ's registries under its own id)."""
         return job_id if attempt <= 1 else f"{job_id}-{attempt}"
 
-    def submit(self, job_id: str, func: str, args: list, attempt: int = 1) -> None:
-        self.queue.enqueue_call(run_job, args=(self.store_spec, job_id, func, list(args), self.beat_seconds),
-                                job_id=self.rq_id(job_id, attempt), timeout=self.job_timeout,
-                                result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
-
-    def submit_call(self, job_id: str, func, args: tuple, queue=None) -> None:
-        """A batch chunk, on `queue` (default: this runner's), with the video jobs' timeouts."""
-        (queue or self.queue).enqueue_call(func, args=args, job_id=job_id, timeout=self.job_timeout,
-                                           result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
+    def submit(self, job_id: str, func: str, args: list, attempt: int = 1, queue: str | None = None) -> None:
+        self.queue(queue).enqueue_call(run_job, args=(self.store_spec, job_id, func, list(args), self.beat_seconds),
+                                       job_id=self.rq_id(job_id, attempt), timeout=self.job_timeout,
+                                       result_ttl=KEEP_SECONDS, failure_ttl=KEEP_SECONDS)
 
     def cancel_queued(self, job_id: str, attempt: int = 1) -> bool:
         from rq.exceptions import NoSuchJobError
         from rq.job import Job
         try:
-            job = Job.fetch(self.rq_id(job_id, attempt), connection=self.queue.connection)
+            job = Job.fetch(self.rq_id(job_id, attempt), connection=self.connection)
         except NoSuchJobError:
             return False
         if job.get_status() != "queued":

@@ -18,9 +18,9 @@ SWEEP_SECONDS = 10.0            # how often a process with the embedded runner (
 class Jobs:
     """Job records and a runner (embedded thread pool, or RQ when VISAGE_REDIS_URL is set), for any job function.
 
-    start(record, func, args) creates the record and queues func(*args) under a heartbeat; a job whose
-    process dies is queued again (VISAGE_JOB_ATTEMPTS in all) or failed with a reason (app/jobs/supervise.py),
-    and its record's "upload" file is deleted when it finally ends.
+    start(record, func, args, queue=...) creates the record and queues func(*args) under a heartbeat; a job
+    whose process dies is queued again (VISAGE_JOB_ATTEMPTS in all) or failed with a reason
+    (app/jobs/supervise.py), and its record's "upload" file is deleted when it finally ends.
     """
 
     def __init__(self, config: dict):
@@ -49,21 +49,22 @@ class Jobs:
         os.close(fd)
         return Path(name)
 
-    def start(self, record: dict, func: str, args: list, job_id: str | None = None) -> str:
+    def start(self, record: dict, func: str, args: list, job_id: str | None = None, queue: str | None = None) -> str:
         """Create the job's record (status queued) and queue func(*args); returns the job id.
 
-        record: the job's own fields ("upload": a file to delete when the job finally ends, if any);
-        func: the job function's dotted path; args: JSON-able. The job function writes status running,
+        record: the job's own fields ("upload": a file to delete when the job finally ends, if any;
+        "on_lost": see Reaper.reap); func: the job function's dotted path; args: JSON-able; queue: the RQ
+        queue (None: the video queue), kept in the record for a retry. The job function writes status running,
         progress, and done/failed/cancelled itself, and deletes the upload (as run_video_job does).
         If the queue is unavailable the upload is deleted and the error raised (redis.ConnectionError: 503).
         """
         job_id = job_id or new_job_id()
         now = time.time()
         self.store.create(job_id, {"id": job_id, "status": "queued", "progress": 0.0, "error": None, "result": None,
-                                   **record, "func": func, "args": list(args), "attempts": 1,
+                                   **record, "func": func, "args": list(args), "queue": queue, "attempts": 1,
                                    **self.runner.owner(), "created_at": now, "updated_at": now})
         try:
-            self.runner.submit(job_id, func, args)
+            self.runner.submit(job_id, func, args, queue=queue)
         except Exception as e:
             if record.get("upload"):
                 Path(record["upload"]).unlink(missing_ok=True)

@@ -9,8 +9,9 @@ one that returns or raises without an outcome gets a failed job ("internal").
 Reaper.check(record) (on every read of a job) and Reaper.sweep() (every few seconds in RQ workers and in
 web processes with the embedded runner) find jobs whose process is gone: a process id on this machine
 that no longer exists, or no heartbeat for VISAGE_JOB_STALE_SECONDS. Such a job is queued again
-(attempt + 1, on any worker) while attempts are left and its upload is still there; otherwise it is
-failed with the reason and its upload deleted. A per-job lock makes one reaper act, once.
+(attempt + 1, on the job's own queue, any worker) while attempts are left and its upload is still there;
+otherwise it is failed with the reason, its upload deleted and its "on_lost" function called (a batch
+chunk's photos become error rows, app/jobs/batch.py). A per-job lock makes one reaper act, once.
 """
 from __future__ import annotations
 
@@ -152,11 +153,17 @@ class Reaper:
                 self.store.update(job_id, status="queued", attempts=attempt + 1, progress=0.0,
                                   heartbeat_at=None, lost=reason, **self.runner.owner())
                 self.store.end_beat(job_id)
-                self.runner.submit(job_id, record["func"], record.get("args") or [], attempt=attempt + 1)
+                self.runner.submit(job_id, record["func"], record.get("args") or [], attempt=attempt + 1,
+                                   queue=record.get("queue"))
                 return
             log.warning("job %s: attempt %d lost (%s); failed", job_id, attempt, reason)
             if upload:
                 Path(upload).unlink(missing_ok=True)
+            if record.get("on_lost"):        # before the record says failed, so nothing else takes it as ended
+                try:
+                    import_function(record["on_lost"])(self.store, record)
+                except Exception:   # noqa: BLE001 - the job is still failed; its owner's backstop remains
+                    log.exception("job %s: its on_lost function failed", job_id)
             tries = "once" if attempt == 1 else f"{attempt} times"
             self.store.update(job_id, status="failed", finished_at=time.time(), pid=None, error={
                 "code": "worker_lost",

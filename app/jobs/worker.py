@@ -7,7 +7,7 @@ Start as many as you like, on any machine that has the repository, the models an
 VISAGE_VIDEO_DIR; they share the queue. It is rq's SimpleWorker (jobs run in this process): the
 default forking worker would load TensorFlow and the models again for every job. Plain rq works too:
     rq worker --url "$VISAGE_REDIS_URL" --worker-class rq.worker.SimpleWorker visage-video visage-batch
-but only this command also sweeps for jobs whose worker died (app/jobs/supervise.py), and keeps
+but only this command also sweeps for jobs (videos, batch chunks) whose worker died (app/jobs/supervise.py), and keeps
 waiting for Redis when it goes away instead of exiting.
 
 Stopping: SIGTERM (or Ctrl+C) lets the running job finish, then the worker exits (a deploy);
