@@ -20,6 +20,7 @@ DEFAULTS = {
     # the server to look for (share of the frame height). Measured choices: app/webcam.py, docs/speed.md.
     "VISAGE_LIVE_MAX_SIDE": 400,
     "VISAGE_LIVE_MIN_FACE": 0.12,
+    "VISAGE_LIVE_IN_FLIGHT": 2,                # live frames out at once per browser (1: wait for each answer)
     # Accounts and saved history (app/db.py, app/auth.py, app/security.py; docs/privacy.md, docs/deploy.md).
     "VISAGE_INSTANCE_DIR": "",        # empty: <repo>/instance (database, secret key; never committed)
     "VISAGE_DATABASE_URL": "",        # empty: SQLite file visage.sqlite3 in the instance folder

@@ -70,6 +70,7 @@ def live():
     settings = {
         "apiUrl": url_for("api.analyze"),
         "sendMaxSide": current_app.config["VISAGE_LIVE_MAX_SIDE"],
+        "inFlight": current_app.config["VISAGE_LIVE_IN_FLIGHT"],
         "jpegQuality": LIVE_JPEG_QUALITY,
         "minFace": current_app.config["VISAGE_LIVE_MIN_FACE"],
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,

@@ -1,6 +1,7 @@
 // Live mode: analyze the webcam stream continuously and draw smoothed faces over it.
-// One request in flight at a time: the next frame is sent only when the previous answer is
-// back, so frames the server has no time for are dropped, never queued.
+// At most settings.inFlight requests out at a time (two: one analysed while the next travels, so the
+// server's two cores and the browser's work overlap); a new frame goes only when one comes back, so
+// frames the server has no time for are dropped, never queued. Answers are used in the order sent.
 import { startCamera, grabFrame, canvasToJpeg } from "./camera.js";
 import { FaceTracker } from "./tracker.js";
 
@@ -209,21 +210,27 @@ async function prepareFrame(maxSide, seen) {
 }
 
 async function analyzeWhileRunning() {
-  // The next frame is grabbed and encoded while the server analyses this one (the browser's work and
-  // the server's overlap on two cores); it is at most one round trip older when it is sent.
-  let prepared = prepareFrame(settings.sendMaxSide, -1);
-  while (running) {
-    const request = nextRequest();
-    let frame = await prepared;
-    if (frame.maxSide !== request.maxSide) frame = await prepareFrame(request.maxSide, -1);  // full resolution
-    const started = performance.now();
-    const answer = analyze(frame.blob, request.regions);
-    prepared = prepareFrame(settings.sendMaxSide, frame.frame);
-    let result;
-    try {
-      result = await answer;
-    } catch (err) {
-      status.textContent = `Analysis failed: ${err.message}. Retrying…`;
+  const out = [];   // requests sent and not yet used, oldest first: {request, started, answer}
+  let lastFrame = -1;
+  while (running || out.length) {
+    // A full scan (no hints) decides where the next frames look: nothing more goes out until it is back.
+    while (running && out.length < Math.max(1, settings.inFlight || 1) && out.every((o) => o.request.regions)) {
+      // Each request is a camera frame newer than the last one sent; its hints come from the tracker
+      // as it stands (the answer to the request before it may still be out: hints are padded).
+      const request = nextRequest();
+      if (out.length && !request.regions) break;     // a full scan waits until it is the only request out
+      const frame = await prepareFrame(request.maxSide, lastFrame);
+      lastFrame = frame.frame;
+      const started = performance.now();
+      const answer = analyze(frame.blob, request.regions).then((result) => ({ result }), (error) => ({ error }));
+      out.push({ request, started, answer });
+    }
+    if (!out.length) break;
+    const { request, started, answer } = out.shift();
+    const { result, error } = await answer;
+    if (!running) continue;   // paused while requests were out: leave the last picture
+    if (error) {
+      status.textContent = `Analysis failed: ${error.message}. Retrying…`;
       await new Promise((resolve) => setTimeout(resolve, 1000));
       continue;
     }
@@ -232,7 +239,6 @@ async function analyzeWhileRunning() {
     afterAnswer(request, result);
     const tracks = tracker.update(toVideoPixels(result.faces, result.image), performance.now(), result.scan);
     recordTimeline(tracks, result.models);
-    if (!running) break;  // paused while the request was out: leave the last picture
     draw(tracks);
     listFaces(tracks);
     status.textContent = result.faces.length ? "" : "No face in view.";
