@@ -45,14 +45,21 @@ def backgrounds() -> list[np.ndarray]:
     return out
 
 
-def scene(face: np.ndarray, background: np.ndarray, rng: np.random.Generator, turn: bool) -> tuple[np.ndarray, dict]:
-    """(640x480 RGB scene, truth: the pasted face's centre, side and roll). The roll is the face's as
-    preprocess.eye_roll measures it: positive = turned clockwise on screen."""
+def backdrop(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 640x480 cut of the background, scaled by 1.0-1.6 beyond covering the frame: a scene's canvas."""
     scale = max(WIDTH / background.shape[1], HEIGHT / background.shape[0]) * rng.uniform(1.0, 1.6)
     big = cv2.resize(background, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     y0, x0 = rng.integers(0, big.shape[0] - HEIGHT + 1), rng.integers(0, big.shape[1] - WIDTH + 1)
-    canvas = big[y0:y0 + HEIGHT, x0:x0 + WIDTH].copy()
-    side = int(rng.integers(SIDES[0], SIDES[1] + 1))
+    return big[y0:y0 + HEIGHT, x0:x0 + WIDTH].copy()
+
+
+def scene(face: np.ndarray, background: np.ndarray, rng: np.random.Generator, turn: bool,
+          sides: tuple[int, int] = SIDES) -> tuple[np.ndarray, dict]:
+    """(640x480 RGB scene, truth: the pasted face's centre, side and roll). The roll is the face's as
+    preprocess.eye_roll measures it: positive = turned clockwise on screen. sides: the face's side is
+    drawn from this range (pixels, both ends included)."""
+    canvas = backdrop(background, rng)
+    side = int(rng.integers(sides[0], sides[1] + 1))
     roll = float(rng.uniform(*ROLLS) * rng.choice([-1, 1])) if turn else 0.0
     # The turned chip needs room for its corners: side * (|cos| + |sin|).
     reach = int(np.ceil(side * (abs(np.cos(np.radians(roll))) + abs(np.sin(np.radians(roll))))))

@@ -93,6 +93,18 @@ def test_asking_for_smaller_faces_never_finds_fewer(blazeface):
                                                                       (True, False), (True, True)]
 
 
+def test_both_models_scan_the_tiles_and_the_when_needed_rule_is_the_default_at_min_face_0(blazeface, astronaut):
+    """bench/tile_schedules.py: neither model alone on the tiles kept the recall (docs/speed.md)."""
+    assert [net.model for net in blazeface.tile_nets] == [MODELS["short"], MODELS["full"]]
+    assert blazeface.tile_nets == blazeface.nets                      # the same interpreters
+    when_needed = BlazeFaceDetector(full_tiles_when_needed=True)
+    full = when_needed.tile_nets[1]
+    assert when_needed.runs_on_tiles(full, (480, 640), 0.0) and when_needed.runs_on_tiles(full, (480, 640), 0.12)
+    assert not when_needed.runs_on_tiles(full, (480, 640), 0.2)        # 96-px faces: the short-range model sees them
+    assert when_needed.detect(astronaut) == blazeface.detect(astronaut)
+    assert BlazeFaceDetector(tile_models=("full",)).detect(astronaut)
+
+
 def test_pipeline_with_blazeface(predictor, astronaut_jpeg):
     answer = analyze_bytes(astronaut_jpeg, predictor, detector="blazeface", **LIMITS)
     assert answer["detector"] == "blazeface" and len(answer["faces"]) == 1

@@ -173,6 +173,10 @@ class BlazeNet:
 # at a tile's inner edge, cut faces, are dropped). A min_face smaller than those tiles can show (a class
 # photo's faces, the upload form's "small faces too") makes the tiles smaller and more numerous, until
 # such a face is SMALL_FACE_SHARE of a tile (about 25 px at 192), at most MAX_TILES tiles.
+# Both models scan the tiles, though the full-range one there is the largest cost (4 tiles: about 22 ms
+# of a 640x480 scene's 42): without it, faces of 24-64 px in 640x480 scenes were found 24% of the time
+# instead of 62%, and 64-240 px ones 98.4% instead of 99.2% (Asian 96.4%); without the short-range one,
+# 97.6% (age 60+ 94.9%). bench/tile_schedules.py, docs/speed.md ("Detector tiles: which model on them").
 TILE_SHARE = 0.6
 TILE_MAX_FACE = 1 / 3
 TILE_EDGE = 0.02          # share of the tile side: "at the edge"
@@ -242,16 +246,38 @@ class BlazeFaceDetector:
     misses), the full-range model smaller, farther ones; both run and their faces are merged.
     tiles: both also run on the overlapping tiles: the short-range model on a tile found 12 of the 16
     faces (65-116 px in 640x480 scenes) that no model found on the whole image nor the full-range one on
-    the tiles (bench/scenes_by_group.py, docs/speed.md).
+    the tiles (bench/scenes_by_group.py, docs/speed.md), and the full-range one on the tiles finds most of
+    the faces of 24-64 px that are found at all (bench/tile_schedules.py: 62% against 24% without it).
+    tile_models: the models that scan the tiles (default: those of `models`); full_tiles_when_needed:
+    the full-range one only where min_face asks for faces smaller than the short-range one keeps on a
+    tile (on 640x480: min_face 0.125-0.265; at min_face 0, the default, it always runs). Both are for
+    measurements (bench/tile_schedules.py): one model alone on the tiles lost faces, and the rule is the
+    default itself at min_face 0 (and at live mode's 0.12).
     """
 
     def __init__(self, models: tuple[str, ...] = ("short", "full"), haar_frame: bool = True,
-                 tiles: bool = True, num_threads: int = 1):
+                 tiles: bool = True, num_threads: int = 1, tile_models: tuple[str, ...] | None = None,
+                 full_tiles_when_needed: bool = False):
         # One thread each: the server runs one worker per core (Makefile), like the other models.
         self.nets = [BlazeNet(MODELS[name], num_threads) for name in models]
+        own = {net.model: net for net in self.nets}
+        self.tile_nets = [own.get(MODELS[name]) or BlazeNet(MODELS[name], num_threads)
+                          for name in (models if tile_models is None else tile_models)]
         self.haar_frame = haar_frame
         self.tiles = tiles
+        self.full_tiles_when_needed = full_tiles_when_needed
         self._region_nets = None      # detect_in_regions' nets, made on first use
+
+    def runs_on_tiles(self, net: BlazeNet, shape, min_face: float) -> bool:
+        """Whether this tile net scans the tiles. With full_tiles_when_needed, the full-range model does only
+        where min_face asks for faces smaller than the short-range one keeps on a tile (its min_face_px at
+        its input, scaled to the tile's side); min_face 0 asks for every size."""
+        if not (self.full_tiles_when_needed and net.model is MODELS["full"]):
+            return True
+        height, width = shape
+        short = MODELS["short"]
+        side = tile_side(height, width, min_face, MODELS["full"].side)
+        return min_face * min(height, width) < short.min_face_px / short.side * side
 
     def tile_boxes(self, net: BlazeNet, rgb: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
         """Smaller faces from one model on overlapping tiles (face rows in image pixels, scores). The tiles
@@ -285,10 +311,13 @@ class BlazeFaceDetector:
         frame unless haar_frame=False), whole image and tiles, merged by one weighted suppression."""
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., :3]
         corners, scores = [], []
-        for net in self.nets:
-            c, s = net(rgb)
-            tc, ts = self.tile_boxes(net, rgb, min_face)
-            c, s = np.concatenate([c, tc]), np.concatenate([s, ts])
+        for net in self.nets + [net for net in self.tile_nets if net not in self.nets]:
+            found = [net(rgb)] if net in self.nets else []
+            if net in self.tile_nets and self.runs_on_tiles(net, rgb.shape[:2], min_face):
+                found.append(self.tile_boxes(net, rgb, min_face))
+            if not found:
+                continue
+            c, s = (np.concatenate(parts) for parts in zip(*found))
             corners.append(to_haar_frame(net.model, c) if self.haar_frame else c)
             scores.append(s)
         corners, scores = np.concatenate(corners), np.concatenate(scores)
