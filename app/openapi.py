@@ -269,7 +269,7 @@ def add_batch_jobs(doc: dict, detector: dict, min_face: dict, profile: dict) -> 
         "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}, "description": "absent on an error"},
         "image": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}}},
         "error": {**error, "description": "why this photo has no result: empty_file, duplicate, too_large, unsafe_name, "
-                                          "nested_zip, bad_zip_member, unsupported_type, undecodable, worker_lost, …"},
+                                          "nested_zip, bad_zip_member, unsupported_type, undecodable, worker_lost, chunk_failed, …"},
         "thumbnail": {"type": "string", "description": "with thumbnails=true: data: URL of a small JPEG"}}}
     summary = {"type": "object", "properties": {
         **{k: {"type": "integer"} for k in ("photos", "analysed", "failed", "with_faces", "no_face", "faces", "workers")},

@@ -162,6 +162,31 @@ def test_cancel_a_running_batch(embedded):
     assert not (embedded.folder(job_id) / "uploads").exists()
 
 
+def test_a_chunk_that_fails_ends_its_batch_at_once_with_chunk_failed_rows(embedded, monkeypatch):
+    """A chunk whose function raises (here: its result file cannot be written, as on a full disk) is not
+    retried: its photos become chunk_failed rows and the batch ends done, without the silent-chunk wait."""
+    import errno
+
+    import app.jobs.batch as batch
+    real_write_json = batch.write_json
+    failed = []
+
+    def write_json(path, obj):
+        if path.name == "1.json" and not failed:       # chunk 1's result, once
+            failed.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_json(path, obj)
+    monkeypatch.setattr(batch, "write_json", write_json)
+    job_id = submit(embedded, one_face_photos(6))
+    record = wait_until(embedded, job_id, timeout=60)
+    assert failed and record["status"] == "done"
+    codes = [(r.get("error") or {}).get("code") for r in embedded.records(job_id)]
+    assert codes == [None, None, "chunk_failed", "chunk_failed", None, None], codes
+    assert record["result"]["summary"]["errors"] == {"chunk_failed": 2}
+    chunk = embedded.store.get(f"{job_id}c1")
+    assert chunk["status"] == "failed" and chunk["error"]["code"] == "internal"
+
+
 def test_a_silent_chunk_ends_the_batch_with_error_rows(embedded, models_dir):
     """The backstop: a chunk with no job record to supervise it (expired, or queued before chunks had
     records) and no progress for VISAGE_BATCH_STALE_SECONDS: its photos become worker_lost rows and

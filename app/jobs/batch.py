@@ -110,23 +110,27 @@ def end_chunk(store, chunk_job_id: str, status: str) -> None:
         store.update(chunk_job_id, status=status, finished_at=time.time())
 
 
-def chunk_lost(store, record: dict) -> None:
-    """The reaper's on_lost for a chunk whose worker died with no attempt left: its photos become
-    worker_lost rows, and the batch ends if that was its last open chunk."""
+def chunk_lost(store, record: dict, how: str = "worker_lost") -> None:
+    """The on_lost of a chunk that will not run again: its worker died with no attempt left (the reaper:
+    worker_lost rows), or its function raised (run_job's "failed", e.g. RQ's job timeout or a full disk:
+    chunk_failed rows). Its photos become those error rows, and the batch ends if that was its last open
+    chunk."""
+    code = "chunk_failed" if how == "failed" else "worker_lost"
     job_id, chunk, start, stop, options = record["args"]
     folder = batch_dir(options["video_dir"], job_id)
-    if (folder / "finished").exists():
+    if (folder / "finished").exists() or (folder / "chunks" / f"{chunk}.json").exists():
         return
     manifest = json.loads((folder / "manifest.json").read_text())["files"]
-    write_lost(folder, chunk, manifest[start:stop])
+    write_lost(folder, chunk, manifest[start:stop], code)
     finish_if_complete(store, job_id, folder, options["chunks"])
 
 
-def write_lost(folder: Path, chunk: int, entries: list[dict]) -> None:
-    """A chunk's file of worker_lost rows, and its progress at "done" (the bar moves on)."""
+def write_lost(folder: Path, chunk: int, entries: list[dict], code: str = "worker_lost") -> None:
+    """A chunk's file of error rows, and its progress at "done" (the bar moves on)."""
     for name in ("chunks", "progress"):
         (folder / name).mkdir(exist_ok=True)
-    write_json(folder / "chunks" / f"{chunk}.json", {"chunk": chunk, "worker": None, "records": lost_records(entries)})
+    write_json(folder / "chunks" / f"{chunk}.json", {"chunk": chunk, "worker": None,
+                                                     "records": lost_records(entries, code)})
     write_count(folder / "progress" / str(chunk), len(entries))
 
 
@@ -240,12 +244,17 @@ def finish(store, job_id: str, folder: Path) -> bool:
     return True
 
 
+LOST_MESSAGES = {
+    "worker_lost": "The worker analysing this photo stopped responding; it was not analysed.",
+    "chunk_failed": "The part of the batch holding this photo failed on our side; it was not analysed.",
+}
+
+
 def lost_records(entries: list[dict], code: str = "worker_lost") -> list[dict]:
-    """Error rows for manifest entries whose chunk's worker stopped before writing them (a file the
-    intake already refused keeps its own error)."""
+    """Error rows for manifest entries whose chunk ended before writing them (a file the intake
+    already refused keeps its own error)."""
     return [{"index": e["index"], "file": e["name"], "error": e.get("error") or {
-        "code": code, "message": "The worker analysing this photo stopped responding; it was not analysed."}}
-        for e in entries]
+        "code": code, "message": LOST_MESSAGES[code]}} for e in entries]
 
 
 def summarize(records: list[dict], seconds: float = 0.0, workers: int = 0) -> dict:

@@ -11,7 +11,8 @@ web processes with the embedded runner) find jobs whose process is gone: a proce
 that no longer exists, or no heartbeat for VISAGE_JOB_STALE_SECONDS. Such a job is queued again
 (attempt + 1, on the job's own queue, any worker) while attempts are left and its upload is still there;
 otherwise it is failed with the reason, its upload deleted and its "on_lost" function called (a batch
-chunk's photos become error rows, app/jobs/batch.py). A per-job lock makes one reaper act, once.
+chunk's photos become error rows, app/jobs/batch.py); run_job calls on_lost(store, record, "failed") too
+when the function raised without recording an outcome. A per-job lock makes one reaper act, once.
 """
 from __future__ import annotations
 
@@ -87,6 +88,11 @@ def fail_if_unfinished(store, job_id: str) -> None:
     log.error("job %s: its function ended without recording an outcome", job_id)
     if record.get("upload"):
         Path(record["upload"]).unlink(missing_ok=True)
+    if record.get("on_lost"):       # e.g. a batch chunk's photos become error rows: its batch can end now
+        try:
+            import_function(record["on_lost"])(store, record, "failed")
+        except Exception:   # noqa: BLE001 - the job is still failed below; its owner's backstop remains
+            log.exception("job %s: its on_lost function failed", job_id)
     store.update(job_id, status="failed", finished_at=time.time(), error={
         "code": "internal", "message": "The job ended without a result on our side; submit it again."})
 
