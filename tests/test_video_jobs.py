@@ -77,6 +77,12 @@ def test_failed_job_reports_why_and_deletes_the_upload(embedded):
     record = embedded.get(job_id)
     assert record["status"] == "failed" and record["error"]["code"] == "not_a_video" and record["result"] is None
     assert not path.exists()
+    # The runner forgets an ended job (a server runs a batch's every chunk as a job) and still answers for it.
+    deadline = time.monotonic() + 10
+    while job_id in embedded.runner.futures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job_id not in embedded.runner.futures
+    assert embedded.runner.wait(job_id, 1) == "failed"
 
 
 def test_cancel_a_queued_job(embedded, clip, long_clip):

@@ -9,9 +9,10 @@ pool has one queue for every kind of job.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from app.jobs.store import KEEP_SECONDS, redis_client
+from app.jobs.store import KEEP_SECONDS, redis_client, store_from
 from app.jobs.supervise import BEAT_SECONDS, HOST, run_job
 
 
@@ -21,7 +22,8 @@ class EmbeddedRunner:
     def __init__(self, store_spec: dict, workers: int = 1, beat_seconds: float = BEAT_SECONDS):
         self.store_spec, self.beat_seconds = store_spec, beat_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visage-job")
-        self.futures = {}
+        self.futures = {}     # job id -> Future, while the job waits or runs (a batch adds one per chunk)
+        self._lock = threading.Lock()
 
     def owner(self) -> dict:
         """Recorded with a queued job: it waits in this process, so it is lost if this process ends."""
@@ -29,16 +31,29 @@ class EmbeddedRunner:
 
     def submit(self, job_id: str, func: str, args: list, attempt: int = 1, queue: str | None = None) -> None:
         # One pool for videos and batch chunks: they take turns in the order they came.
-        self.futures[job_id] = self.pool.submit(run_job, self.store_spec, job_id, func, list(args),
-                                                 self.beat_seconds)
+        future = self.pool.submit(run_job, self.store_spec, job_id, func, list(args), self.beat_seconds)
+        with self._lock:
+            self.futures[job_id] = future
+        future.add_done_callback(lambda f: self._forget(job_id, f))
+
+    def _forget(self, job_id: str, future) -> None:
+        """An ended job's Future goes: a long-running server does not keep one per chunk it ever ran."""
+        with self._lock:
+            if self.futures.get(job_id) is future:
+                del self.futures[job_id]
 
     def cancel_queued(self, job_id: str, attempt: int = 1) -> bool:
         future = self.futures.get(job_id)
         return bool(future and future.cancel())
 
     def wait(self, job_id: str, timeout: float | None = None):
-        """For tests and the CLI: block until the job ends."""
-        return self.futures[job_id].result(timeout)
+        """For tests and the CLI: block until the job ends; its status (what run_job returns)."""
+        with self._lock:
+            future = self.futures.get(job_id)
+        if future is not None:
+            return future.result(timeout)
+        record = store_from(self.store_spec).get(job_id)     # it has already ended
+        return record and record.get("status")
 
 
 class RqRunner:
