@@ -330,6 +330,41 @@ def test_a_chunk_whose_rq_worker_is_killed_is_retried_by_another_worker(rq_batch
     assert not (rq_batches.folder(job_id) / "uploads").exists()
 
 
+def test_a_frozen_rq_worker_loses_its_chunk_and_leaves_nothing_when_it_wakes(rq_batches):
+    """SIGSTOP the worker in the middle of a chunk (a frozen machine, a swap storm): its heartbeat goes
+    stale, the other worker redoes the chunk and the batch ends. Woken afterwards, the frozen worker
+    writes nothing into the ended batch and leaves the chunk's record as the retry wrote it."""
+    from rq.job import Job
+    rq_batches.config.update(VISAGE_BATCH_CHUNK=10)
+    start_workers(rq_batches, "one", "two")
+    job_id = submit(rq_batches, one_face_photos(20))
+    rq_batches.ids.append(job_id)
+    folder = rq_batches.folder(job_id)
+    deadline = time.monotonic() + 240
+    while not (folder / "progress" / "0").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = rq_batches.store.get(chunk_id(job_id, 0))["pid"]
+    frozen = next(w for w in rq_batches.workers if w.pid == pid)
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        record = wait_until(rq_batches, job_id, timeout=240)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    assert record["status"] == "done" and record["result"]["summary"]["errors"] == {}
+    chunk = rq_batches.store.get(chunk_id(job_id, 0))
+    assert chunk["attempts"] == 2 and "no heartbeat" in chunk["lost"] and chunk["pid"] != frozen.pid
+    first_attempt = Job.fetch(chunk_id(job_id, 0), connection=rq_batches.connection)
+    deadline = time.monotonic() + 120
+    while first_attempt.get_status(refresh=True) not in ("finished", "failed"):    # the woken worker's attempt ends
+        assert time.monotonic() < deadline, first_attempt.get_status()
+        time.sleep(0.1)
+    assert first_attempt.get_status() == "finished" and first_attempt.return_value() == "skipped"   # no error
+    assert sorted(p.name for p in folder.iterdir()) == ["finished", "manifest.json", "result.json"]
+    assert rq_batches.store.get(chunk_id(job_id, 0))["status"] == "done"
+    assert [len(r["faces"]) for r in rq_batches.records(job_id)] == [1] * 20
+
+
 def test_a_chunk_that_lost_its_last_attempt_becomes_worker_lost_rows(rq_batches):
     """VISAGE_JOB_ATTEMPTS=1: the killed chunk is not retried; its photos become worker_lost rows and the
     batch ends done with the other chunk's results, never stuck running."""

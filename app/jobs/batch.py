@@ -69,7 +69,7 @@ def run_batch_chunk(job_id: str, chunk: int, start: int, stop: int, options: dic
 def chunk_attempt(store, job_id: str, chunk: int, start: int, stop: int, options: dict) -> str:
     folder = batch_dir(options["video_dir"], job_id)
     record = store.get(job_id)
-    if record is None or record.get("status") in FINISHED or (folder / "finished").exists():
+    if record is None or record.get("status") in FINISHED or batch_ended(folder):
         return "skipped"             # cancelled, or ended without this chunk (a retry that came too late)
     if store.cancel_requested(job_id):
         return end_cancelled(store, job_id, folder)
@@ -90,23 +90,32 @@ def chunk_attempt(store, job_id: str, chunk: int, start: int, stop: int, options
     for done, entry in enumerate(entries, 1):
         if store.cancel_requested(job_id):
             return end_cancelled(store, job_id, folder)
+        if batch_ended(folder):      # this attempt was frozen while a retry ended the batch: write nothing
+            return "skipped"
         records.append(analyze_entry(folder, entry, predictor, options, load_error))
         if time.monotonic() - last_write >= PROGRESS_EVERY:
             last_write = time.monotonic()
-            write_count(progress, done)
+            if not write_progress(folder, progress, done):
+                return "skipped"
+    if batch_ended(folder):
+        return "skipped"
     (folder / "chunks").mkdir(exist_ok=True)
     models = dict(predictor.versions) if predictor is not None else {}
     write_json(folder / "chunks" / f"{chunk}.json", {"chunk": chunk, "worker": worker_name(), "models": models,
                                                      "records": records})
     write_count(progress, len(entries))
+    if batch_ended(folder):          # it ended while this was written: leave no files in the ended batch
+        cleanup(folder, keep_result=True)
     finish_if_complete(store, job_id, folder, options["chunks"])
     return "done"
 
 
 def end_chunk(store, chunk_job_id: str, status: str) -> None:
     """The chunk's record says the attempt ended (a direct call, or a chunk queued before chunks had
-    records, has none: nothing to write then)."""
-    if store.get(chunk_job_id) is not None:
+    records, has none: nothing to write then). A record another attempt has already ended stays as it
+    is: a worker that was frozen while a retry did its chunk must not turn "done" into "cancelled"."""
+    record = store.get(chunk_job_id)
+    if record is not None and record.get("status") not in FINISHED:
         store.update(chunk_job_id, status=status, finished_at=time.time())
 
 
@@ -118,7 +127,7 @@ def chunk_lost(store, record: dict, how: str = "worker_lost") -> None:
     code = "chunk_failed" if how == "failed" else "worker_lost"
     job_id, chunk, start, stop, options = record["args"]
     folder = batch_dir(options["video_dir"], job_id)
-    if (folder / "finished").exists() or (folder / "chunks" / f"{chunk}.json").exists():
+    if batch_ended(folder) or (folder / "chunks" / f"{chunk}.json").exists():
         return
     manifest = json.loads((folder / "manifest.json").read_text())["files"]
     write_lost(folder, chunk, manifest[start:stop], code)
@@ -188,7 +197,24 @@ def write_count(path: Path, count: int) -> None:
     write_atomically(path, str(count))
 
 
+def write_progress(folder: Path, path: Path, count: int) -> bool:
+    """A running chunk's count of photos done; False when the batch has ended meanwhile (its progress
+    folder is gone: a retry ended it while this attempt was frozen), so the attempt stops there."""
+    try:
+        write_count(path, count)
+        return True
+    except FileNotFoundError:
+        if batch_ended(folder):
+            return False
+        raise
+
+
 # ---------------------------------------------------------------- ending a batch
+
+def batch_ended(folder: Path) -> bool:
+    """Whether the batch's end has been claimed (done or cancelled): its files are then being removed."""
+    return (folder / "finished").exists()
+
 
 def claim_end(folder: Path) -> bool:
     """True for exactly one caller per batch (O_EXCL also holds on NFS v3+)."""
