@@ -49,19 +49,25 @@ def residual_block(x, filters: int, stride: int = 1):
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
+def resnet_trunk(x, widths, blocks, stem: int, stem_stride: int = 1):
+    """A stem conv (stride `stem_stride`) and a max-pool, then stages of residual blocks, each stage
+    after the first halving the resolution; spatial dropout between stages; global average pool."""
+    x = conv_bn_relu(x, stem, stride=stem_stride)
+    x = layers.MaxPooling2D()(x)
+    for i, (filters, n) in enumerate(zip(widths, blocks)):
+        for j in range(n):
+            x = residual_block(x, filters, stride=2 if (i > 0 and j == 0) else 1)
+        x = layers.SpatialDropout2D(0.1 * (i + 1))(x) if i < len(widths) - 1 else x
+    return layers.GlobalAveragePooling2D()(x)
+
+
 def build_emotion_resnet(size=48, n_classes=7, widths=(48, 96, 192), blocks=(2, 2, 2), stem=32):
     """A small ResNet for 48-px faces: a stem at full resolution, then stages at 24, 12 and 6 px.
 
     The capacity the VGG stacks lack (the wide one still had no train/val gap at epoch 28), with
     shortcuts so that many epochs of training keep improving instead of stalling."""
     inputs = keras.Input((size, size, 1), name="face")
-    x = conv_bn_relu(inputs, stem)
-    x = layers.MaxPooling2D()(x)
-    for i, (filters, n) in enumerate(zip(widths, blocks)):
-        for j in range(n):
-            x = residual_block(x, filters, stride=2 if (i > 0 and j == 0) else 1)
-        x = layers.SpatialDropout2D(0.1 * (i + 1))(x) if i < len(widths) - 1 else x
-    x = layers.GlobalAveragePooling2D()(x)
+    x = resnet_trunk(inputs, widths, blocks, stem)
     x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name="visage_emotion_res")
@@ -108,6 +114,14 @@ def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2)
     return keras.Model(inputs, age_gender_heads(features), name="visage_age_gender")
 
 
+def build_age_gender_resnet(size=128, widths=(48, 96, 192), blocks=(2, 2, 2), stem=32):
+    """The emotion ResNet's trunk for the 128-px faces of the original design: a stride-2 stem, so its
+    stages work at 32, 16 and 8 px (about 1.8x the emotion net's compute per face), and the two heads."""
+    inputs = keras.Input((size, size, 1), name="face")
+    features = resnet_trunk(inputs, widths, blocks, stem, stem_stride=2)
+    return keras.Model(inputs, age_gender_heads(features), name="visage_age_gender_res")
+
+
 def build_age_gender_baseline(size=128):
     """The seed 'Age Prediction Model' trunk (Conv 32-64-128 → dense head), with the same two heads."""
     inputs = keras.Input((size, size, 1), name="face")
@@ -122,7 +136,8 @@ def build_age_gender_baseline(size=128):
 
 
 # --arch choices. "wide" (emotion: 4/3 the channels, ~1.8x the compute) and "hires" (age/gender: no stride
-# in the stem, same weights, ~4x the compute) are the larger variants; "baseline" is the seed design.
+# in the stem, same weights, ~4x the compute) are the larger variants; "res" the residual nets (emotion at
+# 48 px, age/gender at 128 px); "baseline" is the seed design.
 EMOTION_ARCHS = {
     "visage": build_emotion_model,
     "wide": lambda: build_emotion_model(widths=(32, 64, 128, 256)),
@@ -132,5 +147,6 @@ EMOTION_ARCHS = {
 AGE_GENDER_ARCHS = {
     "visage": build_age_gender_model,
     "hires": lambda size: build_age_gender_model(size, stem_stride=1),
+    "res": build_age_gender_resnet,
     "baseline": build_age_gender_baseline,
 }

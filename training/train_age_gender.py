@@ -25,9 +25,10 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, required=True, help="folder with UTKFace/ (and optionally splits.csv)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
-    p.add_argument("--arch", choices=["visage", "hires", "baseline"], default="visage")
+    p.add_argument("--arch", choices=["visage", "hires", "res", "baseline"], default="visage",
+                   help="res: the residual trunk at 128 px (the long run of docs/training.md)")
     p.add_argument("--input-size", type=int, default=0,
-                   help="face side in pixels (0 = the arch's default: 64, baseline 128); the trunk is fully "
+                   help="face side in pixels (0 = the arch's default: 64, res and baseline 128); the trunk is fully "
                         "convolutional, so --init-from works across sizes")
     p.add_argument("--crops", choices=["app", "haar", "chip"], default="app",
                    help="app: the app's default path (BlazeFace, faces turned upright; default); haar: crops cut "
@@ -96,7 +97,7 @@ def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int =
 
 
 def input_size(arch: str, requested: int = 0) -> int:
-    return requested or (128 if arch == "baseline" else INPUT_SIZE)
+    return requested or (128 if arch in ("baseline", "res") else INPUT_SIZE)
 
 
 def main(argv=None):
