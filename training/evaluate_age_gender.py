@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,11 @@ def parse_args(argv=None):
                    help="measure the shipped models/age_gender.keras again through --crops (networks, views and "
                         "corrections unchanged; the age interval re-estimated on val; test scored once) and "
                         "rewrite its card; --run-dir is not read")
+    p.add_argument("--max-val-age-mae", type=float, default=float("inf"),
+                   help="a bar fixed before the run: if the chosen setup's val age MAE, as served (views and corrections "
+                        "included), is above it, stop before the test split is read and leave --models-dir untouched")
+    p.add_argument("--min-val-gender-accuracy", type=float, default=0.0,
+                   help="the same bar for val gender accuracy, as served (both bars must be cleared)")
     p.add_argument("--max-size-mb", type=float, default=20.0,
                    help="serving setups whose weights (float32) take more than this are not chosen")
     return p.parse_args(argv)
@@ -357,6 +364,7 @@ def rescore(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
+    import keras
     from app.pipeline.preprocess import test_time_offsets
     from training import data_utk
     from training.common import member_summaries, read_log, warm_started_from, write_json
@@ -376,8 +384,22 @@ def main(argv=None):
     # 1. Choose, on train and val only (the test split is not loaded yet).
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train", "val"))
     setup = select_setup(args, data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"]))
-    model = served_model(setup, args.models_dir / "age_gender.keras")
     flip, shift_px = tta_settings(setup["tta"], size)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = served_model(setup, Path(tmp) / "age_gender.keras")
+        # The bar fixed before the run, on val as served: below it the test split is never read.
+        val = data_utk.detected_only(data["val"])
+        val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
+        val_mae = float(np.abs(val_age - val["age"]).mean())
+        val_gender = float(((val_female >= 0.5) == (val["gender"] >= 0.5)).mean())
+        print(f"served setup on val: age MAE {val_mae:.3f}, gender {val_gender:.4f}", flush=True)
+        if val_mae > args.max_val_age_mae or val_gender < args.min_val_gender_accuracy:
+            print(f"not over the bar (--max-val-age-mae {args.max_val_age_mae}, --min-val-gender-accuracy "
+                  f"{args.min_val_gender_accuracy}): not shipped, test split not read")
+            return
+        args.models_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(tmp) / "age_gender.keras", args.models_dir / "age_gender.keras")
+    model = keras.models.load_model(args.models_dir / "age_gender.keras", compile=False)
 
     # 2. The setup is fixed: the test split, once.
     measured = measure(model, args, size, data["val"], flip, shift_px)

@@ -130,7 +130,7 @@ def chosen_setup(card: dict) -> dict:
             "val_metrics": card["metrics"]["val"]}
 
 
-def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
+def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, monkeypatch):
     from training import evaluate_age_gender, train_age_gender
     run = tmp_path / "run"
     train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
@@ -178,6 +178,19 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path):
     assert other["serving_setup"]["budgets"]["latency_statistic"] == "p10"
     assert chosen_setup(other) == chosen_setup(again)
     assert other["metrics"]["test"]["age"]["mae"] != again["metrics"]["test"]["age"]["mae"]
+
+    # A bar fixed beforehand that the chosen setup does not clear: nothing is written, the test split not read.
+    from training import data_utk
+    read, real_load = [], data_utk.load_utk
+
+    def recording_load(*a, splits=data_utk.SPLITS, **k):
+        read.append(tuple(splits))
+        return real_load(*a, splits=splits, **k)
+    monkeypatch.setattr(data_utk, "load_utk", recording_load)
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+                              "--models-dir", str(tmp_path / "barred"), "--reports-dir", str(tmp_path / "barred_reports"),
+                              "--max-latency-ms", "1e9", "--min-val-gender-accuracy", "1.01"])
+    assert read == [("train", "val")] and not (tmp_path / "barred").exists()
 
 
 def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
