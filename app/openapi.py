@@ -110,8 +110,6 @@ def openapi_document() -> dict:
                                   "(body, multipart parts or a form field over its limit)"),
                     "415": _error("Not an image / unsupported image type (unsupported_type) or content type "
                                   "(unsupported_content_type)"),
-                    "413": _error("Too large: too many bytes or too many pixels"),
-                    "415": _error("Not an image / unsupported image type or content type"),
                     "422": _error("Image could not be decoded (truncated or corrupt)"),
                     "503": _busy("Busy: the analysis could not start within VISAGE_QUEUE_TIMEOUT seconds "
                                  "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout); "
