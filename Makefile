@@ -41,8 +41,8 @@ models: venv
 		--run-dir runs/emotion_res --checkpoint checkpoints/emotion_res.npz
 	$(BIN)/python -m training.evaluate_emotion --data-dir $(DATA)/fer2013 --run-dir runs/emotion_res \
 		--min-public-accuracy 0.670
-	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch res --epochs 90 --threads 2 \
-		--run-dir runs/age_gender_res --checkpoint checkpoints/age_gender_res.npz
+	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch res --backgrounds --epochs 90 \
+		--threads 2 --run-dir runs/age_gender_res --checkpoint checkpoints/age_gender_res.npz
 	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/age_gender_res \
 		--max-val-age-mae 4.90 --min-val-gender-accuracy 0.930
 	$(BIN)/python -m training.export_runtime models/

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -151,7 +152,7 @@ CHECKPOINT_FORMAT = 1
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
 # Settings that fix what the run is: resuming with other values would be a different run.
 RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "input_size", "crops", "seed",
-                "group_balance", "age_balance")
+                "group_balance", "age_balance", "backgrounds")
 
 
 def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict]) -> int:
@@ -310,7 +311,75 @@ def framed(image: np.ndarray, pad: float = CONTEXT_PAD) -> np.ndarray:
     return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
 
 
-def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD, detector: str | None = None) -> tuple[np.ndarray, tuple | None, float]:
+# Pictures without people for training backgrounds, from scikit-image; none of the benches' backgrounds
+# (bench/scenes_by_group.py, bench/steadiness.py), so that those still measure unseen surroundings.
+BACKGROUND_PICTURES = ("moon", "page", "text", "colorwheel", "checkerboard", "stereo_motorcycle", "cell",
+                       "microaneurysms")
+# Shares of the kinds of background a training face gets (on_background).
+BACKGROUND_KINDS = {"edges": 0.25, "flat": 0.25, "noise": 0.2, "picture": 0.3}
+
+
+@functools.lru_cache(maxsize=1)
+def background_pictures() -> tuple[np.ndarray, ...]:
+    from skimage import data
+    out = []
+    for name in BACKGROUND_PICTURES:
+        image = getattr(data, name)()
+        image = image[0] if isinstance(image, tuple) else image          # stereo_motorcycle: a pair
+        image = np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
+        out.append(np.ascontiguousarray(image.astype(np.uint8)))
+    return tuple(out)
+
+
+def background(side: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A side x side RGB background of one kind: flat (a colour or grey with sensor noise), noise (blurred,
+    at a random grain), picture (a random, rescaled, maybe mirrored piece of BACKGROUND_PICTURES)."""
+    import cv2
+    if kind == "flat":
+        colour = rng.integers(0, 256, 3) if rng.random() < 0.5 else np.full(3, rng.integers(0, 256))
+        out = colour[None, None, :] + rng.normal(0, rng.uniform(0, 4), (side, side, 3))
+    elif kind == "noise":
+        out = cv2.GaussianBlur(rng.uniform(0, 255, (side, side, 3)).astype(np.float32), (0, 0), rng.uniform(1, 8))
+        out = 128 + (out - out.mean()) * rng.uniform(1, 6)
+    else:
+        pictures = background_pictures()
+        picture = pictures[rng.integers(len(pictures))]
+        scale = side / min(picture.shape[:2]) * rng.uniform(1.0, 2.5)
+        big = cv2.resize(picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        y0, x0 = rng.integers(0, big.shape[0] - side + 1), rng.integers(0, big.shape[1] - side + 1)
+        out = big[y0:y0 + side, x0:x0 + side]
+        out = out[:, ::-1] if rng.random() < 0.5 else out
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def on_background(image: np.ndarray, rng: np.random.Generator, pad: float = CONTEXT_PAD) -> np.ndarray:
+    """A face image (a dataset's crop) set on a random background `pad` of its longer side wide (training
+    only): its own edge pixels as framed() does, or a flat, noise or picture background (BACKGROUND_KINDS),
+    the seam softened over a few pixels. A face's box plus margin reaches beyond a UTKFace chip on every
+    side, so a model trained on edge frames alone has never seen the walls and rooms that real photos
+    put there."""
+    import cv2
+    kinds = list(BACKGROUND_KINDS)
+    kind = kinds[rng.choice(len(kinds), p=list(BACKGROUND_KINDS.values()))]
+    if kind == "edges":
+        return framed(image, pad)
+    h, w = image.shape[:2]
+    p = int(round(pad * max(h, w)))
+    side = max(h, w) + 2 * p
+    canvas = background(side, kind, rng)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, -1)
+    mask = np.zeros((side, side), np.float32)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    mask[y0:y0 + h, x0:x0 + w] = 1
+    mask = cv2.GaussianBlur(mask, (0, 0), 0.01 * max(h, w) + 0.5) * mask      # soft only inside the edge
+    face = cv2.copyMakeBorder(image[..., :3], y0, side - h - y0, x0, side - w - x0, cv2.BORDER_REPLICATE)
+    out = face * mask[..., None] + canvas * (1 - mask[..., None])
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD, detector: str | None = None,
+                  background_rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple | None, float]:
     """A face image (a dataset's crop) set in a frame of its own edge pixels, and the face the app finds in
     it: the app's detector (default: the app's default, BlazeFace) and settings
     (app.pipeline.analyze.locate_faces), its largest box or None, and that face's roll (degrees; what
@@ -318,10 +387,11 @@ def face_in_frame(image: np.ndarray, pad: float = CONTEXT_PAD, detector: str | N
 
     A tight crop fills its image; the Haar cascade needs some surroundings (sent as they are, about
     half of the UTKFace chips give no face), which any real photo has. The one way training cuts faces.
+    background_rng: a random background instead (on_background; the training split's faces).
     """
     from app.pipeline.analyze import locate_faces
     from app.pipeline.detect import DEFAULT_DETECTOR
-    frame = framed(image, pad)
+    frame = framed(image, pad) if background_rng is None else on_background(image, background_rng, pad)
     boxes, rolls = locate_faces(frame, detector or DEFAULT_DETECTOR)
     return frame, (boxes[0] if boxes else None), (rolls[0] if rolls else 0.0)
 

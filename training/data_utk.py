@@ -76,20 +76,23 @@ def list_items(data_dir: Path) -> dict[str, list[UtkItem]]:
     return out
 
 
-def chip_as_photo(data: bytes, detector: str | None = None) -> tuple[np.ndarray, tuple | None, float]:
-    """A chip file decoded by the app's decoder, set in a frame of its own edge pixels, and the face the
-    app finds in it (training.common.face_in_frame: its detector and settings, largest box, its roll)."""
-    return face_in_frame(decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40), detector=detector)
+def chip_as_photo(data: bytes, detector: str | None = None, background_rng=None) -> tuple[np.ndarray, tuple | None, float]:
+    """A chip file decoded by the app's decoder, set in a frame of its own edge pixels (or, with
+    background_rng, on a random background: training.common.on_background), and the face the app finds
+    in it (training.common.face_in_frame: its detector and settings, largest box, its roll)."""
+    return face_in_frame(decode_image(data, max_bytes=len(data) + 1, max_pixels=1 << 40), detector=detector,
+                         background_rng=background_rng)
 
 
-def app_path_crop(data: bytes, size: int, margin: float, detector: str | None = None) -> tuple[np.ndarray, bool]:
+def app_path_crop(data: bytes, size: int, margin: float, detector: str | None = None,
+                  background_rng=None) -> tuple[np.ndarray, bool]:
     """(model input, detected) for one chip file, cut the way the app cuts a face out of an uploaded
     photo (chip_as_photo): the app's detector and settings, its largest box, its crop.
 
     Where the app finds no face, the whole image stands in (as detector="none" would) and
     `detected` is False: training skips such images, evaluation counts them as missed.
     """
-    image, box, roll = chip_as_photo(data, detector)
+    image, box, roll = chip_as_photo(data, detector, background_rng)
     detected = box is not None
     box = box if detected else whole_image_box(image)[0]
     return prepare_faces(image, [box], size, margin, [roll])[0], detected
@@ -128,13 +131,22 @@ def crops_cache_kind(crops: str) -> str:
 
 
 def load_utk(data_dir: Path, size: int, margin: float, crops: str = "app", cache_dir: Path | None = None,
-             limit: int = 0, splits: tuple[str, ...] = SPLITS) -> dict:
+             limit: int = 0, splits: tuple[str, ...] = SPLITS, backgrounds: bool = False) -> dict:
     """Arrays per split: x (N, size, size, 1), age, gender, race (-1 = unknown), detected (bool), plus
     crop statistics. crops="app": the app's own default detect-and-crop path (app_path_crop: BlazeFace,
     each face turned upright by its eyes); "haar": the same with the Haar cascade; "chip": the chips.
 
     Only the `splits` asked for are returned (and read from the cache): an evaluator asks for the test
-    split only once its setup is fixed. A new cache is always written whole (all three splits)."""
+    split only once its setup is fixed. A new cache is always written whole (all three splits).
+
+    backgrounds: the train split's chips on random backgrounds (load_train_on_backgrounds) instead of
+    edge frames; val and test stay framed by their edges, as every card measures."""
+    if backgrounds and crops in ("app", "haar") and "train" in splits:
+        rest = tuple(s for s in splits if s != "train")
+        out = load_utk(data_dir, size, margin, crops, cache_dir, limit, rest) if rest else {}
+        out = {s: out[s] for s in rest} | {"train": load_train_on_backgrounds(data_dir, size, margin, crops,
+                                                                               cache_dir, limit)}
+        return out | {"crop_stats": crop_stats(out)}
     data_dir = Path(data_dir)
     kind = crops_cache_kind(crops)
     key = f"utkface_{kind}_{size}_m{margin:g}.npz"
@@ -167,6 +179,38 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "app", cache
         np.savez(cache, **{f"{s}_{a}": out[s][a] for s in SPLITS for a in fields})
     out = {s: out[s] for s in splits}
     return out | {"crop_stats": crop_stats(out)}
+
+
+BACKGROUND_SEED = 2026     # each training image keeps its one background across runs (and caches)
+
+
+def load_train_on_backgrounds(data_dir: Path, size: int, margin: float, crops: str, cache_dir: Path | None,
+                              limit: int = 0) -> dict:
+    """The train split cut the app's way from each chip set on a random background of its own
+    (training.common.on_background, seeded by the image's place in the split), cached on its own."""
+    data_dir = Path(data_dir)
+    key = f"utkface_{crops_cache_kind(crops)}_{size}_m{margin:g}_train_backgrounds.npz"
+    cache = Path(cache_dir) / key if cache_dir and not limit else None
+    fields = ("x", "age", "gender", "race", "detected")
+    if cache and cache.exists():
+        with np.load(cache) as z:
+            return {a: z[a] for a in fields}
+    items = list_items(data_dir)["train"]
+    if limit:
+        items = items[:: max(1, len(items) // limit)]
+    x = np.zeros((len(items), size, size, 1), np.float32)
+    detected = np.ones(len(items), bool)
+    for i, item in enumerate(items):
+        rng = np.random.default_rng([BACKGROUND_SEED, i])
+        x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin,
+                                          "haar" if crops == "haar" else None, background_rng=rng)
+    out = {"x": x, "age": np.array([it.age for it in items], np.float32),
+           "gender": np.array([it.gender for it in items], np.float32),
+           "race": np.array([-1 if it.race is None else it.race for it in items], np.int64), "detected": detected}
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **out)
+    return out
 
 
 def crop_stats(splits: dict) -> dict:

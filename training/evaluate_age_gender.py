@@ -439,7 +439,7 @@ def main(argv=None):
                  "train_images": run.get("train_images"), "crops": run.get("crops"), "measured_with_crops": args.crops,
                  "crop_stats": data["crop_stats"] | {"test": {"images": measured["test_images"],
                                                               "detected": measured["test_detected"]}},
-                 "age_balance": run.get("age_balance"), "distill_from": run.get("distill_from"),
+                 "age_balance": run.get("age_balance"), "train_backgrounds": run.get("backgrounds"), "distill_from": run.get("distill_from"),
                  "distill_weight": run.get("distill_weight")},
         "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
                          "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},

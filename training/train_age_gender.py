@@ -33,6 +33,10 @@ def parse_args(argv=None):
     p.add_argument("--crops", choices=["app", "haar", "chip"], default="app",
                    help="app: the app's default path (BlazeFace, faces turned upright; default); haar: crops cut "
                         "around Haar boxes (how the shipped model was trained); chip: the tight aligned chips as they are")
+    p.add_argument("--backgrounds", action="store_true",
+                   help="train on chips set on random backgrounds (flat, noise, pictures without people, or their "
+                        "own edges: training.common.on_background) before the app's detect-and-crop path; val stays "
+                        "edge-framed, as the cards measure")
     p.add_argument("--no-age-balance", action="store_true", help="do not re-weight rare age bands")
     p.add_argument("--group-balance", action="store_true",
                    help="also re-weight each race x gender group by the square root of its inverse frequency "
@@ -111,7 +115,8 @@ def main(argv=None):
                                  verbosity, warm_start, write_json)
 
     size = input_size(args.arch, args.input_size)
-    data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit)
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit,
+                             backgrounds=args.backgrounds)
     # Learn from, and validate on, the faces the app's detector finds (the others never reach a model).
     train, val = data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"])
     weights = (np.ones(len(train["age"]), np.float32) if args.no_age_balance else age_band_weights(train["age"]))
@@ -123,7 +128,8 @@ def main(argv=None):
     args.run_dir.mkdir(parents=True, exist_ok=True)
     settings = {"task": "age_gender", "arch": args.arch, "input_size": size, "crops": args.crops,
                 "epochs": args.epochs, "peak_lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
-                "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit}
+                "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit,
+                "backgrounds": args.backgrounds}
     model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size)
@@ -157,7 +163,7 @@ def main(argv=None):
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
-        "age_balance": not args.no_age_balance, "group_balance": args.group_balance,
+        "age_balance": not args.no_age_balance, "group_balance": args.group_balance, "backgrounds": args.backgrounds,
         "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
         "crop_stats": data["crop_stats"], "data_dir": str(args.data_dir),

@@ -138,3 +138,20 @@ def test_group_weights_lift_rare_race_gender_groups_evenly():
     assert np.isclose(w.mean(), 1.0)
     assert w[0] < w[8] and np.isclose(w[8], w[9])          # White (4 per gender) below Asian (1 per gender)
     assert np.isclose(w[10], w[11]) and w[10] < w[8]        # unknown race, 2 women: a group of its own
+
+
+def test_training_backgrounds_keep_the_face_and_change_its_surroundings(astronaut):
+    from training.common import BACKGROUND_KINDS, framed, on_background
+    face = np.ascontiguousarray(astronaut[30:230, 140:340])          # a 200x200 face image, like a UTKFace chip
+    edges = framed(face)
+    seen = set()
+    for seed in range(40):
+        out = on_background(face, np.random.default_rng(seed))
+        assert out.shape == edges.shape and out.dtype == np.uint8
+        p = (out.shape[0] - 200) // 2
+        inner = out[p + 10:p + 190, p + 10:p + 190].astype(int)    # the face itself, away from the soft seam
+        assert np.abs(inner - face[10:190, 10:190]).max() <= 1
+        seen.add("edges" if np.array_equal(out, edges) else "other")
+        again = on_background(face, np.random.default_rng(seed))
+        assert np.array_equal(out, again)                            # one background per seed
+    assert seen == {"edges", "other"} and set(BACKGROUND_KINDS) == {"edges", "flat", "noise", "picture"}

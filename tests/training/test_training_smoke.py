@@ -244,15 +244,17 @@ def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_i
 
 
 def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
-    """The long run's network (--arch res, 128 px) across two "machines" through its one file."""
+    """The long run's setup (--arch res at 128 px, faces on random backgrounds) across two "machines"
+    through its one file."""
     from training import train_age_gender
     from training.common import load_run_checkpoint
     ckpt = tmp_path / "age_gender.npz"
     args = ["--data-dir", str(DATA / "utkface"), "--limit", "30", "--batch-size", "16", "--epochs", "2",
-            "--arch", "res", "--cache-dir", str(tmp_path / "cache"), "--checkpoint", str(ckpt)]
+            "--arch", "res", "--backgrounds", "--cache-dir", str(tmp_path / "cache"), "--checkpoint", str(ckpt)]
     train_age_gender.main(args + ["--run-dir", str(tmp_path / "one"), "--stop-after-epoch", "1"])
     train_age_gender.main(args + ["--run-dir", str(tmp_path / "two")])
     _, meta = load_run_checkpoint(ckpt)
     assert meta["epochs_done"] == 2 and meta["settings"]["task"] == "age_gender"
     assert meta["settings"]["arch"] == "res" and meta["settings"]["input_size"] == 128
+    assert meta["settings"]["backgrounds"] is True
     assert {"val_age_mae", "val_gender_accuracy"} <= set(meta["log"][1])
