@@ -131,23 +131,30 @@ def load_fer(data_dir: Path, cache_dir: Path | None = None, limit: int = 0,
     return {k: out[k] for k in splits} | {"dropped_duplicates": dropped}
 
 
-def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4) -> float:
+APP_PATH_UPSCALE = 4      # a 48-px FER2013 image seen as a 192-px face in a photo
+
+
+def as_photo(gray: np.ndarray, upscale: int = APP_PATH_UPSCALE) -> np.ndarray:
+    """A FER2013 image (gray uint8) at the size of a face in a photo."""
+    return cv2.resize(gray, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LINEAR)
+
+
+def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = APP_PATH_UPSCALE, detector: str | None = None) -> float:
     """The crop margin that makes a face the app detects framed like a FER2013 image.
 
     FER2013 images are the dataset's own face crops (not cut by our detector). Each (upscaled to a
     photo-like size) goes through the one way training finds faces (training.common.face_in_frame:
-    set in a frame of its edge pixels, its largest box), with the Haar detector: the shipped emotion
-    model's margin was measured so (BlazeFace, now the app's default, reads 0.15 where Haar reads 0.20
-    on the same crops: a model trained for BlazeFace's boxes would measure its margin with it).
+    set in a frame of its edge pixels, its largest box) with `detector`, by default the app's default
+    (BlazeFace, its boxes mapped to the frame the Haar cascade draws). The emotion model shipped before
+    2026-12-03 had its margin measured with the Haar cascade.
     The median box width w, as a share of the image, gives margin = (1/w - 1) / 2.
     """
     from training.common import face_in_frame
     widths = []
     for img in x[:: max(1, len(x) // n)]:
-        gray = cv2.resize((img[..., 0] * 255).astype(np.uint8), None, fx=upscale, fy=upscale,
-                          interpolation=cv2.INTER_LINEAR)
+        gray = as_photo((img[..., 0] * 255).astype(np.uint8), upscale)
         side = gray.shape[0]
-        framed, box, _ = face_in_frame(gray, detector="haar")
+        framed, box, _ = face_in_frame(gray, detector=detector)
         if box is None:
             continue
         bx, _, bw, _ = box
@@ -157,3 +164,21 @@ def serving_margin(x: np.ndarray, n: int = 1000, upscale: int = 4) -> float:
     if not widths:      # too few images to measure (smoke runs): the detector's own framing
         return 0.0
     return round(float((1 / np.median(widths) - 1) / 2), 3)
+
+
+def app_path_inputs(data_dir: Path, split: FerSplit, margin: float, detector: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(x (N, 48, 48, 1), detected (N,)): each image of `split` read the way the app reads a face in a
+    photo: its file upscaled (as_photo), set in a frame of its edge pixels, the app's detector (default:
+    the app's default) finds its largest face, which is cut with `margin`, turned upright and
+    preprocessed by app.pipeline.preprocess. An image whose face is not found has detected False."""
+    from app.pipeline.preprocess import prepare_faces
+    from training.common import face_in_frame
+    x = np.zeros((len(split.paths), INPUT_SIZE, INPUT_SIZE, 1), np.float32)
+    detected = np.zeros(len(split.paths), bool)
+    for i, rel in enumerate(split.paths):
+        img = cv2.imread(str(Path(data_dir) / rel), cv2.IMREAD_GRAYSCALE)
+        frame, box, roll = face_in_frame(as_photo(img), detector=detector)
+        if box is not None:
+            x[i], detected[i] = prepare_faces(frame, [box], INPUT_SIZE, margin, [roll])[0], True
+    return x, detected

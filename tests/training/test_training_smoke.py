@@ -36,6 +36,11 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     # live: the face and, where the chosen setup mirrors, its mirror (app.pipeline.predict.profile_augmentation)
     assert card["metrics"]["live_profile"]["views"] == (2 if card["test_time_augmentation"]["horizontal_flip"] else 1)
     assert 0 <= card["metrics"]["live_profile"]["private_test"]["accuracy"] <= 1
+    # through the app's own path: PrivateTest images as photos, the default detector, the card's margin
+    app = card["metrics"]["private_test_app_path"]
+    images = sum(c["support"] for c in card["metrics"]["private_test"]["per_class"].values())
+    assert app["images"] == images and 0 < app["detected"] <= app["images"]
+    assert app["accuracy_per_image"] <= app["accuracy"] and app["detection_recall"] == app["detected"] / app["images"]
     assert card["training"]["epochs_run"] == 1
     assert set(card["serving_setup"]["class_logit_shift"]) == set(card["outputs"]["emotion"]["labels"])
     assert "private_test_accuracy_of_alternatives" not in card["serving_setup"]
