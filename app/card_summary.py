@@ -327,6 +327,11 @@ def emotion_summary(card: dict, s: dict) -> None:
         s["tables"] += emotion_split_tables(name, m)
         consumed.add(bench_key)
         s["failure_modes"] += weak_classes(m, name)
+    app = metrics.get("private_test_app_path")
+    if isinstance(app, dict) and app.get("accuracy") is not None:
+        # The same faces as photos through the default detector and crop: what a user gets.
+        s["headline"] += [["the same faces as photos, through the app's detector: faces found / accuracy",
+                           f"{fmt('recall', app.get('detection_recall'))} / {fmt('accuracy', app['accuracy'])}"]]
     s["headline"] += latency_row(metrics)
     for key, m in splits.items():
         if key not in consumed:

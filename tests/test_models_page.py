@@ -104,6 +104,15 @@ def test_gender_by_group_among_faces_aged_13_and_over_and_for_children(page_for,
     assert "age=0-12 280 78.2%" in text
 
 
+def test_emotion_read_through_the_apps_own_path_is_a_headline_number(page_for, cards_dir):
+    card = shipped_card("emotion")
+    card["metrics"]["private_test_app_path"] = {"images": 3589, "detected": 3410, "detection_recall": 0.9501,
+                                                "accuracy": 0.6123, "macro_f1": 0.58, "accuracy_per_image": 0.5817}
+    (cards_dir / "emotion.json").write_text(json.dumps(card))
+    text = text_of(page_for(cards_dir))
+    assert "the same faces as photos, through the app's detector: faces found / accuracy 95.0% / 61.2%" in text
+
+
 def test_new_card_fields_and_a_new_model_are_shown_without_code(page_for, cards_dir):
     card = shipped_card("age_gender")
     card["metrics"]["live"] = {"age": {"mae": 5.432, "mae_by_band": {"0-12": {"mae": 2.5, "n": 290}}},

@@ -31,8 +31,12 @@ def emotion_row(card: dict) -> str:
     m = card["metrics"]
     test = m["private_test"]
     n = sum(c["support"] for c in test.get("per_class", {}).values())
-    return (f"| **Emotion** (7 expressions) | FER2013 PrivateTest ({n:,} faces) | "
-            f"**accuracy {pct(test['accuracy'])}**, macro-F1 {test['macro_f1']:.3f} | {latency(m)} |")
+    scores = f"**accuracy {pct(test['accuracy'])}**, macro-F1 {test['macro_f1']:.3f}"
+    app = m.get("private_test_app_path")
+    if app:   # the same faces as photos, through the default detector and crop
+        scores += (f"; as photos through the app's detector: faces found {pct(app['detection_recall'])}, "
+                   f"accuracy {pct(app['accuracy'])}")
+    return (f"| **Emotion** (7 expressions) | FER2013 PrivateTest ({n:,} faces) | {scores} | {latency(m)} |")
 
 
 def age_gender_row(card: dict) -> str:

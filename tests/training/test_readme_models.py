@@ -73,3 +73,13 @@ def test_the_headline_table_adds_detection_recall_and_the_live_profile_when_a_ca
     assert "faces found by the detector 96.1%" in row
     assert f"{card['metrics']['latency_ms_single_face']['median']:.1f} ms (live profile 3.3 ms)" in row
     assert len(models_block(tmp_path).splitlines()) == len(before.splitlines())   # still one short table
+
+
+def test_the_emotion_row_says_what_a_user_gets_through_the_app_where_the_card_measured_it():
+    from training.readme_models import emotion_row
+    test = {"accuracy": 0.664, "macro_f1": 0.627, "per_class": {"happy": {"support": 3000}, "sad": {"support": 589}}}
+    card = {"metrics": {"private_test": test, "latency_ms_single_face": {"median": 5.2}}}
+    assert "as photos" not in emotion_row(card)
+    card["metrics"]["private_test_app_path"] = {"detection_recall": 0.9, "accuracy": 0.6}
+    row = emotion_row(card)
+    assert "FER2013 PrivateTest (3,589 faces)" in row and "faces found 90.0%" in row and "accuracy 60.0%" in row
