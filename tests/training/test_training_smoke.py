@@ -41,6 +41,15 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     images = sum(c["support"] for c in card["metrics"]["private_test"]["per_class"].values())
     assert app["images"] == images and 0 < app["detected"] <= app["images"]
     assert app["accuracy_per_image"] <= app["accuracy"] and app["detection_recall"] == app["detected"] / app["images"]
+    # --rescore: a shipped model as it is, read again through the app's path; nothing else in its card changes
+    import shutil
+    shutil.copytree(tmp_path / "models", tmp_path / "rescored")
+    evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--limit", "140", "--rescore",
+                           "--models-dir", str(tmp_path / "rescored")])
+    rescored = json.loads((tmp_path / "rescored" / "emotion.json").read_text())
+    again = rescored["metrics"].pop("private_test_app_path")
+    assert again["images"] == app["images"] and again["margin"] == card["input"]["margin"]
+    assert rescored == {**card, "metrics": {k: v for k, v in card["metrics"].items() if k != "private_test_app_path"}}
     assert card["training"]["epochs_run"] == 1
     assert set(card["serving_setup"]["class_logit_shift"]) == set(card["outputs"]["emotion"]["labels"])
     assert "private_test_accuracy_of_alternatives" not in card["serving_setup"]
