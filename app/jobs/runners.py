@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 from app.jobs.store import KEEP_SECONDS, redis_client, store_from
 from app.jobs.supervise import BEAT_SECONDS, HOST, run_job
@@ -51,8 +51,11 @@ class EmbeddedRunner:
         with self._lock:
             future = self.futures.get(job_id)
         if future is not None:
-            return future.result(timeout)
-        record = store_from(self.store_spec).get(job_id)     # it has already ended
+            try:
+                return future.result(timeout)
+            except CancelledError:       # cancelled while it waited: its record says so
+                pass
+        record = store_from(self.store_spec).get(job_id)     # it has ended
         return record and record.get("status")
 
 
