@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.card_summary import summarize
+from app.card_summary import fmt, summarize
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models"
 
@@ -55,7 +55,7 @@ def test_page_shows_both_shipped_cards_headline_numbers(page_for):
     assert f"accuracy on FER2013 PrivateTest {100 * m['accuracy']:.1f}%" in text
     assert f"{m['macro_f1']:.3f}" in text
     for cls, v in m["per_class"].items():
-        assert f"{cls} {100 * v['precision']:.1f}% {100 * v['recall']:.1f}% {v['f1']:.3f} {v['support']}" in text
+        assert f"{cls} {100 * v['precision']:.1f}% {100 * v['recall']:.1f}% {fmt('f1', v['f1'])} {v['support']}" in text
     test = age_gender["metrics"]["test"]
     assert f"{test['age']['mae']:.2f} years" in text
     assert f"{100 * test['gender']['accuracy']:.1f}%" in text
