@@ -170,15 +170,19 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "app", cache
                                                   "haar" if crops == "haar" else None)
             else:
                 x[i] = chip_crop(read_rgb(data_dir, item), size)
-        out[split] = {"x": x, "age": np.array([it.age for it in split_items], np.float32),
-                      "gender": np.array([it.gender for it in split_items], np.float32),
-                      "race": np.array([-1 if it.race is None else it.race for it in split_items], np.int64),
-                      "detected": detected}
+        out[split] = {"x": x, **labels_of(split_items), "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **{f"{s}_{a}": out[s][a] for s in SPLITS for a in fields})
     out = {s: out[s] for s in splits}
     return out | {"crop_stats": crop_stats(out)}
+
+
+def labels_of(items) -> dict:
+    """The label arrays of `items`: age (years), gender (1 = female), race (-1 = unknown)."""
+    return {"age": np.array([it.age for it in items], np.float32),
+            "gender": np.array([it.gender for it in items], np.float32),
+            "race": np.array([-1 if it.race is None else it.race for it in items], np.int64)}
 
 
 BACKGROUND_SEED = 2026     # each training image keeps its one background across runs (and caches)
@@ -204,9 +208,7 @@ def load_train_on_backgrounds(data_dir: Path, size: int, margin: float, crops: s
         rng = np.random.default_rng([BACKGROUND_SEED, i])
         x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin,
                                           "haar" if crops == "haar" else None, background_rng=rng)
-    out = {"x": x, "age": np.array([it.age for it in items], np.float32),
-           "gender": np.array([it.gender for it in items], np.float32),
-           "race": np.array([-1 if it.race is None else it.race for it in items], np.int64), "detected": detected}
+    out = {"x": x, **labels_of(items), "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **out)

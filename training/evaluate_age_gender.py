@@ -255,15 +255,16 @@ def plot_age(age_true, age_pred, bands: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def measure(model, args, size: int, val_all: dict, flip: bool, shift_px: int) -> dict:
+def measure(model, args, size: int, val_all: dict, flip: bool, shift_px: int, val_pred=None) -> dict:
     """Everything the card reports for a fixed serving setup: the age interval from val, then the test split
-    read and scored once (accurate views and live profile, app path and tight chips), the fairness table."""
+    read and scored once (accurate views and live profile, app path and tight chips), the fairness table.
+    val_pred: the model's (age, P(female)) on val's detected faces, where the caller has them already."""
     from app.pipeline.predict import profile_augmentation
     from training import data_utk
     from training.metrics import expected_calibration_error, interval_coverage, residual_interval
     from training.train_age_gender import MARGIN
     val = data_utk.detected_only(val_all)
-    val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
+    val_age, val_female = val_pred or averaged(prediction_views([model], val["x"], flip, shift_px))
     interval = residual_interval(val["age"], val_age, coverage=0.8)
 
     # The setup is fixed: score it on the test split, once (its accurate views and its live profile).
@@ -402,7 +403,7 @@ def main(argv=None):
     model = keras.models.load_model(args.models_dir / "age_gender.keras", compile=False)
 
     # 2. The setup is fixed: the test split, once.
-    measured = measure(model, args, size, data["val"], flip, shift_px)
+    measured = measure(model, args, size, data["val"], flip, shift_px, val_pred=(val_age, val_female))
     metrics, interval = measured["metrics"], measured["interval"]
     log = read_log(args.run_dir)
     chosen = setup["checkpoint"]
