@@ -2,6 +2,8 @@
 // At most settings.inFlight requests out at a time (two: one analysed while the next travels, so the
 // server's two cores and the browser's work overlap); a new frame goes only when one comes back, so
 // frames the server has no time for are dropped, never queued. Answers are used in the order sent.
+// A periodic full scan goes out beside the region scans (it only adds faces the hints do not cover);
+// only a full-resolution frame, which is slow, goes alone.
 import { startCamera, grabFrame, canvasToJpeg } from "./camera.js";
 import { FaceTracker } from "./tracker.js";
 
@@ -143,9 +145,16 @@ function afterAnswer(request, result) {
   count("answers");
   serverOut.dataset.detector = result.detector;
   if (result.faces.length) count("answersWithFace");
+  if (request.regions && result.faces.length < request.regions.length) scan.lost = true;
+  scan.withoutFace = result.faces.length ? 0 : scan.withoutFace + 1;
+}
+
+// Counted when a request goes, not when it comes back, so that two requests out never both become
+// the periodic full scan (or the full-resolution frame).
+function markSent(request) {
   scan.sinceFull = request.regions ? scan.sinceFull + 1 : 0;
-  scan.lost = Boolean(request.regions) && result.faces.length < request.regions.length;
-  scan.withoutFace = result.faces.length ? 0 : request.fullResolution ? 0 : scan.withoutFace + 1;
+  if (!request.regions) scan.lost = false;        // this scan looks for the lost face
+  if (request.fullResolution) scan.withoutFace = 0;
 }
 
 async function analyze(blob, regions) {
@@ -209,18 +218,26 @@ async function prepareFrame(maxSide, seen) {
   return { blob, maxSide, frame };
 }
 
+// One more request may go out while a full scan is out: it takes the server longer than a region scan, and
+// the answers after it wait for it (they are used in order), so the camera's frames keep going meanwhile.
+function inFlightLimit(out) {
+  const base = Math.max(1, settings.inFlight || 1);
+  return base + (base > 1 && out.some((o) => !o.request.regions) ? 1 : 0);
+}
+
 async function analyzeWhileRunning() {
   const out = [];   // requests sent and not yet used, oldest first: {request, started, answer}
   let lastFrame = -1;
   while (running || out.length) {
-    // A full scan (no hints) decides where the next frames look: nothing more goes out until it is back.
-    while (running && out.length < Math.max(1, settings.inFlight || 1) && out.every((o) => o.request.regions)) {
+    // A full-resolution frame goes alone: nothing more goes out until it is back.
+    while (running && out.length < inFlightLimit(out) && !out.some((o) => o.request.fullResolution)) {
       // Each request is a camera frame newer than the last one sent; its hints come from the tracker
       // as it stands (the answer to the request before it may still be out: hints are padded).
       const request = nextRequest();
-      if (out.length && !request.regions) break;     // a full scan waits until it is the only request out
+      if (out.length && request.fullResolution) break;   // it waits until it is the only request out
       const frame = await prepareFrame(request.maxSide, lastFrame);
       lastFrame = frame.frame;
+      markSent(request);
       const started = performance.now();
       const answer = analyze(frame.blob, request.regions).then((result) => ({ result }), (error) => ({ error }));
       out.push({ request, started, answer });
