@@ -193,6 +193,12 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     assert chosen_setup(other) == chosen_setup(again)
     assert other["metrics"]["test"]["age"]["mae"] != again["metrics"]["test"]["age"]["mae"]
 
+    # A latency budget relative to the shipped model, timed in the same run: the tighter budget applies.
+    relative = evaluate(DATA / "utkface", "models", "--max-latency-vs-shipped", "0.5")["serving_setup"]["budgets"]
+    reference = relative["relative_to_shipped"]
+    assert reference["version"] == card["version"] and reference["ms"] > 0 and reference["share"] == 0.5
+    assert relative["max_latency_ms"] == pytest.approx(min(30.0, 0.5 * reference["ms"]))
+
     # A bar fixed beforehand that the chosen setup does not clear: nothing is written, the test split not read.
     from training import data_utk
     read, real_load = [], data_utk.load_utk
