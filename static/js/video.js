@@ -1,23 +1,21 @@
-// Video page: upload through the job API, poll the job for the progress bar, then draw the
+// Video page: upload through the job API, poll the job for the progress bar (jobs.js), then draw the
 // result (summary table, one SVG timeline chart per face, download links). No libraries.
+import { followJobs } from "./jobs.js";
+
 const COLORS = { angry: "#dc2626", disgust: "#65a30d", fear: "#7c3aed", happy: "#f59e0b",
   sad: "#2563eb", surprise: "#db2777", neutral: "#6b7280" };
 const POLL_MS = 500;
 const SVG = "http://www.w3.org/2000/svg";
 
 const form = document.getElementById("video-form");
-const errorBox = document.querySelector("[data-testid=video-error]");
-const jobBox = document.getElementById("video-job");
-const bar = document.getElementById("video-progress");
-const statusText = document.getElementById("video-status");
-const cancelButton = document.getElementById("video-cancel");
 const resultBox = document.getElementById("video-result");
-let current = null;
-
-function showError(message) {
-  errorBox.textContent = message;
-  errorBox.hidden = !message;
-}
+const jobs = followJobs({
+  jobBox: document.getElementById("video-job"), bar: document.getElementById("video-progress"),
+  statusText: document.getElementById("video-status"), cancelButton: document.getElementById("video-cancel"),
+  errorBox: document.querySelector("[data-testid=video-error]"), pollMs: POLL_MS, noun: "video analysis",
+  describe: (job) => (job.status === "running" ? `running · ${Math.round(100 * (job.progress || 0))}%` : job.status),
+  finished: (job) => drawResult(job.result),
+});
 
 function el(tag, attrs = {}, text = "") {
   const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
@@ -26,68 +24,13 @@ function el(tag, attrs = {}, text = "") {
   return node;
 }
 
-async function readJson(response) {
-  try { return await response.json(); } catch { return null; }
-}
-
-form.addEventListener("submit", async (event) => {
+form.addEventListener("submit", (event) => {
   event.preventDefault();
-  showError("");
   resultBox.hidden = true;
   const body = new FormData(form);
   if (!form.elements.blur.checked) body.set("blur", "false");
-  form.querySelector("button").disabled = true;
-  statusText.textContent = "uploading";
-  bar.removeAttribute("value");          // indeterminate while the file uploads
-  jobBox.hidden = false;
-  try {
-    const response = await fetch(form.action, { method: "POST", body });
-    const answer = await readJson(response);
-    if (response.status !== 202) {
-      jobBox.hidden = true;
-      showError(answer && answer.error ? answer.error.message : `Upload failed (HTTP ${response.status}).`);
-      return;
-    }
-    current = response.headers.get("Location");
-    poll(answer);
-  } catch (e) {
-    jobBox.hidden = true;
-    showError(`Upload failed: ${e.message}`);
-  } finally {
-    form.querySelector("button").disabled = false;
-  }
+  jobs.submit(form.action, body, form.querySelector("button"));
 });
-
-cancelButton.addEventListener("click", async () => {
-  if (!current) return;
-  const response = await fetch(current, { method: "DELETE" });
-  const job = await readJson(response);
-  if (job) show(job);
-});
-
-function show(job) {
-  bar.value = job.progress || 0;
-  statusText.textContent = job.status === "running" ? `running · ${Math.round(100 * (job.progress || 0))}%` : job.status;
-  cancelButton.hidden = !["queued", "running"].includes(job.status);
-}
-
-async function poll(job) {
-  const url = current;
-  while (job && ["queued", "running"].includes(job.status) && url === current) {
-    show(job);
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    const response = await fetch(url);
-    job = await readJson(response);
-    if (!response.ok) {
-      showError(job && job.error ? job.error.message : `Lost the job (HTTP ${response.status}).`);
-      return;
-    }
-  }
-  if (url !== current || !job) return;
-  show(job);
-  if (job.status === "failed") showError(job.error ? job.error.message : "The analysis failed.");
-  if (job.status === "done") drawResult(job.result);
-}
 
 function seconds(t) {
   const m = Math.floor(t / 60), s = (t % 60).toFixed(1);

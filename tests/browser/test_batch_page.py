@@ -81,3 +81,14 @@ def test_submitting_nothing_says_so(page):
     page.goto("/batch")
     page.get_by_test_id("batch-submit").click()
     expect(page.get_by_test_id("batch-error")).to_contain_text("Choose or drop some photos")
+
+
+def test_cancel_stops_a_running_batch_and_hides_the_button(page):
+    page.goto("/batch")
+    drop_files(page, one_face_photos(120))
+    page.get_by_test_id("batch-submit").click()
+    expect(page.get_by_test_id("batch-status")).to_contain_text("running", timeout=60_000)
+    page.get_by_test_id("batch-cancel").click()
+    expect(page.get_by_test_id("batch-status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.get_by_test_id("batch-cancel")).to_be_hidden()
+    expect(page.get_by_test_id("batch-result")).to_be_hidden()
