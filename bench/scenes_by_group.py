@@ -10,7 +10,8 @@ Rows: the default path (BlazeFace, faces turned upright by their eyes), the same
 turning (the models fed the tilted crops: the pipeline's own Predictor.prepare with no rolls), and
 detector=haar (no eyes, read as found). The requests go through the Flask app in-process (its test
 client: decoding, options, detection, preprocessing, models, JSON), with the shipped models.
-Validation split only. Writes reports/scenes_by_group.json.
+Validation split only. Writes reports/scenes_by_group.json. --paired also sends each face in the other pose
+(same size, place and backdrop), for upright against turned on the same faces (report key "paired_poses").
 """
 from __future__ import annotations
 
@@ -54,25 +55,42 @@ def backdrop(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def scene(face: np.ndarray, background: np.ndarray, rng: np.random.Generator, turn: bool,
-          sides: tuple[int, int] = SIDES) -> tuple[np.ndarray, dict]:
+          sides: tuple[int, int] = SIDES, room_for_roll: float = 0.0) -> tuple[np.ndarray, dict]:
     """(640x480 RGB scene, truth: the pasted face's centre, side and roll). The roll is the face's as
     preprocess.eye_roll measures it: positive = turned clockwise on screen. sides: the face's side is
     drawn from this range (pixels, both ends included)."""
+    canvas, truth = place(background, rng, turn, sides, room_for_roll)
+    return paste(canvas, face, truth), truth
+
+
+def place(background: np.ndarray, rng: np.random.Generator, turn: bool, sides: tuple[int, int] = SIDES,
+          room_for_roll: float = 0.0) -> tuple[np.ndarray, dict]:
+    """scene()'s backdrop and where its face goes. room_for_roll: a place where the face would also fit
+    turned by this many degrees (--paired pastes it there again in the other pose)."""
     canvas = backdrop(background, rng)
     side = int(rng.integers(sides[0], sides[1] + 1))
     roll = float(rng.uniform(*ROLLS) * rng.choice([-1, 1])) if turn else 0.0
     # The turned chip needs room for its corners: side * (|cos| + |sin|).
-    reach = int(np.ceil(side * (abs(np.cos(np.radians(roll))) + abs(np.sin(np.radians(roll))))))
+    reach = max(reach_of(side, roll), reach_of(side, room_for_roll))
     cx = rng.uniform(reach / 2, WIDTH - reach / 2)
     cy = rng.uniform(reach / 2, HEIGHT - reach / 2)
+    return canvas, {"cx": cx, "cy": cy, "side": side, "roll": roll}
+
+
+def reach_of(side: int, roll: float) -> int:
+    return int(np.ceil(side * (abs(np.cos(np.radians(roll))) + abs(np.sin(np.radians(roll))))))
+
+
+def paste(canvas: np.ndarray, face: np.ndarray, truth: dict) -> np.ndarray:
+    """The face at truth's side, centre and roll on (a copy of) the canvas."""
+    side, roll, cx, cy = truth["side"], truth["roll"], truth["cx"], truth["cy"]
     chip = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA if face.shape[0] > side else cv2.INTER_LINEAR)
     # cv2 turns anticlockwise for a positive angle: -roll turns the face clockwise by roll.
     matrix = cv2.getRotationMatrix2D((side / 2, side / 2), -roll, 1.0)
     matrix[:, 2] += (cx - side / 2, cy - side / 2)
     warped = cv2.warpAffine(chip, matrix, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)
     mask = cv2.warpAffine(np.ones((side, side), np.float32), matrix, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)[..., None]
-    canvas = (warped * mask + canvas * (1 - mask)).round().astype(np.uint8)
-    return canvas, {"cx": cx, "cy": cy, "side": side, "roll": roll}
+    return (warped * mask + canvas * (1 - mask)).round().astype(np.uint8)
 
 
 def is_the_face(box: dict, truth: dict) -> bool:
@@ -113,6 +131,46 @@ def summarise(records: list[dict], key: str) -> dict:
     return out
 
 
+def to_jpeg(image: np.ndarray) -> bytes:
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return jpeg.tobytes()
+
+
+def read_scene(client, query: str, data: bytes, truth: dict, name: str) -> dict:
+    """One scene through POST /api/v1/analyze: the pasted face's reading (or None), false boxes, time."""
+    t = time.perf_counter()
+    r = client.post(f"/api/v1/analyze{query}", data={"image": (io.BytesIO(data), "scene.jpg")})
+    ms = (time.perf_counter() - t) * 1000
+    body = r.get_json()
+    if r.status_code != 200:
+        raise SystemExit(f"{name}: {r.status_code} {body}")
+    hits = [f for f in body["faces"] if is_the_face(f["box"], truth)]
+    face = hits[0] if hits else None
+    return {"face": face and {"age": face["age"], "gender": face["gender"]["label"], "box": face["box"]},
+            "false_boxes": len(body["faces"]) - len(hits[:1]), "ms": ms}
+
+
+def paired_summary(records: list[dict]) -> dict:
+    """Upright against turned on the same faces (each sent in both poses, found in both): gender accuracy,
+    age MAE, and how often the gender label differs between a face's two poses."""
+    pairs = []
+    for r in records:
+        first, other = r["default"]["face"], r["default_other_pose"]["face"]
+        if first is not None and other is not None:
+            upright, turned = (other, first) if "turned" in r["groups"] else (first, other)
+            pairs.append((r, upright, turned))
+    found = [r["default_other_pose"]["face"] is not None for r in records]
+    out = {"faces": len(records), "found_in_both_poses": len(pairs), "other_pose_found_share": round(float(np.mean(found)), 4)}
+    for pose, i in (("upright", 1), ("turned", 2)):
+        out[pose] = {"gender_accuracy": round(float(np.mean([p[i]["gender"] == p[0]["gender"] for p in pairs])), 4),
+                     "age_mae": round(float(np.mean([abs(p[i]["age"] - p[0]["age"]) for p in pairs])), 3)}
+    out["turned_minus_upright"] = {"gender_points": round(100 * (out["turned"]["gender_accuracy"] - out["upright"]["gender_accuracy"]), 2),
+                                   "age_mae_years": round(out["turned"]["age_mae"] - out["upright"]["age_mae"], 3)}
+    out["gender_label_differs_share"] = round(float(np.mean([p[1]["gender"] != p[2]["gender"] for p in pairs])), 4)
+    out["age_abs_difference_median"] = round(float(np.median([abs(p[1]["age"] - p[2]["age"]) for p in pairs])), 2)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
@@ -120,6 +178,9 @@ def main():
     p.add_argument("--limit", type=int, default=0, help="a random sample of N val faces (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("reports/scenes_by_group.json"))
+    p.add_argument("--paired", action="store_true",
+                   help="also send every face in the other pose (turned if it was upright, upright if turned) at "
+                        "the same size and place on the same backdrop: upright against turned on the same faces")
     args = p.parse_args()
     cv2.setNumThreads(1)
     from app import create_app
@@ -133,25 +194,22 @@ def main():
     order = rng.permutation(len(items))
     items = [items[i] for i in (order[:args.limit] if args.limit else order)]
     pictures = backgrounds()
+    pair_rng = np.random.default_rng([args.seed, 1])    # its own stream: the scenes stay those of a run without --paired
     records, started = [], time.time()
     for i, item in enumerate(items):
         turn = i % 2 == 1
-        image, truth = scene(read_rgb(args.data_dir, item), pictures[int(rng.integers(len(pictures)))], rng, turn)
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        data = jpeg.tobytes()
+        chip = read_rgb(args.data_dir, item)
+        other_roll = float(pair_rng.uniform(*ROLLS) * pair_rng.choice([-1, 1]))
+        canvas, truth = place(pictures[int(rng.integers(len(pictures)))], rng, turn,
+                              room_for_roll=other_roll if args.paired else 0.0)
+        data = to_jpeg(paste(canvas, chip, truth))
         record = {"file": item.filename, "age": item.age, "gender": "female" if item.gender == 1 else "male",
                   "groups": groups_of(item, turn), "truth": truth}
         for key, query in (("default", ""), ("haar", "?detector=haar")):
-            t = time.perf_counter()
-            r = client.post(f"/api/v1/analyze{query}", data={"image": (io.BytesIO(data), "scene.jpg")})
-            ms = (time.perf_counter() - t) * 1000
-            body = r.get_json()
-            if r.status_code != 200:
-                raise SystemExit(f"{item.filename}: {r.status_code} {body}")
-            hits = [f for f in body["faces"] if is_the_face(f["box"], truth)]
-            face = hits[0] if hits else None
-            record[key] = {"face": face and {"age": face["age"], "gender": face["gender"]["label"], "box": face["box"]},
-                           "false_boxes": len(body["faces"]) - len(hits[:1]), "ms": ms}
+            record[key] = read_scene(client, query, data, truth, item.filename)
+        if args.paired:
+            other = truth | {"roll": 0.0 if turn else other_roll}
+            record["default_other_pose"] = read_scene(client, "", to_jpeg(paste(canvas, chip, other)), other, item.filename)
         # The default path's boxes read without turning the faces upright (same boxes, same models),
         # and turned only where the roll found is at least DEADBAND degrees.
         face = record["default"]["face"]
@@ -180,7 +238,9 @@ def main():
                                                  "p90": round(float(np.percentile(errors, 90)), 2)}, "scenes": len(records), "scene": f"{WIDTH}x{HEIGHT}, one face of {SIDES[0]}-{SIDES[1]} px, "
               f"every other one turned by {ROLLS[0]}-{ROLLS[1]} degrees", "seed": args.seed,
               "results": {name: summarise(records, key) for name, key in rows.items()}}
-    print(json.dumps(report["results"], indent=1))
+    if args.paired:
+        report["paired_poses"] = paired_summary(records)
+    print(json.dumps(report["results"] | {"paired_poses": report.get("paired_poses")}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print("wrote", args.out)
