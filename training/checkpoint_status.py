@@ -26,6 +26,10 @@ def summary(path: Path) -> str:
         shown = {k: v for k, v in last.items() if k.startswith("val_") or k in ("accuracy", "loss")}
         lines.append("  last: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
         lines.append(f"  best {key}: {scores[best]:.4f} at epoch {best + 1}")
+    average = meta.get("weight_average")
+    if average:
+        lines.append(f"  weight average (swa.keras): epochs {average['first_epoch']}-{average['through_epoch']} "
+                     f"({average['epochs_averaged']} epochs)")
     return "\n".join(lines)
 
 

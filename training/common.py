@@ -94,9 +94,10 @@ class BatchNormRecalibration:
 
 def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int,
                          x_clean: np.ndarray | None = None, run_checkpoint: Path | None = None,
-                         settings: dict | None = None):
+                         settings: dict | None = None, average_last: float = 0.0):
     """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`),
-    and with `run_checkpoint` the run's one committable file (save_run_checkpoint).
+    with `average_last` > 0 swa.keras (the mean of the weights of that share of the schedule's last
+    epochs: WeightAverage), and with `run_checkpoint` the run's one committable file (save_run_checkpoint).
 
     With `x_clean` (un-augmented training images) BatchNorm statistics are re-estimated before each
     validation, so `monitor` ranks epochs the way evaluation will."""
@@ -104,6 +105,7 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
     # On resume, best.keras must only be replaced by an epoch better than the ones already logged.
     logged = [r[monitor] for r in read_log(run_dir)] if (run_dir / "log.csv").exists() else []
     best_so_far = (max if mode == "max" else min)(logged) if logged else None
+    average = WeightAverage(run_dir, first_averaged_epoch(average_last, epochs)) if average_last > 0 else None
     return [
         keras.callbacks.LearningRateScheduler(cosine_lr(peak_lr, epochs)),
         EpochTimer(),
@@ -111,9 +113,87 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                                         initial_value_threshold=best_so_far),
-        *([RunCheckpointCallback(run_checkpoint, settings or {}, run_dir)] if run_checkpoint else []),
+        *([average] if average else []),
+        *([RunCheckpointCallback(run_checkpoint, settings or {}, run_dir, average)] if run_checkpoint else []),
         keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
     ]
+
+
+# --- Stochastic weight averaging over the schedule's tail ----------------------------------------------
+
+AVERAGE_FILE, AVERAGE_RECORD = "swa.keras", "swa.json"
+
+
+def first_averaged_epoch(share: float, epochs: int) -> int:
+    """The first epoch (1-based) of the last `share` of an `epochs`-long schedule."""
+    return max(1, epochs - int(round(share * epochs)) + 1)
+
+
+def save_weight_average(run_dir: Path, model, weights: list, record: dict) -> None:
+    """swa.keras (the network with the averaged weights, no optimizer) and swa.json (which epochs)."""
+    clean = model.__class__.from_config(model.get_config())
+    clean.set_weights(weights)
+    clean.save(run_dir / AVERAGE_FILE)
+    write_json(run_dir / AVERAGE_RECORD, record)
+
+
+def chosen_epoch(run_dir: Path, chosen: str, scores: list[float], higher: bool) -> int | None:
+    """The epoch a chosen checkpoint file stands for (the card's version): last.keras the last one logged,
+    swa.keras the last epoch of its average, best.keras the best by the monitored `scores`."""
+    if not scores:
+        return None
+    if chosen == "last.keras":
+        return len(scores)
+    if chosen == AVERAGE_FILE and (run_dir / AVERAGE_RECORD).exists():
+        return int(json.loads((run_dir / AVERAGE_RECORD).read_text())["through_epoch"])
+    return int(np.argmax(scores) if higher else np.argmin(scores)) + 1
+
+
+def weight_average_record(run_dir: Path, chosen: str) -> dict | None:
+    """For the card: which epochs the chosen swa.keras averages (None for the other files)."""
+    if chosen != AVERAGE_FILE or not (run_dir / AVERAGE_RECORD).exists():
+        return None
+    return json.loads((run_dir / AVERAGE_RECORD).read_text())
+
+
+def load_weight_average(run_dir: Path) -> tuple[list | None, dict]:
+    """(weights, record) of the run's average so far, or (None, {}) when it has none."""
+    import keras
+    if not ((run_dir / AVERAGE_FILE).exists() and (run_dir / AVERAGE_RECORD).exists()):
+        return None, {}
+    record = json.loads((run_dir / AVERAGE_RECORD).read_text())
+    return keras.models.load_model(run_dir / AVERAGE_FILE, compile=False).get_weights(), record
+
+
+class WeightAverage:
+    """From epoch `first_epoch` on, the running mean of the weights after each epoch (SWA, Izmailov et al.
+    2018, over the low-learning-rate tail of the cosine schedule), in swa.keras; evaluation offers it beside
+    best.keras and last.keras and recalibrates its BatchNorm statistics like theirs. Continues a resumed
+    run's average when that average ends at the epoch before; otherwise starts afresh (and says so)."""
+    def __new__(cls, run_dir: Path, first_epoch: int):
+        import keras
+
+        class _Average(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.weights, self.record = load_weight_average(run_dir)
+
+            def on_epoch_end(self, epoch, logs=None):
+                done = epoch + 1
+                if done < first_epoch:
+                    return
+                if self.weights is not None and self.record.get("through_epoch") != done - 1:
+                    print(f"swa: the saved average ends at epoch {self.record.get('through_epoch')}, not {done - 1}: "
+                          "starting it again", flush=True)
+                    self.weights, self.record = None, {}
+                current = self.model.get_weights()
+                n = int(self.record.get("epochs_averaged", 0))
+                self.weights = ([np.array(w, np.float32) for w in current] if self.weights is None else
+                                [a + (np.asarray(w, np.float32) - a) / (n + 1) for a, w in zip(self.weights, current)])
+                self.record = {"first_epoch": self.record.get("first_epoch", done), "through_epoch": done,
+                               "epochs_averaged": n + 1}
+                save_weight_average(run_dir, self.model, self.weights, self.record)
+        return _Average()
 
 
 def resume_point(run_dir: Path, checkpoint: Path | None = None, settings: dict | None = None
@@ -138,6 +218,8 @@ def resume_point(run_dir: Path, checkpoint: Path | None = None, settings: dict |
             model.set_weights(weights)
             run_dir.mkdir(parents=True, exist_ok=True)
             write_log(run_dir, meta["log"])
+            if meta.get("weight_average") and meta["average_weights"]:
+                save_weight_average(run_dir, model, meta["average_weights"], meta["weight_average"])
             print(f"resuming from {checkpoint} after epoch {meta['epochs_done']} of {meta['settings'].get('epochs')}",
                   flush=True)
             return model, meta["epochs_done"]
@@ -155,17 +237,22 @@ RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "in
                 "group_balance", "age_balance", "backgrounds")
 
 
-def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict]) -> int:
+def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],
+                        average: tuple[list, dict] | None = None) -> int:
     """Write the run's one checkpoint file (weights as float32, the network's definition, the settings
     that define the run and every epoch's log row); replaced atomically so a killed process never
-    leaves half a file. No optimizer state: AdamW's two moments would triple the size. Returns bytes."""
+    leaves half a file. No optimizer state: AdamW's two moments would triple the size. `average`: the
+    run's weight average so far and its record (WeightAverage), kept as float16 to stay under 10 MB.
+    Returns bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "epochs_done": len(log_rows), "log": log_rows,
             "wall_seconds_in_all": float(sum(r.get("epoch_seconds", 0.0) for r in log_rows)),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model_json": model.to_json()}
+            "model_json": model.to_json(), "weight_average": average[1] if average else None}
     arrays = {f"w{i:04d}": np.asarray(w, np.float32) for i, w in enumerate(model.get_weights())}
+    if average:
+        arrays |= {f"a{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(average[0])}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
@@ -183,6 +270,7 @@ def load_run_checkpoint(path: Path) -> tuple[list, dict]:
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: checkpoint format {meta.get('format')}, this code reads {CHECKPOINT_FORMAT}")
         weights = [z[k] for k in sorted(k for k in z.files if k.startswith("w"))]
+        meta["average_weights"] = [z[k].astype(np.float32) for k in sorted(k for k in z.files if k.startswith("a"))]
     return weights, meta
 
 
@@ -207,15 +295,17 @@ def write_log(run_dir: Path, rows: list[dict]) -> None:
 
 
 class RunCheckpointCallback:
-    """After every epoch (validation included), rewrite the run's checkpoint file with this epoch's row."""
-    def __new__(cls, path: Path, settings: dict, run_dir: Path):
+    """After every epoch (validation included), rewrite the run's checkpoint file with this epoch's row
+    (and the weight average so far, when `average`, a WeightAverage callback that runs before it, has one)."""
+    def __new__(cls, path: Path, settings: dict, run_dir: Path, average=None):
         import keras
 
         class _Checkpoint(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 rows = read_log(run_dir) if (run_dir / "log.csv").exists() else []
                 rows = rows[:epoch] + [{k: float(v) for k, v in (logs or {}).items()}]
-                size = save_run_checkpoint(path, self.model, settings, rows)
+                kept = (average.weights, average.record) if average is not None and average.weights is not None else None
+                size = save_run_checkpoint(path, self.model, settings, rows, kept)
                 print(f"checkpoint {path}: epoch {epoch + 1}, {size / 2**20:.1f} MB", flush=True)
         return _Checkpoint()
 

@@ -32,7 +32,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
-    p.add_argument("--checkpoints", default="best.keras,last.keras",
+    p.add_argument("--checkpoints", default="best.keras,last.keras,swa.keras",
                    help="files in --run-dir to choose from (by validation loss after BatchNorm recalibration)")
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -385,7 +385,8 @@ def main(argv=None):
     import keras
     from app.pipeline.preprocess import test_time_offsets
     from training import data_utk
-    from training.common import member_summaries, read_log, warm_started_from, write_json
+    from training.common import (chosen_epoch, member_summaries, read_log, warm_started_from,
+                                 weight_average_record, write_json)
     from training.ensemble import members_of
     from training.train_age_gender import MARGIN, input_size
 
@@ -429,7 +430,7 @@ def main(argv=None):
     metrics, interval = measured["metrics"], measured["interval"]
     log = read_log(args.run_dir)
     chosen = setup["checkpoint"]
-    shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmin([r["val_loss"] for r in log])) + 1) if log else None
+    shipped_epoch = chosen_epoch(args.run_dir, chosen, [r["val_loss"] for r in log], higher=False)
     kept_others = setup["kept_others"]
     card = {
         "name": "age_gender",
@@ -470,7 +471,8 @@ def main(argv=None):
                      "warm_started_from": warm_started_from(args.run_dir, run),
                      "checkpoint_selection": {"val_loss_after_bn_recalibration":
                                               {k: -v for k, v in setup["checkpoint_selection"].items()},
-                                              "chosen": chosen},
+                                              "chosen": chosen,
+                                              "weight_average": weight_average_record(args.run_dir, chosen)},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
                      "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),

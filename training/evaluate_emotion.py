@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--run-dir", type=Path, default=Path("runs/emotion"))
-    p.add_argument("--checkpoints", default="best.keras,last.keras",
+    p.add_argument("--checkpoints", default="best.keras,last.keras,swa.keras",
                    help="files in --run-dir to choose from (by PublicTest accuracy after BatchNorm recalibration)")
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -152,8 +152,9 @@ def main(argv=None):
 
     from app.pipeline.predict import profile_augmentation
     from training import data_fer
-    from training.common import (export_inference_model, load_other_members, member_summaries, pick_checkpoint,
-                                 read_log, single_face_latency_ms, warm_started_from, write_json)
+    from training.common import (chosen_epoch, export_inference_model, load_other_members, member_summaries,
+                                 pick_checkpoint, read_log, single_face_latency_ms, warm_started_from,
+                                 weight_average_record, write_json)
     from training.ensemble import average_models, ensemble_candidates, fold_class_shift, members_of, softmax_with_shift
     from training.metrics import classification_report
 
@@ -198,7 +199,7 @@ def main(argv=None):
     plot_confusion(np.array(report["confusion_matrix"]["rows_true_cols_pred"]), labels,
                    f"FER2013 PrivateTest — accuracy {report['accuracy']:.1%}", args.reports_dir / "emotion_confusion.png")
 
-    shipped_epoch = (len(log) if chosen == "last.keras" else int(np.argmax([r["val_accuracy"] for r in log])) + 1) if log else None
+    shipped_epoch = chosen_epoch(args.run_dir, chosen, [r["val_accuracy"] for r in log], higher=True)
     card = {
         "name": "emotion",
         "file": "emotion.keras",
@@ -232,7 +233,8 @@ def main(argv=None):
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
                      "warm_started_from": warm_started_from(args.run_dir, run),
                      "checkpoint_selection": {"public_test_accuracy_after_bn_recalibration": selection,
-                                              "chosen": chosen},
+                                              "chosen": chosen,
+                                              "weight_average": weight_average_record(args.run_dir, chosen)},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
                      "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),

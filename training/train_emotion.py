@@ -29,6 +29,10 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--average-last", type=float, default=0.0,
+                   help="also keep the mean of the weights of this share of the schedule's last epochs (stochastic "
+                        "weight averaging) as swa.keras in --run-dir (and in --checkpoint); evaluation offers it beside "
+                        "best.keras and last.keras (0: off; may be added to a run in progress)")
     p.add_argument("--stop-after-epoch", type=int, default=0,
                    help="stop after this epoch (the schedule stays the one of --epochs): a run cut to fit a session")
     p.add_argument("--init-from", type=Path, help="warm start: weights of a shipped model (e.g. models/<name>.keras; "
@@ -91,7 +95,8 @@ def main(argv=None):
     model.fit(ds, validation_data=(public.x, val_targets), batch_size=256,
               epochs=min(args.epochs, args.stop_after_epoch or args.epochs), initial_epoch=done,
               callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x,
-                                             run_checkpoint=args.checkpoint, settings=settings),
+                                             run_checkpoint=args.checkpoint, settings=settings,
+                                             average_last=args.average_last),
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "emotion", "arch": args.arch, "labels": args.labels, "epochs": args.epochs,

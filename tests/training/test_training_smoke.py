@@ -118,6 +118,40 @@ def test_emotion_run_continues_from_its_one_checkpoint_file_on_a_new_machine(tmp
                             "--run-dir", str(tmp_path / "machine3")])
 
 
+def test_weight_average_of_the_last_epochs_continues_from_the_checkpoint_file_on_another_machine(tmp_path):
+    """--average-last: swa.keras is the mean of the last epochs' weights, carried (float16) in the run's one
+    file from one machine to the next, and the evaluators offer it beside best.keras and last.keras."""
+    import keras
+
+    from training import evaluate_age_gender, evaluate_emotion, train_emotion
+    from training.checkpoint_status import summary
+    from training.common import chosen_epoch, load_run_checkpoint
+    ckpt = tmp_path / "emotion.npz"
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["--data-dir", str(DATA / "fer2013"), "--limit", "70", "--batch-size", "16", "--epochs", "3",
+            "--average-last", "0.67", "--checkpoint", str(ckpt)]          # the last 2 of 3 epochs
+    train_emotion.main(args + ["--run-dir", str(one), "--stop-after-epoch", "1"])
+    assert not (one / "swa.keras").exists() and load_run_checkpoint(ckpt)[1]["weight_average"] is None
+    train_emotion.main(args + ["--run-dir", str(one), "--stop-after-epoch", "2"])
+    after_2 = keras.models.load_model(one / "last.keras").get_weights()
+    assert load_run_checkpoint(ckpt)[1]["weight_average"] == {"first_epoch": 2, "through_epoch": 2, "epochs_averaged": 1}
+
+    train_emotion.main(args + ["--run-dir", str(two)])                  # a new machine: the file alone
+    after_3 = keras.models.load_model(two / "last.keras").get_weights()
+    average = keras.models.load_model(two / "swa.keras").get_weights()
+    assert json.loads((two / "swa.json").read_text()) == {"first_epoch": 2, "through_epoch": 3, "epochs_averaged": 2}
+    moved = 0
+    for a, x, y in zip(average, after_2, after_3):
+        np.testing.assert_allclose(a, (x + y) / 2, rtol=1e-2, atol=1e-3)   # float16 between the machines
+        moved += not np.allclose(x, y)
+    assert moved                                                         # epoch 3 did change the weights
+    assert "weight average (swa.keras): epochs 2-3 (2 epochs)" in summary(ckpt)
+    assert chosen_epoch(two, "swa.keras", [0.3, 0.5, 0.4], higher=True) == 3
+    assert chosen_epoch(two, "best.keras", [0.3, 0.5, 0.4], higher=True) == 2
+    for evaluator in (evaluate_emotion, evaluate_age_gender):
+        assert "swa.keras" in evaluator.parse_args(["--data-dir", "x"]).checkpoints.split(",")
+
+
 def shuffled_test_labels(data_dir: Path, folder: Path) -> Path:
     """A copy of the UTKFace folder (images linked) whose test rows have their labels shuffled among them."""
     folder.mkdir()
