@@ -218,11 +218,13 @@ async function prepareFrame(maxSide, seen) {
   return { blob, maxSide, frame };
 }
 
-// One more request may go out while a full scan is out: it takes the server longer than a region scan, and
-// the answers after it wait for it (they are used in order), so the camera's frames keep going meanwhile.
+// One more request may go out while a periodic full scan is out among the region scans: it takes the
+// server longer than a region scan, and the answers after it wait for it (they are used in order), so the
+// camera's frames keep going meanwhile. With no face tracked every frame is a full scan: no extra one.
 function inFlightLimit(out) {
   const base = Math.max(1, settings.inFlight || 1);
-  return base + (base > 1 && out.some((o) => !o.request.regions) ? 1 : 0);
+  const periodic = tracker.tracks.length && out.some((o) => !o.request.regions);
+  return base + (base > 1 && periodic ? 1 : 0);
 }
 
 async function analyzeWhileRunning() {
