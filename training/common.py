@@ -131,9 +131,7 @@ def first_averaged_epoch(share: float, epochs: int) -> int:
 
 def save_weight_average(run_dir: Path, model, weights: list, record: dict) -> None:
     """swa.keras (the network with the averaged weights, no optimizer) and swa.json (which epochs)."""
-    clean = model.__class__.from_config(model.get_config())
-    clean.set_weights(weights)
-    clean.save(run_dir / AVERAGE_FILE)
+    export_inference_model(model, run_dir / AVERAGE_FILE, weights)
     write_json(run_dir / AVERAGE_RECORD, record)
 
 
@@ -144,8 +142,9 @@ def chosen_epoch(run_dir: Path, chosen: str, scores: list[float], higher: bool) 
         return None
     if chosen == "last.keras":
         return len(scores)
-    if chosen == AVERAGE_FILE and (run_dir / AVERAGE_RECORD).exists():
-        return int(json.loads((run_dir / AVERAGE_RECORD).read_text())["through_epoch"])
+    average = weight_average_record(run_dir, chosen)
+    if average:
+        return int(average["through_epoch"])
     return int(np.argmax(scores) if higher else np.argmin(scores)) + 1
 
 
@@ -340,11 +339,12 @@ def read_log(run_dir: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 
 
-def export_inference_model(model, path: Path) -> None:
-    """Save weights + architecture only (no optimizer state): what the app loads."""
+def export_inference_model(model, path: Path, weights: list | None = None) -> None:
+    """Save weights (the model's own, or `weights` for the same network) + architecture only (no optimizer
+    state): what the app loads."""
     # from_config builds an uncompiled twin (clone_model keeps the optimizer: 3x the file size).
     clean = model.__class__.from_config(model.get_config())
-    clean.set_weights(model.get_weights())
+    clean.set_weights(model.get_weights() if weights is None else weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean.save(path)
 
