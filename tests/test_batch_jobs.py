@@ -20,6 +20,7 @@ from app.jobs import VideoJobs
 from app.jobs.batch import chunk_id, csv_rows
 from app.jobs.batch_intake import Intake
 from app.jobs.batch_service import BatchJobs
+from app.jobs.supervise import HOST
 from app.pipeline.errors import BadRequest, TooLarge
 from tests.batch_photos import no_face_photo, one_face_photos, zip_of
 
@@ -438,3 +439,19 @@ def test_a_batch_whose_last_writer_missed_the_end_is_ended_by_the_next_read(embe
     record = embedded.get(job_id)
     assert record["status"] == "done" and record["result"]["summary"]["faces"] == 4
     assert [len(r["faces"]) for r in embedded.records(job_id)] == [1, 1, 1, 1]
+
+
+def test_a_lost_chunk_of_a_batch_that_has_ended_is_not_queued_again(embedded):
+    """A chunk's worker dies after its batch has already ended (a retry finished it, or it was cancelled):
+    the reaper cancels that chunk instead of running it again for nothing."""
+    job_id = submit(embedded, one_face_photos(2))
+    assert wait_until(embedded, job_id)["status"] == "done"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    chunk = chunk_id(job_id, 0)
+    embedded.store.update(chunk, status="running", pid=dead.pid, host=HOST, finished_at=None)
+    embedded.jobs.reaper.reap(chunk)
+    record = embedded.store.get(chunk)
+    assert record["status"] == "cancelled" and record["attempts"] == 1 and "process ended" in record["lost"]
+    assert embedded.get(job_id)["status"] == "done"
+    assert [len(r["faces"]) for r in embedded.records(job_id)] == [1, 1]

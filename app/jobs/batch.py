@@ -134,6 +134,15 @@ def chunk_lost(store, record: dict, how: str = "worker_lost") -> None:
     finish_if_complete(store, job_id, folder, options["chunks"])
 
 
+def chunk_still_wanted(store, record: dict) -> bool:
+    """The still_wanted of a chunk whose worker died (the reaper): another attempt is worth it only while
+    its batch is open. A batch that ended without it (cancelled, or its rows written by a retry) needs none."""
+    job_id, _chunk, _start, _stop, options = record["args"]
+    batch = store.get(job_id)
+    return (batch is not None and batch.get("status") not in FINISHED
+            and not batch_ended(batch_dir(options["video_dir"], job_id)))
+
+
 def write_lost(folder: Path, chunk: int, entries: list[dict], code: str = "worker_lost") -> None:
     """A chunk's file of error rows, and its progress at "done" (the bar moves on)."""
     for name in ("chunks", "progress"):

@@ -57,7 +57,8 @@ class BatchJobs:
         try:
             for n, (start, stop) in enumerate(chunks):
                 # A supervised job of its own: its worker dies → queued again, then chunk_lost's rows.
-                chunk = {"kind": "chunk", "batch": job_id, "chunk": n, "on_lost": "app.jobs.batch.chunk_lost"}
+                chunk = {"kind": "chunk", "batch": job_id, "chunk": n, "on_lost": "app.jobs.batch.chunk_lost",
+                         "still_wanted": "app.jobs.batch.chunk_still_wanted"}
                 self.jobs.start(chunk, "app.jobs.batch.run_batch_chunk", [job_id, n, start, stop, job_options],
                                 job_id=chunk_id(job_id, n), queue=cfg["VISAGE_BATCH_QUEUE"])
         except Exception as e:

@@ -53,9 +53,10 @@ class Jobs:
         """Create the job's record (status queued) and queue func(*args); returns the job id.
 
         record: the job's own fields ("upload": a file to delete when the job finally ends, if any;
-        "on_lost": see Reaper.reap); func: the job function's dotted path; args: JSON-able; queue: the RQ
-        queue (None: the video queue), kept in the record for a retry. The job function writes status running,
-        progress, and done/failed/cancelled itself, and deletes the upload (as run_video_job does).
+        "on_lost", "still_wanted": see Reaper.reap); func: the job function's dotted path; args: JSON-able;
+        queue: the RQ queue (None: the video queue), kept in the record for a retry. The job function
+        writes status running, progress, and done/failed/cancelled itself, and deletes the upload (as
+        run_video_job does).
         If the queue is unavailable the upload is deleted and the error raised (redis.ConnectionError: 503).
         """
         job_id = job_id or new_job_id()

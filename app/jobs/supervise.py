@@ -11,7 +11,8 @@ web processes with the embedded runner) find jobs whose process is gone: a proce
 that no longer exists, or no heartbeat for VISAGE_JOB_STALE_SECONDS. Such a job is queued again
 (attempt + 1, on the job's own queue, any worker) while attempts are left and its upload is still there;
 otherwise it is failed with the reason, its upload deleted and its "on_lost" function called (a batch
-chunk's photos become error rows, app/jobs/batch.py); run_job calls on_lost(store, record, "failed") too
+chunk's photos become error rows, app/jobs/batch.py). A job whose "still_wanted" function says its work
+is pointless now (a chunk of a batch that has already ended) is cancelled instead of queued again; run_job calls on_lost(store, record, "failed") too
 when the function raised without recording an outcome. A per-job lock makes one reaper act, once.
 """
 from __future__ import annotations
@@ -152,6 +153,13 @@ class Reaper:
                 return
             attempt = int(record.get("attempts") or 1)
             upload = record.get("upload")
+            if not self.still_wanted(record):
+                log.warning("job %s: attempt %d lost (%s); its work is no longer wanted: cancelled", job_id, attempt, reason)
+                if upload:
+                    Path(upload).unlink(missing_ok=True)
+                self.store.update(job_id, status="cancelled", finished_at=time.time(), pid=None, lost=reason)
+                self.store.end_beat(job_id)
+                return
             can_retry = (record.get("func") and attempt < self.attempts
                          and (not upload or Path(upload).exists()))
             if can_retry:
@@ -175,6 +183,18 @@ class Reaper:
                 "code": "worker_lost",
                 "message": f"The worker running this job stopped ({reason}), {tries}; submit it again."})
             self.store.end_beat(job_id)
+
+    def still_wanted(self, record: dict) -> bool:
+        """The record's "still_wanted" function (store, record) → bool, if it names one: False for work
+        that another job has made pointless (a chunk of a batch that has already ended). Where it cannot
+        tell, the job is wanted: a needless retry ends at once, a lost one cannot be undone."""
+        if not record.get("still_wanted"):
+            return True
+        try:
+            return bool(import_function(record["still_wanted"])(self.store, record))
+        except Exception:   # noqa: BLE001
+            log.exception("job %s: its still_wanted function failed", record.get("id"))
+            return True
 
     def sweep(self) -> int:
         """Check every started job once; returns how many were reaped."""
