@@ -117,12 +117,13 @@ def choose_serving_setup(candidates: dict, public, use_prior_correction: bool) -
             plain = accuracy(softmax_with_shift(views, no_shift), public.y)
             check = (two_fold_gain(fit_class_shift, softmax_with_shift, no_shift, views, public.y, accuracy)
                      if use_prior_correction else None)
-            options.append({"members": name, "flip": flip, "views": views, "public_accuracy": plain, "shift_check": check,
+            options.append({"members": name, "flip": flip, "views": views, "public_accuracy": plain,
+                            "shift_check": check,
                             "score": max(plain, check["accuracy_with"]) if check and check["gain"] > 0 else plain})
     best = max(options, key=lambda o: o["score"])
     best["public_accuracy_all"] = {f"{o['members']}, flip {o['flip']}": o["public_accuracy"] for o in options}
-    best["public_accuracy_held_out_with_shift"] = {f"{o['members']}, flip {o['flip']}": o["shift_check"]["accuracy_with"]
-                                                   for o in options if o["shift_check"]}
+    best["public_accuracy_held_out_with_shift"] = {
+        f"{o['members']}, flip {o['flip']}": o["shift_check"]["accuracy_with"] for o in options if o["shift_check"]}
     best["shift"] = no_shift
     if best["shift_check"] and best["shift_check"]["gain"] > 0:
         best["shift"] = fit_class_shift(best["views"], public.y)

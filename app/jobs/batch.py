@@ -69,7 +69,7 @@ def run_batch_chunk(job_id: str, chunk: int, start: int, stop: int, options: dic
 def chunk_attempt(store, job_id: str, chunk: int, start: int, stop: int, options: dict) -> str:
     folder = batch_dir(options["video_dir"], job_id)
     record = store.get(job_id)
-    if record is None or record.get("status") in FINISHED or batch_ended(folder):
+    if not batch_open(record, folder):
         return "skipped"             # cancelled, or ended without this chunk (a retry that came too late)
     if store.cancel_requested(job_id):
         return end_cancelled(store, job_id, folder)
@@ -138,9 +138,7 @@ def chunk_still_wanted(store, record: dict) -> bool:
     """The still_wanted of a chunk whose worker died (the reaper): another attempt is worth it only while
     its batch is open. A batch that ended without it (cancelled, or its rows written by a retry) needs none."""
     job_id, _chunk, _start, _stop, options = record["args"]
-    batch = store.get(job_id)
-    return (batch is not None and batch.get("status") not in FINISHED
-            and not batch_ended(batch_dir(options["video_dir"], job_id)))
+    return batch_open(store.get(job_id), batch_dir(options["video_dir"], job_id))
 
 
 def write_lost(folder: Path, chunk: int, entries: list[dict], code: str = "worker_lost") -> None:
@@ -223,6 +221,11 @@ def write_progress(folder: Path, path: Path, count: int) -> bool:
 def batch_ended(folder: Path) -> bool:
     """Whether the batch's end has been claimed (done or cancelled): its files are then being removed."""
     return (folder / "finished").exists()
+
+
+def batch_open(batch: dict | None, folder: Path) -> bool:
+    """Whether a batch (its record, its folder) still wants its chunks' work: not ended, its end not claimed."""
+    return batch is not None and batch.get("status") not in FINISHED and not batch_ended(folder)
 
 
 def claim_end(folder: Path) -> bool:

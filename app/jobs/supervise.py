@@ -12,8 +12,9 @@ that no longer exists, or no heartbeat for VISAGE_JOB_STALE_SECONDS. Such a job 
 (attempt + 1, on the job's own queue, any worker) while attempts are left and its upload is still there;
 otherwise it is failed with the reason, its upload deleted and its "on_lost" function called (a batch
 chunk's photos become error rows, app/jobs/batch.py). A job whose "still_wanted" function says its work
-is pointless now (a chunk of a batch that has already ended) is cancelled instead of queued again; run_job calls on_lost(store, record, "failed") too
-when the function raised without recording an outcome. A per-job lock makes one reaper act, once.
+is pointless now (a chunk of a batch that has already ended) is cancelled instead of queued again.
+run_job calls on_lost(store, record, "failed") too when the function raised without recording an
+outcome. A per-job lock makes one reaper act, once.
 """
 from __future__ import annotations
 
@@ -154,7 +155,8 @@ class Reaper:
             attempt = int(record.get("attempts") or 1)
             upload = record.get("upload")
             if not self.still_wanted(record):
-                log.warning("job %s: attempt %d lost (%s); its work is no longer wanted: cancelled", job_id, attempt, reason)
+                log.warning("job %s: attempt %d lost (%s); its work is no longer wanted: cancelled",
+                            job_id, attempt, reason)
                 if upload:
                     Path(upload).unlink(missing_ok=True)
                 self.store.update(job_id, status="cancelled", finished_at=time.time(), pid=None, lost=reason)
