@@ -162,20 +162,55 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "app", cache
         items = {s: v[:: max(1, len(v) // limit)] for s, v in items.items()}
     out = {}
     for split, split_items in items.items():
-        x = np.zeros((len(split_items), size, size, 1), np.float32)
-        detected = np.ones(len(split_items), bool)
-        for i, item in enumerate(split_items):
-            if crops in ("app", "haar"):
-                x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin,
-                                                  "haar" if crops == "haar" else None)
-            else:
-                x[i] = chip_crop(read_rgb(data_dir, item), size)
+        x, detected = cut_all(data_dir, split_items, size, margin, crops)
         out[split] = {"x": x, **labels_of(split_items), "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **{f"{s}_{a}": out[s][a] for s in SPLITS for a in fields})
     out = {s: out[s] for s in splits}
     return out | {"crop_stats": crop_stats(out)}
+
+
+# Cutting a split is one detection per image (about 50 ms on one core, 35-40 min for a new machine's caches
+# on one process), so large splits are cut by one process per core. Fewer images: one process (a worker
+# pays a second or two to start).
+PARALLEL_FROM = 2000
+
+
+def cut_one(data_dir: Path, item: UtkItem, index: int, size: int, margin: float, crops: str,
+            backgrounds: bool) -> tuple[np.ndarray, bool]:
+    """(model input, detected) for the index-th image of a split: app_path_crop (on its own seeded
+    background when `backgrounds`), or the chip itself for crops="chip"."""
+    if crops == "chip":
+        return chip_crop(read_rgb(data_dir, item), size), True
+    rng = np.random.default_rng([BACKGROUND_SEED, index]) if backgrounds else None
+    return app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin,
+                         "haar" if crops == "haar" else None, background_rng=rng)
+
+
+def cut_all(data_dir: Path, items: list, size: int, margin: float, crops: str, backgrounds: bool = False,
+            workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x (N, size, size, 1), detected (N,)) for a split, in item order, the same whatever `workers` is
+    (each image's background is seeded by its index). workers: processes (default: one per core
+    from PARALLEL_FROM images up, else 1)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+    from multiprocessing import get_context
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if len(items) >= PARALLEL_FROM else 1
+    one = partial(cut_one, Path(data_dir), size=size, margin=margin, crops=crops, backgrounds=backgrounds)
+    if workers > 1:
+        # spawn: a forked child of a process that has started TensorFlow's threads can hang
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(one, items, range(len(items)), chunksize=64))
+    else:
+        results = [one(item, i) for i, item in enumerate(items)]
+    x = np.zeros((len(items), size, size, 1), np.float32)
+    detected = np.ones(len(items), bool)
+    for i, (face, found) in enumerate(results):
+        x[i], detected[i] = face, found
+    return x, detected
 
 
 def labels_of(items) -> dict:
@@ -202,12 +237,7 @@ def load_train_on_backgrounds(data_dir: Path, size: int, margin: float, crops: s
     items = list_items(data_dir)["train"]
     if limit:
         items = items[:: max(1, len(items) // limit)]
-    x = np.zeros((len(items), size, size, 1), np.float32)
-    detected = np.ones(len(items), bool)
-    for i, item in enumerate(items):
-        rng = np.random.default_rng([BACKGROUND_SEED, i])
-        x[i], detected[i] = app_path_crop((data_dir / "UTKFace" / item.filename).read_bytes(), size, margin,
-                                          "haar" if crops == "haar" else None, background_rng=rng)
+    x, detected = cut_all(data_dir, items, size, margin, crops, backgrounds=True)
     out = {"x": x, **labels_of(items), "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)

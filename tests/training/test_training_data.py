@@ -159,3 +159,23 @@ def test_training_backgrounds_keep_the_face_and_change_its_surroundings(astronau
         again = on_background(face, np.random.default_rng(seed))
         assert np.array_equal(out, again)                            # one background per seed
     assert seen == {"edges", "other"} and set(BACKGROUND_KINDS) == {"edges", "flat", "noise", "picture"}
+
+
+def test_a_split_is_cut_the_same_by_one_process_or_several(tmp_path, astronaut):
+    """New caches are cut by one process per core (data_utk.cut_all): the crops, which images have a face,
+    and each image's seeded background are those of a single process, in the items' order."""
+    from app.pipeline.analyze import find_faces
+    x, y, w, h = find_faces(astronaut, "blazeface")[0]
+    face = astronaut[y:y + h, x:x + w]
+    (tmp_path / "UTKFace").mkdir()
+    chips = [cv2.resize(face[shift:, shift:], (200, 200)) for shift in (0, 4, 8)]    # three of the one face
+    chips.append(np.full((200, 200, 3), 90, np.uint8))                                # and one of no face
+    items = [data_utk.UtkItem(f"{30 + i}_1_0_2017.jpg.chip.jpg", 30 + i, 1, 0) for i in range(len(chips))]
+    for item, chip in zip(items, chips):
+        cv2.imwrite(str(tmp_path / "UTKFace" / item.filename), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
+    for backgrounds in (False, True):
+        one = data_utk.cut_all(tmp_path, items, 32, 0.15, "app", backgrounds, workers=1)
+        two = data_utk.cut_all(tmp_path, items, 32, 0.15, "app", backgrounds, workers=2)
+        assert one[1].tolist() == two[1].tolist() == [True, True, True, False]
+        assert one[0].shape == (4, 32, 32, 1) and np.array_equal(one[0], two[0])
+        assert len({one[0][i].tobytes() for i in range(3)}) == 3      # each image its own crop
