@@ -180,6 +180,21 @@ def test_truncated_file_analyses_what_decodes(tmp_path, predictor, clip):
         analyze_video(head, predictor)
 
 
+def test_a_file_cut_short_without_an_error_is_not_called_complete(tmp_path, predictor):
+    """A Matroska file cut in half ends its stream quietly (no decoding error); its header still gives
+    the whole duration, so the frames after the cut count as lost and the answer says it is incomplete.
+    (12 s: a shorter file is one Matroska cluster, and half a cluster gives no frame at all.)"""
+    frames = [scene(320, 240, [(80 + i // 2, 24, 112)]) for i in range(120)]
+    whole = write_clip(tmp_path / "whole.mkv", frames, fps=10, fmt="matroska")
+    assert analyze_video(whole, predictor, fps=2)["decoding"]["complete"]
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    decoding = analyze_video(cut, predictor, fps=2)["decoding"]
+    assert not decoding["complete"] and decoding["frames_expected"] == 120
+    assert 0 < decoding["frames_decoded"] < 120
+    assert decoding["frames_decoded"] + decoding["frames_failed"] == 120
+
+
 def test_stream_broken_in_the_middle_reports_failed_frames(tmp_path, predictor):
     frames = [scene(640, 480, [(160 + i * 2, 48, 224)]) for i in range(60)]
     path = write_clip(tmp_path / "ok.ts", frames, fps=10, fmt="mpegts")

@@ -191,6 +191,28 @@ def _to_rgb(frame, scale: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
+def expected_frames(info: VideoInfo) -> int | None:
+    """Frames the whole video holds: the header's count, else its duration × frame rate, else unknown."""
+    if info.frames:
+        return info.frames
+    if info.duration and info.fps:
+        return int(round(info.duration * info.fps))
+    return None
+
+
+def frames_missing_at_end(info: VideoInfo, stats: DecodeStats) -> int:
+    """Frames the header promises after the last one the stream gave: a file cut short often ends its
+    stream without an error (Matroska, WebM), and its lost tail must not pass for a complete video.
+    A count from the duration (no frame count in the header) is an estimate, so a shortfall within 2%
+    (at least one frame: rounding, an audio track a little longer) is not counted."""
+    expected = expected_frames(info)
+    if expected is None:
+        return 0
+    short = expected - (stats.decoded + stats.failed + stats.missing)
+    tolerance = 0 if info.frames else max(1, int(0.02 * expected))
+    return short if short > tolerance else 0
+
+
 def count_samples(info: VideoInfo, fps: float) -> int:
     """Samples a full decode will give (the progress bar's total); an estimate when the header lacks a duration."""
     if info.duration:
@@ -323,7 +345,8 @@ def analyze_video(path, predictor, *, fps: float = 5.0, detector: str = DEFAULT_
     min_hits = min(min_hits, sampled)
     tracks = [summarize_track(n, track, smooth_seconds)
               for n, track in enumerate((t for t in tracker.all_tracks() if len(t.samples) >= min_hits), 1)]
-    expected = info.frames or None
+    expected = expected_frames(info)
+    stats.missing += frames_missing_at_end(info, stats)
     return {
         "video": info.as_dict(),
         "sampling": {"fps": fps, "samples": sampled, "smooth_seconds": smooth_seconds},
