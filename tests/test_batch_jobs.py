@@ -126,6 +126,46 @@ def test_an_unreadable_zip_and_an_empty_batch_are_400(intake):
     assert e.value.code == "no_photos"
 
 
+def damaged(archive: bytes, member: str) -> bytes:
+    """The ZIP with bytes inside the member's compressed data flipped (a disk or download error)."""
+    start = archive.index(member.encode()) + len(member) + 40
+    data = bytearray(archive)
+    for i in range(start, start + 30):
+        data[i] ^= 0xA5
+    return bytes(data)
+
+
+def test_a_damaged_zip_member_is_an_error_row_and_the_rest_is_analysed(tmp_path):
+    """Deflate and LZMA raise their own errors (zlib.error, LZMAError) on damaged data; each becomes that
+    member's bad_zip_member row, never a failed request that loses the whole batch."""
+    photo = one_face_photos(1)[0][1]
+    payload = bytes(range(256)) * 300
+    for compression in (zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA):
+        intake = Intake(tmp_path / str(compression), max_files=10, max_bytes=1_000_000, max_file_bytes=200_000)
+        archive = damaged(zip_of([("scan.bmp", payload), ("ok.jpg", photo)], compression=compression), "scan.bmp")
+        add_files(intake, [("photos.zip", archive)])
+        assert errors(intake) == {"scan.bmp": "bad_zip_member"}, compression
+        assert [e["name"] for e in intake.entries if not e["error"]] == ["ok.jpg"]
+        assert "ZipInfo" not in intake.entries[0]["error"]["message"]
+
+
+def test_what_claims_to_be_a_zip_and_is_not_one_is_400_and_an_unnamed_photo_keeps_its_row(intake):
+    photo = one_face_photos(1)[0][1]
+    bad_name = zip_of([("é.jpg", photo)]).replace("é".encode(), b"\xff\xfe")    # flagged UTF-8, is not
+    for name, data in [("photos.zip", b"just some text"), ("photos.zip", bad_name)]:
+        with pytest.raises(BadRequest) as e:
+            add_files(intake, [(name, data)])
+        assert e.value.code == "bad_zip" and "photos.zip" in e.value.message
+    add_files(intake, [("nothing.zip", zip_of([]))])                 # an empty ZIP adds nothing...
+    with pytest.raises(BadRequest) as e:
+        intake.finish()
+    assert e.value.code == "no_photos"                              # ... and alone it is no photos
+    # A file part without a file name but with bytes (an API client's) is a photo; an empty one (a form's
+    # file field left empty) is nothing.
+    add_files(intake, [("", photo), ("", b"")])
+    assert [(e["name"], e["error"]) for e in intake.entries] == [("(no name)", None)]
+
+
 # ---------------------------------------------------------------- embedded
 
 @pytest.fixture()

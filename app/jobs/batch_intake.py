@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from app.jobs.store import write_atomically
 from app.pipeline.errors import BadRequest, TooLarge
 
 ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"      # a ZIP of no files is its end record alone
 SKIPPED_PARTS = ("__MACOSX",)     # macOS resource forks: not photos, and one per photo
 MAX_NAME_CHARS = 255
 READ_BLOCK = 1 << 20
@@ -49,7 +52,7 @@ def skipped(name: str) -> bool:
 
 def is_zip(path: Path) -> bool:
     with open(path, "rb") as f:
-        return f.read(4) == ZIP_MAGIC
+        return f.read(4) in (ZIP_MAGIC, EMPTY_ZIP_MAGIC)
 
 
 class Intake:
@@ -74,12 +77,14 @@ class Intake:
     # ------------------------------------------------------------------ adding files
 
     def add_upload(self, name: str, path: Path) -> None:
-        """A file received from the request (already at `path`): a photo, or a ZIP of photos."""
-        if skipped(name) or not name:
+        """A file received from the request (already at `path`): a photo, or a ZIP of photos (by its
+        first bytes, or by its name: a ".zip" that is not one is refused, not read as a photo)."""
+        size = path.stat().st_size
+        # A form's file field left empty sends a part with no name and no bytes: nothing was chosen.
+        if skipped(name) or (not name and size == 0):
             path.unlink(missing_ok=True)
             return
-        size = path.stat().st_size
-        if size >= 4 and is_zip(path):
+        if (size >= 4 and is_zip(path)) or name.lower().endswith(".zip"):
             try:
                 self.add_zip(name, path)
             finally:
@@ -90,7 +95,7 @@ class Intake:
     def add_zip(self, zip_name: str, path: Path) -> None:
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
+        except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as e:    # the last: a bad UTF-8 name
             raise BadRequest(f"{shown_name(zip_name)} is not a readable ZIP file ({e}).", code="bad_zip") from None
         with archive:
             members = [m for m in archive.infolist() if not m.is_dir() and not skipped(m.filename)]
@@ -128,9 +133,10 @@ class Intake:
             path.unlink(missing_ok=True)
             return self._error(name, "bad_zip_member", "This file unpacks to more bytes than the ZIP declares; "
                                                        "it was not analysed.")
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as e:
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, RuntimeError, NotImplementedError, OSError,
+                EOFError) as e:
             path.unlink(missing_ok=True)     # corrupt, encrypted or an unknown compression method
-            return self._error(name, "bad_zip_member", f"This file could not be unpacked ({e}).")
+            return self._error(name, "bad_zip_member", f"This file could not be unpacked ({unpack_reason(e)}).")
         self.unpacked += written
         if written >= 4 and is_zip(path):
             path.unlink(missing_ok=True)
@@ -185,6 +191,12 @@ class Intake:
                              code="no_photos")
         write_json(self.folder / "manifest.json", {"files": self.entries})
         return self.entries
+
+
+def unpack_reason(e: Exception) -> str:
+    """zipfile's message for a member it cannot unpack, without the <ZipInfo ...> dump some of them carry."""
+    message = str(e)
+    return "the file is encrypted" if "encrypted" in message else (message.split(" <ZipInfo")[0] or type(e).__name__)
 
 
 def write_json(path: Path, value) -> None:
