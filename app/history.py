@@ -196,8 +196,9 @@ def timeline_by_track(timeline: list[dict]) -> dict[int, list[dict]]:
 
 
 def _number(value, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
+    # The range first: a JSON integer of hundreds of digits compares fine but overflows isfinite().
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+            or not math.isfinite(value):
         raise ValueError(f"expected a number in [{low}, {high}], got {value!r}")
     return float(value)
 

@@ -164,7 +164,9 @@ def test_live_session_rejects_bad_points(db_client, new_account):
     bad = [{"timeline": []}, {"timeline": "x"}, {"timeline": [{"t": 1}]},
            {"timeline": [{**live_point(0, 1), "emotion": "smug"}]},
            {"timeline": [{**live_point(0, 1), "age": 500}]},
-           {"timeline": [{**live_point(0, 1), "track": True}]}]
+           {"timeline": [{**live_point(0, 1), "track": True}]},
+           {"timeline": [{**live_point(0, 1), "t": 10 ** 400}]},          # beyond any float: no 500
+           {"timeline": [live_point(0, 1)], "duration_s": 10 ** 400}]
     for body in bad:
         r = client.post("/history/live", json=body)
         assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_timeline", body

@@ -94,7 +94,8 @@ def test_api_takes_regions_as_form_field_or_json_list(client, astronaut_jpeg):
 
 
 @pytest.mark.parametrize("value", ["nope", "[[1, 2, 3]]", "[[0, 0, -1, 5]]", "[[0, 0, 5, NaN]]", '{"x": 1}',
-                                   json.dumps([[0, 0, 9, 9]] * 17), '[["a", 0, 9, 9]]'])
+                                   json.dumps([[0, 0, 9, 9]] * 17), '[["a", 0, 9, 9]]', '[[0, 0, 1e308, 1e308]]',
+                                   f"[[0, 0, {'9' * 400}, 10]]", '["1234"]', "[[0, 0, true, true]]"])
 def test_bad_regions_are_a_clear_400(client, astronaut_jpeg, value):
     r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg"), "regions": value})
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_regions"

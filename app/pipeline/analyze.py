@@ -57,6 +57,17 @@ def locate_faces(image: np.ndarray, detector: str, min_face: float = 0.0, region
 
 
 MAX_REGIONS = 16
+MAX_REGION_PIXELS = 1e6      # far beyond any image allowed in; keeps the detectors' pixel arithmetic finite
+
+
+def region_number(value) -> float:
+    """One coordinate of a region: a JSON number (not a bool, not a string of digits) within the bound."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_REGION_PIXELS:
+        raise ValueError
+    return number
 
 
 def check_regions(value) -> list[tuple[float, float, float, float]] | None:
@@ -68,13 +79,14 @@ def check_regions(value) -> list[tuple[float, float, float, float]] | None:
         boxes = json.loads(value) if isinstance(value, str) else value
         if not isinstance(boxes, list) or len(boxes) > MAX_REGIONS:
             raise ValueError
-        parsed = [tuple(float(v) for v in box) for box in boxes]
-        if any(len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0
-               for box in parsed):
+        parsed = [tuple(region_number(v) for v in box) for box in boxes]
+        if any(not isinstance(box, (list, tuple)) or len(box) != 4 for box in boxes) \
+                or any(box[2] <= 0 or box[3] <= 0 for box in parsed):
             raise ValueError
-    except (TypeError, ValueError):
-        raise BadRequest(f"regions must be a JSON list of at most {MAX_REGIONS} [x, y, w, h] boxes with w, h > 0, "
-                         f"got {str(value)[:100]!r}.", code="bad_regions") from None
+    except (TypeError, ValueError, OverflowError):      # OverflowError: an integer of hundreds of digits
+        raise BadRequest(f"regions must be a JSON list of at most {MAX_REGIONS} [x, y, w, h] boxes with w, h > 0 "
+                         f"(pixels, each within ±{MAX_REGION_PIXELS:g}), got {str(value)[:100]!r}.",
+                         code="bad_regions") from None
     return parsed or None
 
 
