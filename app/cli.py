@@ -10,8 +10,9 @@
                                                      # one batch on a running server and its workers (docs/batch.md)
 
 A file that cannot be analyzed yields an error record, not a crash. Exit status:
-0 all files analyzed, 1 some files failed (--server: or had no face), 2 the models could not be
-loaded (--server: the server refused the batch or could not be reached).
+0 all files analyzed, 1 some files failed or none was found (--server: or had no face), 2 nothing was
+analyzed: the models could not be loaded, or an output (-o, --annotated, --blur-dir) cannot be
+written there (checked before any work); --server: the server refused the batch or could not be reached.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from pathlib import Path
 from app import settings
 from app.pipeline.analyze import run_pipeline
 from app.pipeline.detect import DETECTORS
-from app.pipeline.errors import InputError, ModelUnavailable
+from app.pipeline.decode import size_text
+from app.pipeline.errors import InputError, ModelUnavailable, TooLarge
 from app.pipeline.predict import EMOTION_LABELS, PROFILES, load_predictor
 from app.pipeline.video import VIDEO_EXTENSIONS
 
@@ -75,19 +77,30 @@ def list_files(paths: list[Path]) -> list[Path]:
 
 def analyze_file(path: Path, predictor, detector: str, cfg: dict, profile: str = "accurate",
                  blur_dir: Path | None = None) -> dict:
-    """One photo's record; with blur_dir, also a copy of it with every face blurred (record["blurred"])."""
+    """One photo's record; with blur_dir, also a copy of it with every face blurred (record["blurred"],
+    or record["blur_error"] where it could not be written: the analysis is kept)."""
+    if is_video(path):
+        return {"file": str(path), "error": {"code": "video_file", "message": "A video: analyse it on its own "
+                                             f"(python -m app.cli {path}) for its per-face timelines."}}
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:            # no more than the limit, plus a byte to tell it was over
+            data = f.read(cfg["VISAGE_MAX_BYTES"] + 1)
+        if len(data) > cfg["VISAGE_MAX_BYTES"]:
+            raise TooLarge(f"The file is {size_text(path.stat().st_size, cfg['VISAGE_MAX_BYTES'])}.",
+                           code="file_too_large")
         answer, image = run_pipeline(data, predictor, detector=detector, profile=profile,
                                      max_bytes=cfg["VISAGE_MAX_BYTES"], max_pixels=cfg["VISAGE_MAX_PIXELS"])
-        record = {"file": str(path), **answer}
-        if blur_dir is not None:
-            record["blurred"] = str(write_blurred(path, image, answer, blur_dir))
-        return record
     except InputError as e:
         return {"file": str(path), "error": {"code": e.code, "message": e.message}}
     except OSError as e:
         return {"file": str(path), "error": {"code": "unreadable", "message": f"{e.strerror or e}"}}
+    record = {"file": str(path), **answer}
+    if blur_dir is not None:
+        try:
+            record["blurred"] = str(write_blurred(path, image, answer, blur_dir))
+        except OSError as e:
+            record["blur_error"] = f"the blurred copy could not be written in {blur_dir}: {e.strerror or e}"
+    return record
 
 
 def write_blurred(path: Path, image, answer: dict, folder: Path) -> Path:
@@ -124,26 +137,35 @@ def run_video(args, cfg: dict) -> int:
             bar.update(done - bar.n)
         return progress
 
+    annotated = args.annotated or (path.with_name(f"{path.stem}-blurred.mp4") if args.blur else None)
+    if annotated and not writable_folder(annotated.parent):
+        print(f"error: cannot write {annotated}: {annotated.parent} is not a folder we can write in",
+              file=sys.stderr)
+        return 2
+    out = open_output(args.output)
+    if out is None:
+        return 2
     try:
-        with tqdm(desc="analyzing", unit="frame", file=sys.stderr) as bar:
-            result = analyze_video(path, predictor, fps=args.fps, detector=args.detector,
-                                   max_seconds=cfg["VISAGE_MAX_VIDEO_SECONDS"],
-                                   max_pixels=cfg["VISAGE_MAX_VIDEO_PIXELS"], progress=bar_progress(bar))
-        annotated = args.annotated or (path.with_name(f"{path.stem}-blurred.mp4") if args.blur else None)
+        try:
+            with tqdm(desc="analyzing", unit="frame", file=sys.stderr) as bar:
+                result = analyze_video(path, predictor, fps=args.fps, detector=args.detector,
+                                       max_seconds=cfg["VISAGE_MAX_VIDEO_SECONDS"],
+                                       max_pixels=cfg["VISAGE_MAX_VIDEO_PIXELS"], progress=bar_progress(bar))
+        except InputError as e:
+            print(f"error: {path}: {e.message} ({e.code})", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"error: {path}: {e.strerror or e}", file=sys.stderr)
+            return 1
         if annotated:
-            with tqdm(desc="annotating", unit="frame", file=sys.stderr) as bar:
-                render_annotated(path, result, annotated, blur=args.blur, progress=bar_progress(bar))
-            result["annotated"] = str(annotated)
-    except InputError as e:
-        print(f"error: {path}: {e.message} ({e.code})", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"error: {path}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    as_csv = args.format == "csv" or (args.output is not None and args.output.suffix.lower() == ".csv")
-    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
-    try:
-        if as_csv:
+            try:
+                with tqdm(desc="annotating", unit="frame", file=sys.stderr) as bar:
+                    render_annotated(path, result, annotated, blur=args.blur, progress=bar_progress(bar))
+                result["annotated"] = str(annotated)
+            except (InputError, OSError) as e:     # the timelines are written all the same
+                result["annotated_error"] = getattr(e, "message", None) or f"{e.strerror or e}"
+                print(f"error: {annotated} could not be written: {result['annotated_error']}", file=sys.stderr)
+        if output_format(args) == "csv":
             write_csv(result, out)
         else:
             out.write(json.dumps({"file": str(path), **result}, indent=1) + "\n")
@@ -154,7 +176,38 @@ def run_video(args, cfg: dict) -> int:
     if not decoding["complete"]:
         print(f"warning: {path}: the video is damaged; {decoding['frames_failed']} frame(s) could not be decoded, "
               f"the rest was analysed", file=sys.stderr)
-    return 0
+    return 1 if "annotated_error" in result else 0
+
+
+def succeeded(record: dict) -> bool:
+    """Analysed, and its blurred copy written if one was asked for (else said on stderr)."""
+    if "blur_error" in record:
+        print(f"error: {record['file']}: {record['blur_error']}", file=sys.stderr)
+    return "error" not in record and "blur_error" not in record
+
+
+def output_format(args) -> str | None:
+    """csv or jsonl as asked, else csv for an output file named .csv, else None (the default for the input)."""
+    if args.format:
+        return args.format
+    return "csv" if args.output is not None and args.output.suffix.lower() == ".csv" else None
+
+
+def writable_folder(folder: Path) -> bool:
+    import os
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+def open_output(path: Path | None):
+    """stdout, or `path` opened for writing now, before any work: a wrong folder must not cost an
+    analysis. None (after saying why) when it cannot be written."""
+    if path is None:
+        return sys.stdout
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as e:
+        print(f"error: cannot write {path}: {e.strerror or e}", file=sys.stderr)
+        return None
 
 
 def csv_rows(record: dict):
@@ -182,7 +235,9 @@ def run_server_batch(args) -> int:
     from app.batch_client import run_on_server
     files = list_files(args.paths)
     as_csv = args.format != "jsonl"
-    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    out = open_output(args.output)
+    if out is None:
+        return 2
     try:
         return run_on_server(args.server, args.paths, files, {"detector": args.detector, "profile": args.profile},
                              out, as_csv=as_csv, token=args.token)
@@ -213,21 +268,33 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     files = list_files(args.paths)
-    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    if not files:
+        print(f"error: no files in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 1
+    if args.blur_dir and args.blur:
+        try:
+            args.blur_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"error: cannot write blurred copies in {args.blur_dir}: {e.strerror or e}", file=sys.stderr)
+            return 2
+    out = open_output(args.output)
+    if out is None:
+        return 2
     failed = 0
+    form = output_format(args)
     try:
-        if len(files) == 1 and not args.paths[0].is_dir():
+        if len(files) == 1 and not args.paths[0].is_dir() and form is None:
             record = analyze_file(files[0], predictor, args.detector, cfg, args.profile, blur_dir(args, files[0]))
-            failed = "error" in record
+            failed = not succeeded(record)
             out.write(json.dumps(record, indent=2) + "\n")
         else:
             from tqdm import tqdm
-            writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore") if args.format == "csv" else None
+            writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore") if form == "csv" else None
             if writer:
                 writer.writeheader()
             for path in tqdm(files, desc="analyzing", unit="image", file=sys.stderr):
                 record = analyze_file(path, predictor, args.detector, cfg, args.profile, blur_dir(args, path))
-                failed += "error" in record
+                failed += not succeeded(record)
                 if writer:
                     writer.writerows(csv_rows(record))
                 else:

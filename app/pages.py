@@ -52,8 +52,10 @@ def analyze():
 
 @bp.errorhandler(RequestEntityTooLarge)
 def upload_too_large(_e):
+    # Werkzeug says 413 for a body over the limit and for a form of too many parts alike.
     limit = current_app.config["VISAGE_MAX_BYTES"] / 1e6
-    return form_page(f"The file is too large; the limit is {limit:.1f} MB.", 413)
+    return form_page(f"The upload is too large: a photo may be up to {limit:.1f} MB, in a form of at most "
+                     f"{current_app.config['MAX_FORM_PARTS']} fields and files.", 413)
 
 
 def inline_jpeg(image: np.ndarray) -> str:

@@ -95,3 +95,20 @@ def test_detector_defaults_to_blazeface_or_the_setting(models_dir, folder, capsy
     monkeypatch.setenv("VISAGE_DEFAULT_DETECTOR", "hog")
     assert run(models_dir, folder / "one.jpg") == 1
     assert "VISAGE_DEFAULT_DETECTOR must be one of blazeface, haar, none" in capsys.readouterr().err
+
+
+def test_one_file_as_csv_an_empty_folder_a_video_in_a_folder_and_a_file_over_the_limit(
+        models_dir, folder, tmp_path, capsys, monkeypatch):
+    assert run(models_dir, folder / "one.jpg", "--format", "csv") == 0         # asked for CSV: CSV, not JSON
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert len(rows) == 1 and rows[0]["file"].endswith("one.jpg") and rows[0]["gender"]
+    (tmp_path / "empty").mkdir()
+    assert run(models_dir, tmp_path / "empty") == 1
+    assert "no files" in capsys.readouterr().err
+    (folder / "talk.mp4").write_bytes(b"\0" * 100)
+    monkeypatch.setenv("VISAGE_MAX_BYTES", str(len((folder / "one.jpg").read_bytes()) - 1))
+    assert run(models_dir, folder) == 1
+    records = {Path(r["file"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert records["talk.mp4"]["error"]["code"] == "video_file" and "on its own" in records["talk.mp4"]["error"]["message"]
+    too_large = records["one.jpg"]["error"]
+    assert too_large["code"] == "file_too_large" and "bytes; the limit is" in too_large["message"]   # 1 byte over

@@ -150,6 +150,10 @@ def test_too_many_bytes(astronaut_jpeg):
     with pytest.raises(TooLarge) as e:
         decode(astronaut_jpeg, max_bytes=len(astronaut_jpeg) - 1)
     assert e.value.status == 413 and e.value.code == "file_too_large"
+    assert f"{len(astronaut_jpeg):,} bytes; the limit is {len(astronaut_jpeg) - 1:,} bytes" in e.value.message
+    with pytest.raises(TooLarge) as e:
+        decode(b"\xff" * 10_600_000, max_bytes=10 * 1024 * 1024)     # megabytes that read differently
+    assert "10.6 MB; the limit is 10.5 MB" in e.value.message
 
 
 def png_header_claiming(width: int, height: int) -> bytes:
@@ -165,6 +169,7 @@ def test_decompression_bomb(side):
     with pytest.raises(TooLarge) as e:
         decode(png_header_claiming(side, side))
     assert e.value.status == 413 and e.value.code == "too_many_pixels"
+    assert f"{side}x{side}" in e.value.message and "the limit is 40.0 megapixels" in e.value.message  # ours
 
 
 def test_pixel_limit_setting(picture):

@@ -52,3 +52,23 @@ def test_photo_blur_writes_a_blurred_copy(models_dir, tmp_path, astronaut_jpeg, 
     blurred = np.asarray(Image.open(record["blurred"]))
     assert record["blurred"].endswith("shared/portrait-blurred.jpg") and record["faces"]
     assert not find_faces(blurred, "haar")
+
+
+def test_outputs_that_cannot_be_written_stop_before_the_analysis(models_dir, tmp_path, astronaut_jpeg, capsys):
+    """-o or --annotated into a folder that does not exist: exit 2 at once, naming that path (the analysis
+    used to run first, then its result was lost to a traceback or to a message naming the input)."""
+    clip = one_face_clip(tmp_path / "talk.mp4", seconds=1.0, fps=10)
+    for option, target in (("-o", tmp_path / "nowhere" / "t.csv"), ("--annotated", tmp_path / "nowhere" / "a.mp4")):
+        assert run(models_dir, clip, option, target) == 2
+        captured = capsys.readouterr()
+        assert str(target) in captured.err and "analyzing" not in captured.err
+    photo = tmp_path / "portrait.jpg"
+    photo.write_bytes(astronaut_jpeg)
+    (tmp_path / "a-file").write_text("")
+    assert run(models_dir, photo, "-o", tmp_path / "nowhere" / "out.json") == 2
+    assert run(models_dir, photo, "--blur", "--blur-dir", tmp_path / "a-file" / "blurred") == 2
+    assert "blurred" in capsys.readouterr().err
+    # A blurred copy that fails on its own leaves the analysis in the record, said beside it.
+    record = cli.analyze_file(photo, cli.load_predictor(models_dir), "blazeface",
+                              {"VISAGE_MAX_BYTES": 10**7, "VISAGE_MAX_PIXELS": 10**8}, blur_dir=tmp_path / "a-file")
+    assert record["faces"] and "blurred" not in record and "could not be written" in record["blur_error"]
