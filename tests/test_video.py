@@ -148,6 +148,18 @@ def test_not_a_video(tmp_path, predictor):
     assert e.value.code == "not_a_video"
 
 
+def test_a_still_photo_is_not_a_one_frame_video(tmp_path, predictor, astronaut_jpeg):
+    """FFmpeg would read a JPEG or PNG as a video of one frame; the answer says to send it as a photo."""
+    from PIL import Image
+    png, jpeg = tmp_path / "portrait.mp4", tmp_path / "portrait.jpg"
+    Image.open(io.BytesIO(astronaut_jpeg)).save(png, "PNG")      # the name does not matter, the content does
+    jpeg.write_bytes(astronaut_jpeg)
+    for path in (png, jpeg):
+        with pytest.raises(UnsupportedType) as e:
+            analyze_video(path, predictor)
+        assert e.value.code == "not_a_video" and "still image" in e.value.message
+
+
 def test_audio_only(tmp_path, predictor):
     path = tmp_path / "voice.m4a"
     with av.open(str(path), "w", format="mp4") as container:

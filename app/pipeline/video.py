@@ -81,6 +81,11 @@ def probe(path, *, max_seconds: float, max_pixels: int) -> VideoInfo:
     if path.stat().st_size == 0:
         raise BadRequest("The uploaded file is empty.", code="empty_file")
     with _open(path) as container:
+        # FFmpeg reads a still photo as a one-frame video (its image2 / *_pipe demuxers); an animated GIF
+        # ("gif") is a clip and stays one.
+        if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+            raise UnsupportedType("This is a still image, not a video: send it as a photo (the upload form, "
+                                  "or POST /api/v1/analyze).", code="not_a_video")
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise UnsupportedType(f"The file has no video stream (it has: {', '.join(kinds)}).",
