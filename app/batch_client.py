@@ -50,16 +50,18 @@ def multipart(files: list[tuple[str, Path]], fields: dict) -> tuple[str, int, ca
 
 
 def call(method: str, url: str, token: str | None, data=None, headers: dict | None = None):
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
+        request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         with urllib.request.urlopen(request, timeout=600) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
     except (urllib.error.URLError, OSError) as e:
         raise ServerError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
+    except ValueError as e:          # "http://[::1" (bad IPv6), no scheme, a bad port: not an address
+        raise ServerError(f"not a server address: {url} ({e})") from None
 
 
 def error_text(status: int, body: bytes) -> str:

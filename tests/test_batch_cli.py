@@ -63,3 +63,5 @@ def test_a_refused_batch_and_an_unreachable_server_exit_2(server, tmp_path, caps
     assert "too_many_files" in capsys.readouterr().err
     assert cli.main([str(many), "--server", "http://127.0.0.1:9"]) == 2
     assert "cannot reach" in capsys.readouterr().err
+    assert cli.main([str(many), "--server", "http://[::1"]) == 2              # a typo, not a traceback
+    assert "not a server address" in capsys.readouterr().err
