@@ -63,12 +63,25 @@ def merged_options(body) -> dict:
         in_query = request.args.get(name)
         check_option_value(name, in_body, from_json=not isinstance(body, MultiDict))
         check_option_value(name, in_query, from_json=False)
-        if in_body is not None and in_query is not None and str(in_body) != in_query:
+        if in_body is not None and in_query is not None and not same_option(name, in_body, in_query):
             raise BadRequest(f"The {name} option is given twice, with different values (query string and body).",
                              code="conflicting_option")
         if in_body is not None or in_query is not None:
             options[name] = in_body if in_body is not None else in_query
     return options
+
+
+def same_option(name: str, in_body, in_query: str) -> bool:
+    """Whether the body's and the query's value of an option mean the same (min_face 0.1 and 0.10; regions
+    as a JSON list and as its text). Either one invalid: compared as written (its own check says why)."""
+    if str(in_body) == in_query:
+        return True
+    from app.pipeline.analyze import check_min_face, check_regions
+    check = {"min_face": check_min_face, "regions": check_regions}.get(name)
+    try:
+        return check is not None and check(in_body) == check(in_query)
+    except BadRequest:
+        return False
 
 
 def check_option_value(name: str, value, from_json: bool) -> None:

@@ -69,6 +69,15 @@ def test_bad_min_face(client, astronaut_jpeg, value):
     assert_error(upload(client, astronaut_jpeg, min_face=value), 400, "bad_min_face")
 
 
+def test_an_option_in_both_query_and_body_must_agree_in_meaning_not_in_spelling(client, astronaut_jpeg):
+    body = {"image": base64.b64encode(astronaut_jpeg).decode(), "min_face": 0.1, "regions": [[150, 40, 150, 150]]}
+    same = client.post("/api/v1/analyze?min_face=0.10&regions=[[150,40,150,150]]", json=body)
+    assert same.status_code == 200 and same.get_json()["scan"] == "regions"
+    for query in ("min_face=0.2", "regions=[[0,0,10,10]]"):
+        r = client.post(f"/api/v1/analyze?{query}", json=body)
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "conflicting_option", query
+
+
 def test_non_string_detector_in_json_is_a_clear_error(client, astronaut_jpeg):
     r = client.post("/api/v1/analyze", json={"image": base64.b64encode(astronaut_jpeg).decode(), "detector": 3})
     assert_error(r, 400, "bad_detector")
