@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -138,33 +139,34 @@ def run_video(args, cfg: dict) -> int:
         return progress
 
     annotated = args.annotated or (path.with_name(f"{path.stem}-blurred.mp4") if args.blur else None)
-    if annotated and not writable_folder(annotated.parent):
-        print(f"error: cannot write {annotated}: {annotated.parent} is not a folder we can write in",
-              file=sys.stderr)
-        return 2
+    for target in (args.output, annotated):
+        if target is not None and not can_write(target):
+            print(f"error: cannot write {target}: no such folder, or not ours to write in", file=sys.stderr)
+            return 2
+    try:
+        with tqdm(desc="analyzing", unit="frame", file=sys.stderr) as bar:
+            result = analyze_video(path, predictor, fps=args.fps, detector=args.detector,
+                                   max_seconds=cfg["VISAGE_MAX_VIDEO_SECONDS"],
+                                   max_pixels=cfg["VISAGE_MAX_VIDEO_PIXELS"], progress=bar_progress(bar))
+    except InputError as e:
+        print(f"error: {path}: {e.message} ({e.code})", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {path}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if annotated:
+        try:
+            with tqdm(desc="annotating", unit="frame", file=sys.stderr) as bar:
+                render_annotated(path, result, annotated, blur=args.blur, progress=bar_progress(bar))
+            result["annotated"] = str(annotated)
+        except (InputError, OSError) as e:     # the timelines are written all the same
+            result["annotated_error"] = getattr(e, "message", None) or f"{e.strerror or e}"
+            print(f"error: {annotated} could not be written: {result['annotated_error']}", file=sys.stderr)
     out = open_output(args.output)
     if out is None:
+        print(json.dumps({"file": str(path), **result}), file=sys.stdout)     # the work is not lost
         return 2
     try:
-        try:
-            with tqdm(desc="analyzing", unit="frame", file=sys.stderr) as bar:
-                result = analyze_video(path, predictor, fps=args.fps, detector=args.detector,
-                                       max_seconds=cfg["VISAGE_MAX_VIDEO_SECONDS"],
-                                       max_pixels=cfg["VISAGE_MAX_VIDEO_PIXELS"], progress=bar_progress(bar))
-        except InputError as e:
-            print(f"error: {path}: {e.message} ({e.code})", file=sys.stderr)
-            return 1
-        except OSError as e:
-            print(f"error: {path}: {e.strerror or e}", file=sys.stderr)
-            return 1
-        if annotated:
-            try:
-                with tqdm(desc="annotating", unit="frame", file=sys.stderr) as bar:
-                    render_annotated(path, result, annotated, blur=args.blur, progress=bar_progress(bar))
-                result["annotated"] = str(annotated)
-            except (InputError, OSError) as e:     # the timelines are written all the same
-                result["annotated_error"] = getattr(e, "message", None) or f"{e.strerror or e}"
-                print(f"error: {annotated} could not be written: {result['annotated_error']}", file=sys.stderr)
         if output_format(args) == "csv":
             write_csv(result, out)
         else:
@@ -193,8 +195,11 @@ def output_format(args) -> str | None:
     return "csv" if args.output is not None and args.output.suffix.lower() == ".csv" else None
 
 
-def writable_folder(folder: Path) -> bool:
-    import os
+def can_write(path: Path) -> bool:
+    """Whether a file can be written at `path` (checked before a long analysis; nothing is created)."""
+    folder = path.parent
+    if path.exists():
+        return path.is_file() and os.access(path, os.W_OK)
     return folder.is_dir() and os.access(folder, os.W_OK)
 
 
