@@ -198,3 +198,79 @@ def test_any_job_function_runs_under_the_same_supervision(models_dir, tmp_path):
     careful = jobs.start({}, "tests.test_faults_jobs.job_that_records", [jobs.store.spec(), "c" * 32], job_id="c" * 32)
     assert jobs.runner.wait(careful, 60) == "done"
     assert jobs.get(careful)["result"] == {"answer": 42}
+
+
+# ---------------------------------------------------------------- an attempt that outlived its turn
+
+def video_job(tmp_path, models_dir, clip, **options):
+    """A FileStore record of attempt 1 of a video job, its upload, and run_video_job's options."""
+    from app.jobs.store import FileStore
+    store = FileStore(tmp_path)
+    job_id = "a" * 32
+    path = tmp_path / "upload.mp4"
+    shutil.copyfile(clip, path)
+    store.create(job_id, {"id": job_id, "status": "running", "attempts": 1, "upload": str(path)})
+    return store, job_id, path, {"store": store.spec(), "models_dir": str(models_dir), "video_dir": str(tmp_path),
+                                 "max_seconds": 600, "max_pixels": 10 ** 8, "fps": 2, **options}
+
+
+def test_a_frozen_video_attempt_that_wakes_after_its_retry_writes_nothing(models_dir, tmp_path, long_clip, monkeypatch):
+    """A worker frozen past the stale time wakes up after the reaper queued attempt 2. If attempt 2 has
+    finished (and deleted the upload), the old attempt fails to read the file: before, it wrote "failed"
+    over the finished result; now it stops and writes nothing. If attempt 2 is still running, the old
+    one's finished analysis is not written either, and the upload and MP4 stay attempt 2's."""
+    from app.jobs import video as video_job_module
+    from app.pipeline import video as video_pipeline
+    from app.pipeline.errors import UnsupportedType
+    real_analyze = video_pipeline.analyze_video
+    store, job_id, path, options = video_job(tmp_path / "one", models_dir, long_clip)
+
+    def woken_after_the_retry_finished(video, predictor, **kw):
+        store.update(job_id, attempts=2, status="done", result={"tracks": "attempt 2's"})
+        path.unlink()
+        raise UnsupportedType("This file is not a video we can read (No such file or directory).", code="not_a_video")
+
+    monkeypatch.setattr(video_pipeline, "analyze_video", woken_after_the_retry_finished)
+    assert video_job_module.run_video_job(job_id, str(path), options) == "superseded"
+    record = store.get(job_id)
+    assert record["status"] == "done" and record["result"] == {"tracks": "attempt 2's"} and not record.get("error")
+
+    store, job_id, path, options = video_job(tmp_path / "two", models_dir, long_clip, annotate=True)
+    theirs = tmp_path / "two" / "results" / job_id / "annotated.mp4"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"attempt 2's video")
+
+    def while_the_retry_runs(video, predictor, **kw):
+        store.update(job_id, attempts=2, status="running")
+        return real_analyze(video, predictor, **{**kw, "should_cancel": None})
+
+    monkeypatch.setattr(video_pipeline, "analyze_video", while_the_retry_runs)
+    assert video_job_module.run_video_job(job_id, str(path), options) == "superseded"
+    record = store.get(job_id)
+    assert record["status"] == "running" and record["attempts"] == 2 and record.get("result") is None
+    assert path.exists() and theirs.read_bytes() == b"attempt 2's video"
+    assert sorted(p.name for p in theirs.parent.iterdir()) == ["annotated.mp4"]     # no part file left
+
+
+def test_a_video_job_stopped_by_its_worker_keeps_its_upload_and_is_queued_again(rq_setup, long_clip, monkeypatch):
+    """RQ raises SystemExit inside a job on a worker's second SIGTERM. Before, the job's beat was ended
+    (the sweep never saw it again) and the video job deleted its upload, so the retry the worker's docs
+    promise had nothing to read."""
+    from app.jobs.supervise import run_job
+    from app.pipeline import video as video_pipeline
+
+    def stopped(*args, **kwargs):
+        raise SystemExit(1)
+
+    jobs, _ = rq_setup
+    path = upload(jobs, long_clip)
+    job_id = jobs.submit(path, {"fps": 2})           # queued in RQ; no worker takes it here
+    record = jobs.store.get(job_id)
+    monkeypatch.setattr(video_pipeline, "analyze_video", stopped)
+    with pytest.raises(SystemExit):
+        run_job(jobs.store.spec(), job_id, record["func"], record["args"], beat_seconds=0.5)
+    assert path.exists() and job_id in jobs.store.active_ids()
+    time.sleep(STALE + 1)                            # its last beat goes stale
+    assert jobs.reaper.sweep() == 1
+    record = jobs.store.get(job_id)
+    assert record["status"] == "queued" and record["attempts"] == 2 and path.exists()

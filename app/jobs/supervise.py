@@ -50,6 +50,7 @@ def run_job(store_spec: dict, job_id: str, func: str, args: list, beat_seconds: 
     record = store.get(job_id)
     if record is None or record.get("status") in FINISHED:
         return record and record.get("status")      # cancelled while queued, or ended by another attempt
+    attempt = int(record.get("attempts") or 1)
     store.update(job_id, status="running", pid=os.getpid(), host=HOST)
     store.beat(job_id)
     stop = threading.Event()
@@ -75,8 +76,11 @@ def run_job(store_spec: dict, job_id: str, func: str, args: list, beat_seconds: 
         stop.set()
         beating.join()
         try:
-            store.end_beat(job_id)
-            if returned:
+            # A stopped process (SystemExit: a worker's second SIGTERM) leaves its beat to go stale, so the
+            # reaper's sweep finds the job and queues it again. An attempt the reaper has already replaced
+            # (it was frozen) leaves the job, beat and record to the newer attempt.
+            if returned and int((store.get(job_id) or {}).get("attempts") or 1) == attempt:
+                store.end_beat(job_id)
                 fail_if_unfinished(store, job_id)
         except Exception as e:   # noqa: BLE001
             log.warning("job %s: could not close its record (%s)", job_id, e)
