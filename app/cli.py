@@ -217,14 +217,16 @@ def open_output(path: Path | None):
 
 def csv_rows(record: dict):
     """One row per face; a file without faces or with an error still gets one row."""
+    from app.jobs.batch_intake import spreadsheet_text
+    name = spreadsheet_text(record["file"])
     if "error" in record:
-        yield {"file": record["file"], "error_code": record["error"]["code"],
-               "error_message": record["error"]["message"]}
+        yield {"file": name, "error_code": record["error"]["code"],
+               "error_message": spreadsheet_text(record["error"]["message"])}
         return
     if not record["faces"]:
-        yield {"file": record["file"], "face": 0}
+        yield {"file": name, "face": 0}
     for i, face in enumerate(record["faces"], 1):
-        row = {"file": record["file"], "face": i, **face["box"], "age": face["age"],
+        row = {"file": name, "face": i, **face["box"], "age": face["age"],
                "age_low": face["age_range"][0], "age_high": face["age_range"][1], "age_group": face["age_group"],
                "gender": face["gender"]["label"], "gender_probability": face["gender"]["probability"],
                "emotion": face["emotion"]["label"]}

@@ -69,6 +69,18 @@ def test_batch_from_files_202_progress_result_and_csv(api):
     assert api.get(chunk).status_code == 404 and api.delete(chunk).status_code == 404
 
 
+def test_file_names_that_a_spreadsheet_would_run_stay_text_in_the_csv(api):
+    """A photo named "=1+2.jpg" or "+cmd.jpg" must not become a formula when results.csv is
+    opened in a spreadsheet (CSV injection): such cells start with an apostrophe; the JSON keeps the name."""
+    photos = one_face_photos(3)
+    names = ["=1+2.jpg", "+cmd.jpg", "@SUM(1).jpg"]
+    job, _ = wait(api, post(api, [(name, data) for name, (_, data) in zip(names, photos)]
+                            + [("-2+3.txt", b"not a photo")], detector="haar").headers["Location"])
+    assert [f["file"] for f in job["result"]["files"]] == names + ["-2+3.txt"]
+    rows = list(csv.DictReader(io.StringIO(api.get(job["result"]["downloads"]["csv"]).get_data(as_text=True))))
+    assert [r["file"] for r in rows] == ["'" + name for name in names + ["-2+3.txt"]]
+
+
 def test_batch_from_one_zip_with_nested_folders(api):
     photos = one_face_photos(3)
     archive = zip_of([("event/day1/" + name, data) for name, data in photos] + [("../evil.jpg", photos[0][1] + b"x")])

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from app.face_stats import distributions
-from app.jobs.batch_intake import batch_dir, write_json
+from app.jobs.batch_intake import batch_dir, spreadsheet_text, write_json
 from app.jobs.store import FINISHED, store_from, write_atomically
 from app.pipeline.errors import AnalysisTimeout, InputError
 from app.pipeline.predict import EMOTION_LABELS
@@ -323,9 +323,10 @@ NO_FACE = {"error_code": "no_face", "error_message": "No face found in this phot
 def csv_rows(records: list[dict]):
     """One row per face; a photo that failed or had no face gets one row with an error code."""
     for r in records:
-        base = {"index": r["index"], "file": r["file"]}
+        base = {"index": r["index"], "file": spreadsheet_text(r["file"])}
         if r.get("error"):
-            yield {**base, "face": 0, "error_code": r["error"]["code"], "error_message": r["error"]["message"]}
+            yield {**base, "face": 0, "error_code": r["error"]["code"],
+                   "error_message": spreadsheet_text(r["error"]["message"])}
         elif not r.get("faces"):
             yield {**base, "face": 0, **NO_FACE}
         for i, face in enumerate(r.get("faces") or [], 1):

@@ -38,6 +38,15 @@ def shown_name(name: str) -> str:
     return cleaned[:MAX_NAME_CHARS] or "(no name)"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """A user's text (a file name) for a CSV cell: where a spreadsheet would run it as a formula (it starts
+    with = + - @, a tab or a carriage return), a leading apostrophe keeps it text (OWASP's advice)."""
+    return "'" + text if isinstance(text, str) and text.startswith(FORMULA_STARTS) else text
+
+
 def unsafe_name(name: str) -> bool:
     """A ZIP member name that would climb out of a folder if anyone used it as a path."""
     path = PurePosixPath(name.replace("\\", "/"))
