@@ -481,6 +481,37 @@ def test_a_batch_whose_last_writer_missed_the_end_is_ended_by_the_next_read(embe
     assert [len(r["faces"]) for r in embedded.records(job_id)] == [1, 1, 1, 1]
 
 
+def test_a_batch_whose_ending_write_failed_is_ended_by_the_next_read(embedded, models_dir, monkeypatch):
+    """The last chunk claimed the end and wrote result.json, but the record's "done" could not be written
+    (a full disk, Redis away past the final write's wait): before, the batch said "running" for ever;
+    now the next read records the end from result.json."""
+    from app.jobs import batch as batch_module
+    job_id, intake = embedded.new_batch()
+    add_files(intake, one_face_photos(2))
+    intake.finish()
+    now = time.time()
+    embedded.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
+                                   "result": None, "total": 2, "chunk_size": 2, "chunks": 1, "options": {},
+                                   "created_at": now, "started_at": now, "updated_at": now})
+    real_update = type(embedded.store).update
+
+    def disk_full_for_done(store, job, **fields):
+        if fields.get("status") == "done":
+            raise OSError(28, "No space left on device")
+        real_update(store, job, **fields)
+
+    monkeypatch.setattr(type(embedded.store), "update", disk_full_for_done)
+    monkeypatch.setattr(batch_module, "FINAL_WRITE_WAIT", 0.0)
+    options = {"store": embedded.store.spec(), "models_dir": str(models_dir), "video_dir": str(embedded.root.parent),
+               "chunks": 1, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
+    batch_module.run_batch_chunk(job_id, 0, 0, 2, options)       # the ending write gave up
+    assert embedded.store.get(job_id)["status"] == "running"
+    monkeypatch.setattr(type(embedded.store), "update", real_update)      # the disk has room again
+    record = embedded.get(job_id)
+    assert record["status"] == "done" and record["result"]["summary"]["faces"] == 2
+    assert [len(r["faces"]) for r in embedded.records(job_id)] == [1, 1]
+
+
 def test_a_lost_chunk_of_a_batch_that_has_ended_is_not_queued_again(embedded):
     """A chunk's worker dies after its batch has already ended (a retry finished it, or it was cancelled):
     the reaper cancels that chunk instead of running it again for nothing."""

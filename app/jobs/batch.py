@@ -28,7 +28,7 @@ from pathlib import Path
 
 from app.face_stats import distributions
 from app.jobs.batch_intake import batch_dir, spreadsheet_text, write_json
-from app.jobs.store import FINISHED, store_from, write_atomically
+from app.jobs.store import FINAL_WRITE_WAIT, FINISHED, store_from, survive_outage, write_atomically
 from app.pipeline.errors import AnalysisTimeout, InputError
 from app.pipeline.predict import EMOTION_LABELS
 
@@ -240,7 +240,8 @@ def claim_end(folder: Path) -> bool:
 def end_cancelled(store, job_id: str, folder: Path) -> str:
     if claim_end(folder):
         cleanup(folder, keep_result=False)
-        store.update(job_id, status="cancelled", finished_at=time.time())
+        survive_outage(lambda: store.update(job_id, status="cancelled", finished_at=time.time()),
+                       wait=FINAL_WRITE_WAIT)
     elif (store.get(job_id) or {}).get("status") == "running" and not (folder / "result.json").exists():
         # A JSON-file record rewritten by a progress write just after the cancel: say cancelled again.
         store.update(job_id, status="cancelled")
@@ -275,11 +276,38 @@ def finish(store, job_id: str, folder: Path) -> bool:
     records = [by_index[entry["index"]] for entry in manifest]
     started = record.get("started_at") or record.get("created_at") or time.time()
     summary = {**summarize(records, seconds=time.time() - started, workers=len(workers)), "models": models}
-    write_json(folder / "result.json", {"files": records})
+    write_json(folder / "result.json", {"files": records, "summary": summary})
     cleanup(folder, keep_result=True)
+    survive_outage(lambda: record_done(store, job_id, summary), wait=FINAL_WRITE_WAIT)
+    return True
+
+
+def record_done(store, job_id: str, summary: dict) -> None:
     store.update(job_id, status="done", progress=1.0, finished_at=time.time(),
                  result={"summary": summary, "files": "result.json"})
-    return True
+
+
+def end_recorded_late(store, job_id: str, folder: Path, wait: float = FINAL_WRITE_WAIT) -> bool:
+    """A batch whose end was claimed but whose record still says running (the ending write failed: Redis
+    down for longer than the final write waits, a full disk): a read records the end it finds, "done"
+    with the summary result.json keeps, or, with no result.json once the end is older than `wait` (no
+    finisher still writing it), "cancelled". True when it wrote one."""
+    try:
+        result = json.loads((folder / "result.json").read_text())
+        summary = result.get("summary") or summarize(result["files"])      # older result files: no summary
+    except (OSError, ValueError, KeyError, AttributeError):
+        summary = None
+    if summary is not None:
+        record_done(store, job_id, summary)
+        return True
+    try:
+        claimed = (folder / "finished").stat().st_mtime
+    except OSError:
+        return False
+    if time.time() - claimed > wait:
+        store.update(job_id, status="cancelled", finished_at=time.time())
+        return True
+    return False
 
 
 LOST_MESSAGES = {

@@ -12,8 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
-from app.jobs.batch import (chunk_id, chunk_ranges, claim_end, cleanup, finish, finish_if_complete,
-                            write_lost)
+from app.jobs.batch import (batch_ended, chunk_id, chunk_ranges, claim_end, cleanup, end_recorded_late, finish,
+                            finish_if_complete, write_lost)
 from app.jobs.batch_intake import Intake, batch_dir
 from app.jobs.store import FINISHED, KEEP_SECONDS, new_job_id
 
@@ -119,6 +119,9 @@ class BatchJobs:
         for VISAGE_BATCH_STALE_SECONDS. The reaper writes rows only while the record is queued or running,
         and this only when it is not, so the two never both write a chunk."""
         job_id = record["id"]
+        if batch_ended(folder):                  # ended, but the record did not say so: say it now
+            end_recorded_late(self.store, job_id, folder)
+            return
         if len(finished) == record["chunks"]:   # every chunk written, but the last writer missed it (a race
             finish(self.store, job_id, folder)   # with a lost chunk's rows): end it here, once
             return

@@ -13,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import threading
 import time
 import uuid
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
@@ -35,6 +38,26 @@ def _store_unavailable() -> tuple:
 
 
 STORE_UNAVAILABLE = _store_unavailable()
+
+
+def survive_outage(call, default=None, wait: float = 0.0):
+    """A store call that may meet Redis restarting (or a full disk): retried for up to `wait` seconds.
+    Progress writes and cancel checks give up at once and the job goes on; its outcome waits for the store."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return call()
+        except STORE_UNAVAILABLE as e:
+            if time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            if wait:
+                raise
+            log.warning("job store unavailable (%s); the job goes on", e)
+            return default
+
+
+FINAL_WRITE_WAIT = 60.0         # seconds the job's outcome waits for the store (a Redis restart) before giving up
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -13,33 +13,13 @@ import shutil
 import time
 from pathlib import Path
 
-from app.jobs.store import FINISHED, STORE_UNAVAILABLE, store_from
+from app.jobs.store import FINAL_WRITE_WAIT, FINISHED, store_from, survive_outage
 from app.pipeline.errors import InputError, JobCancelled
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.5            # seconds between progress writes
 ANALYSIS_SHARE = 0.8            # of the progress bar, when an annotated video is rendered after the analysis
-
-
-def survive_outage(call, default=None, wait: float = 0.0):
-    """A store call that may meet Redis restarting (or a full disk): retried for up to `wait` seconds.
-    Progress writes and cancel checks give up at once and the job goes on; its outcome waits for the store."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return call()
-        except STORE_UNAVAILABLE as e:
-            if time.monotonic() < deadline:
-                time.sleep(1.0)
-                continue
-            if wait:
-                raise
-            log.warning("job store unavailable (%s); the job goes on", e)
-            return default
-
-
-FINAL_WRITE_WAIT = 60.0         # seconds the job's outcome waits for the store (a Redis restart) before giving up
 
 
 def result_dir(options: dict, job_id: str) -> Path:
