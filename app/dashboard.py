@@ -74,7 +74,9 @@ def index():
         error, start, end = str(e), None, None
     items = db.user_analyses(current_user,
                              start=datetime.combine(start, time.min) if start else None,
-                             end=datetime.combine(end + timedelta(days=1), time.min) if end else None)
+                             # the day after the last one; 9999-12-31 has none (and no bound is needed)
+                             end=datetime.combine(end + timedelta(days=1), time.min) if end and end < date.max
+                             else None)
     return render_template("dashboard/index.html", data=summarize(items), error=error,
                            start=start.isoformat() if start else "", end=end.isoformat() if end else ""), \
         400 if error else 200

@@ -198,6 +198,8 @@ def test_dashboard_counts_saved_faces_with_a_date_filter(db_app, new_account, tw
     assert "Nothing saved in this range" in html
     r = client.get("/dashboard?from=yesterday")
     assert r.status_code == 400 and "must be a date" in r.get_data(as_text=True)
+    r = client.get("/dashboard?to=9999-12-31")             # the last day a date picker offers: no upper bound
+    assert r.status_code == 200 and "Nothing saved in this range" not in r.get_data(as_text=True)
 
 
 def test_history_and_dashboard_need_login(db_client):
