@@ -193,6 +193,19 @@ def test_embedded_batch_runs_to_done_with_error_rows(embedded):
     assert not (folder / "uploads").exists() and (folder / "result.json").exists()   # uploads go, results stay
 
 
+def test_a_batch_older_than_a_day_is_forgotten_whole_and_then_not_found(embedded):
+    """Its folder and its record go together (before, a batch-only site kept the records and answered a
+    500 for a batch whose folder was gone)."""
+    job_id = submit(embedded, one_face_photos(2))
+    assert wait_until(embedded, job_id)["status"] == "done"
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in [embedded.folder(job_id), *embedded.store.root.glob(f"{job_id}*")]:
+        os.utime(path, (two_days_ago, two_days_ago))
+    embedded.discard(embedded.new_batch()[0])             # a new batch prunes what is older than a day
+    assert embedded.get(job_id) is None and not embedded.folder(job_id).exists()
+    assert not list(embedded.store.root.glob(f"{job_id}*"))          # its chunks' records too
+
+
 def test_cancel_a_running_batch(embedded):
     job_id = submit(embedded, one_face_photos(16))
     wait_until(embedded, job_id, ("running",))

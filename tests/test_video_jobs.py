@@ -197,3 +197,16 @@ def test_old_embedded_jobs_and_their_files_are_pruned(embedded, clip):
     os.utime(embedded.store._path(old), (day_ago, day_ago))
     embedded.submit(upload(embedded, clip), {"fps": 5})
     assert embedded.get(old) is None and not results.exists()
+
+
+def test_rq_result_files_older_than_their_records_are_pruned(rq_jobs, clip):
+    """Redis expires a job's record after a day; its annotated MP4 on disk used to stay for ever."""
+    old = rq_jobs.result_file("b" * 32, "annotated.mp4")
+    fresh = rq_jobs.result_file("c" * 32, "annotated.mp4")
+    for path in (old, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old.parent, (two_days_ago, two_days_ago))
+    rq_jobs.ids.append(rq_jobs.submit(upload(rq_jobs, clip), {"fps": 5}))
+    assert not old.parent.exists() and fresh.exists()

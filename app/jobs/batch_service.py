@@ -32,6 +32,7 @@ class BatchJobs:
     def new_batch(self) -> tuple[str, Intake]:
         """A job id and the intake that receives its files into the job's own folder."""
         self.prune()
+        self.jobs.prune()             # job records (the batches' and their chunks') as old as the folders
         job_id = new_job_id()
         cfg = self.config
         return job_id, Intake(batch_dir(self.root.parent, job_id), max_files=cfg["VISAGE_MAX_BATCH_FILES"],
@@ -84,6 +85,8 @@ class BatchJobs:
             return record
         if record["status"] == "running":
             record = self._running(record)
+        if record["status"] == "done" and not (self.folder(job_id) / "result.json").exists():
+            return None               # its files were pruned (older than a day): expired, as its record soon is
         total = record.get("total") or 0
         if record["status"] == "done":
             record["done"] = total

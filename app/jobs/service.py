@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from app.jobs.runners import EmbeddedRunner, RqRunner
-from app.jobs.store import FINISHED, FileStore, RedisStore, new_job_id
+from app.jobs.store import FINISHED, FileStore, RedisStore, new_job_id, prune_folders
 from app.jobs.supervise import Reaper, beat_period
 from app.jobs.video import result_dir
 
@@ -42,6 +42,14 @@ class Jobs:
             # Jobs left by a web process that died are queued again here (or failed), now and every few seconds.
             self.reaper.sweep()
             self.reaper.start(SWEEP_SECONDS)
+
+    def prune(self) -> None:
+        """Forget what is older than a day (records, result files), as a job is submitted: on the JSON
+        store its records too, with Redis (which expires records itself) the result files only."""
+        if isinstance(self.store, FileStore):
+            self.store.prune(self.video_dir / "results")
+        else:
+            prune_folders(self.video_dir / "results")
 
     def upload_path(self, suffix: str = "") -> Path:
         """A fresh temporary file for one upload; the job deletes it when it ends."""
@@ -99,8 +107,7 @@ class VideoJobs(Jobs):
     def submit(self, path: Path, options: dict, filename: str = "") -> str:
         job_id = new_job_id()
         cfg = self.config
-        if isinstance(self.store, FileStore):
-            self.store.prune(self.video_dir / "results")
+        self.prune()
         options = {**options, "store": self.store.spec(), "models_dir": str(cfg["VISAGE_MODELS_DIR"]),
                    "video_dir": str(self.video_dir), "max_seconds": cfg["VISAGE_MAX_VIDEO_SECONDS"],
                    "max_pixels": cfg["VISAGE_MAX_VIDEO_PIXELS"]}

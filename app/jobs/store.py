@@ -60,6 +60,22 @@ def survive_outage(call, default=None, wait: float = 0.0):
 FINAL_WRITE_WAIT = 60.0         # seconds the job's outcome waits for the store (a Redis restart) before giving up
 
 
+def prune_folders(folder: Path, older_than: float = KEEP_SECONDS) -> None:
+    """Remove the sub-folders of `folder` (jobs' result files: annotated MP4s) untouched for longer than
+    their records live. With Redis the records expire there, and their files only go here."""
+    cutoff = time.time() - older_than
+    try:
+        children = list(Path(folder).iterdir())
+    except OSError:
+        return
+    for child in children:
+        try:
+            if child.is_dir() and child.stat().st_mtime < cutoff:
+                shutil.rmtree(child, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write, then rename: a reader (another process or machine) never sees half a file, and a full
     disk leaves no half-written file behind. The temporary name starts with a dot, so globs of the
@@ -117,9 +133,11 @@ class FileStore:
                 if path.stat().st_mtime < cutoff:
                     shutil.rmtree(results / path.stem, ignore_errors=True)
                     path.unlink(missing_ok=True)
-                    path.with_suffix(".cancel").unlink(missing_ok=True)
+                    for suffix in (".cancel", ".lock", ".beat"):
+                        path.with_suffix(suffix).unlink(missing_ok=True)
             except OSError:
                 pass
+        prune_folders(results, older_than)
 
     def cancel_requested(self, job_id: str) -> bool:
         return self._path(job_id, ".cancel").exists()
