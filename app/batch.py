@@ -81,8 +81,13 @@ def create():
 
         parser = FormDataParser(stream_factory=into_job_folder, max_content_length=limit,
                                 max_form_memory_size=settings.MAX_FORM_MEMORY_SIZE,
-                                max_form_parts=2 * cfg["VISAGE_MAX_BATCH_FILES"] + settings.MAX_FORM_PARTS)
-        _, form, files = parser.parse_from_environ(request.environ)
+                                max_form_parts=2 * cfg["VISAGE_MAX_BATCH_FILES"] + settings.MAX_FORM_PARTS,
+                                silent=False)      # silent, one bad part would empty the whole form
+        try:
+            _, form, files = parser.parse_from_environ(request.environ)
+        except ValueError as e:        # UnicodeDecodeError: a file name that is not UTF-8
+            raise BadRequest(f"The form could not be read ({e}); a file name that is not UTF-8 is one cause: "
+                             "rename that file, or send the photos in a ZIP.", code="bad_form") from None
         for _, upload in files.items(multi=True):
             upload.stream.close()
         options = batch_options(form)

@@ -31,8 +31,10 @@ def multipart(files: list[tuple[str, Path]], fields: dict) -> tuple[str, int, ca
         parts.append((f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode(), None))
     for shown, path in files:
         quoted = shown.replace("\\", "\\\\").replace('"', "%22").replace("\r", " ").replace("\n", " ")
+        # A name that is not UTF-8 on disk (Python holds its bytes as surrogates) is sent with "?" for
+        # them: the server reads names as UTF-8, and one bad name would make it drop the whole form.
         head = (f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="{quoted}"\r\n'
-                f"Content-Type: application/octet-stream\r\n\r\n").encode()
+                f"Content-Type: application/octet-stream\r\n\r\n").encode("utf-8", "replace")
         parts.append((head, path))
     tail = f"--{boundary}--\r\n".encode()
     length = sum(len(head) + (path.stat().st_size + 2 if path else 0) for head, path in parts) + len(tail)

@@ -67,6 +67,10 @@ def create():
                               f"Send the video as multipart/form-data, field {FIELD!r} "
                               f"(got {request.mimetype or 'no content type'}).")
     upload = request.files.get(FIELD)
+    if upload is None and not request.files and not request.form and (request.content_length or 0) > 200:
+        # Werkzeug drops a form it cannot decode without a word; say so rather than "no file".
+        raise BadRequest("The form could not be read; a file name that is not UTF-8 is one cause: rename the "
+                         "file and send it again.", code="bad_form")
     if upload is None:
         raise BadRequest(f"No file in the form field {FIELD!r}.", code="missing_video")
     for name in ("detector", "min_face"):        # the same checks as the analyze endpoint's options

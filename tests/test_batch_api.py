@@ -81,6 +81,19 @@ def test_file_names_that_a_spreadsheet_would_run_stay_text_in_the_csv(api):
     assert [r["file"] for r in rows] == ["'" + name for name in names + ["-2+3.txt"]]
 
 
+def test_a_form_with_a_file_name_that_is_not_utf8_is_a_clear_400_for_batches_and_videos(api):
+    """Werkzeug drops a form it cannot decode without a word: a batch answered "no photos", a video "no
+    file", though the files were there."""
+    photo = one_face_photos(1)[0][1]
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="photos"; filename="caf\xe9.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + photo + b"\r\n--XyZ--\r\n")
+    for url, field in (("/api/v1/batches", b"photos"), ("/api/v1/videos", b"video")):
+        r = api.post(url, data=body.replace(b'"photos"', b'"' + field + b'"'),
+                     content_type="multipart/form-data; boundary=XyZ")
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_form", url
+        assert "UTF-8" in r.get_json()["error"]["message"]
+
+
 def test_batch_from_one_zip_with_nested_folders(api):
     photos = one_face_photos(3)
     archive = zip_of([("event/day1/" + name, data) for name, data in photos] + [("../evil.jpg", photos[0][1] + b"x")])

@@ -65,3 +65,13 @@ def test_a_refused_batch_and_an_unreachable_server_exit_2(server, tmp_path, caps
     assert "cannot reach" in capsys.readouterr().err
     assert cli.main([str(many), "--server", "http://[::1"]) == 2              # a typo, not a traceback
     assert "not a server address" in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_on_disk_is_sent_with_a_replacement(tmp_path):
+    """Python holds such a name's bytes as surrogates; encoding the form used to raise UnicodeEncodeError."""
+    from app.batch_client import multipart
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"x")
+    _, length, body = multipart([("caf\udce9.jpg", photo)], {})
+    data = b"".join(body())
+    assert len(data) == length and b'filename="caf?.jpg"' in data
