@@ -170,6 +170,23 @@ def test_embedded_job_fails_with_a_reason_when_its_upload_is_gone(models_dir, tm
     assert "process ended" in record["error"]["message"]
 
 
+def test_embedded_job_queued_by_an_earlier_process_with_the_same_id_runs_again(models_dir, tmp_path, long_clip):
+    """A restarted container gives its new processes the ids of the old ones: a queued job whose record
+    names this very process id, but an earlier start, waited in a process that is gone."""
+    from app.jobs.supervise import this_process
+    jobs = VideoJobs(config(models_dir, tmp_path))
+    earlier = {**this_process(), "pid_started": this_process()["pid_started"] - 1}
+    job_id = "f" * 32
+    jobs.store.create(job_id, {"id": job_id, "status": "queued", "progress": 0.0, "upload": str(tmp_path / "gone.mp4"),
+                               "func": "app.jobs.video.run_video_job", "args": [], "attempts": 1, **earlier,
+                               "updated_at": time.time()})
+    record = jobs.get(job_id)
+    assert record["status"] == "failed" and "process ended" in record["error"]["message"]     # its upload is gone
+    jobs.store.create(job_id, {"id": job_id, "status": "queued", "upload": str(tmp_path / "gone.mp4"),
+                               "func": "app.jobs.video.run_video_job", "args": [], "attempts": 1, **this_process()})
+    assert jobs.store.get(job_id)["status"] == "queued" and jobs.reaper.lost(jobs.store.get(job_id)) is None
+
+
 # ---------------------------------------------------------------- any job function
 
 def job_without_outcome(marker: str) -> str:

@@ -8,12 +8,11 @@ pool has one queue for every kind of job.
 """
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 from app.jobs.store import KEEP_SECONDS, redis_client, store_from
-from app.jobs.supervise import BEAT_SECONDS, HOST, run_job
+from app.jobs.supervise import BEAT_SECONDS, run_job, this_process
 
 
 class EmbeddedRunner:
@@ -27,7 +26,7 @@ class EmbeddedRunner:
 
     def owner(self) -> dict:
         """Recorded with a queued job: it waits in this process, so it is lost if this process ends."""
-        return {"pid": os.getpid(), "host": HOST}
+        return this_process()
 
     def submit(self, job_id: str, func: str, args: list, attempt: int = 1, queue: str | None = None) -> None:
         # One pool for videos and batch chunks: they take turns in the order they came.
@@ -71,7 +70,7 @@ class RqRunner:
 
     def owner(self) -> dict:
         """A queued job waits in Redis, owned by no process."""
-        return {"pid": None, "host": None}
+        return {"pid": None, "host": None, "pid_started": None}
 
     def queue(self, name: str | None = None):
         from rq import Queue

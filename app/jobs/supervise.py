@@ -51,7 +51,7 @@ def run_job(store_spec: dict, job_id: str, func: str, args: list, beat_seconds: 
     if record is None or record.get("status") in FINISHED:
         return record and record.get("status")      # cancelled while queued, or ended by another attempt
     attempt = int(record.get("attempts") or 1)
-    store.update(job_id, status="running", pid=os.getpid(), host=HOST)
+    store.update(job_id, status="running", **this_process())
     store.beat(job_id)
     stop = threading.Event()
 
@@ -103,8 +103,24 @@ def fail_if_unfinished(store, job_id: str) -> None:
         "code": "internal", "message": "The job ended without a result on our side; submit it again."})
 
 
+def process_started(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc/<pid>/stat), or None where it cannot be
+    read. With its id it names one process: a restarted container gives its new processes the old ids."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def this_process() -> dict:
+    """What a record says of the process that holds a job (process_gone reads it back)."""
+    pid = os.getpid()
+    return {"pid": pid, "host": HOST, "pid_started": process_started(pid)}
+
+
 def process_gone(record: dict) -> bool:
-    """True when the record names a process on this machine that no longer exists."""
+    """True when the record names a process on this machine that no longer exists (or another process
+    now has its id)."""
     pid = record.get("pid")
     if not pid or record.get("host") != HOST:
         return False
@@ -115,9 +131,12 @@ def process_gone(record: dict) -> bool:
     except PermissionError:
         return False
     try:                    # a killed process its parent has not reaped yet is a zombie: gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return True
     except (OSError, IndexError):
         return False
+    started = record.get("pid_started")
+    return started is not None and process_started(pid) not in (None, started)
 
 
 class Reaper:
