@@ -473,19 +473,27 @@ def test_embedded_chunks_of_a_web_process_that_died_run_again_when_the_app_start
     assert [len(r["faces"]) for r in batches.records(job_id)] == [1] * 6
 
 
+def running_batch(batches, models_dir, photos: int, chunks: int) -> tuple[str, dict]:
+    """A batch of `photos` one-face photos in `chunks` chunks of 2, recorded as running with no chunk
+    queued, and the options to run its chunks by hand (run_batch_chunk)."""
+    job_id, intake = batches.new_batch()
+    add_files(intake, one_face_photos(photos))
+    intake.finish()
+    now = time.time()
+    batches.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
+                                  "result": None, "total": photos, "chunk_size": 2, "chunks": chunks, "options": {},
+                                  "created_at": now, "started_at": now, "updated_at": now})
+    return job_id, {"store": batches.store.spec(), "models_dir": str(models_dir), "video_dir": str(batches.root.parent),
+                    "chunks": chunks, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8,
+                    "analysis_timeout": 30}
+
+
 def test_a_batch_whose_last_writer_missed_the_end_is_ended_by_the_next_read(embedded, models_dir):
     """Every chunk file written, but no chunk saw them all (a chunk finished while the web process was
     writing a lost chunk's rows): the next GET ends the batch, once."""
-    job_id, intake = embedded.new_batch()
-    add_files(intake, one_face_photos(4))
-    intake.finish()
-    now = time.time()
-    embedded.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
-                                   "result": None, "total": 4, "chunk_size": 2, "chunks": 2, "options": {},
-                                   "created_at": now, "started_at": now, "updated_at": now})
+    job_id, options = running_batch(embedded, models_dir, photos=4, chunks=2)
     from app.jobs.batch import run_batch_chunk
-    options = {"store": embedded.store.spec(), "models_dir": str(models_dir), "video_dir": str(embedded.root.parent),
-               "chunks": 3, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
+    options["chunks"] = 3
     for n in (0, 1):          # chunks=3 in their options: neither thinks it is the last one
         assert run_batch_chunk(job_id, n, 2 * n, 2 * n + 2, options) == "done"
     assert embedded.store.get(job_id)["status"] == "running"
@@ -499,13 +507,7 @@ def test_a_batch_whose_ending_write_failed_is_ended_by_the_next_read(embedded, m
     (a full disk, Redis away past the final write's wait): before, the batch said "running" for ever;
     now the next read records the end from result.json."""
     from app.jobs import batch as batch_module
-    job_id, intake = embedded.new_batch()
-    add_files(intake, one_face_photos(2))
-    intake.finish()
-    now = time.time()
-    embedded.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
-                                   "result": None, "total": 2, "chunk_size": 2, "chunks": 1, "options": {},
-                                   "created_at": now, "started_at": now, "updated_at": now})
+    job_id, options = running_batch(embedded, models_dir, photos=2, chunks=1)
     real_update = type(embedded.store).update
 
     def disk_full_for_done(store, job, **fields):
@@ -515,8 +517,6 @@ def test_a_batch_whose_ending_write_failed_is_ended_by_the_next_read(embedded, m
 
     monkeypatch.setattr(type(embedded.store), "update", disk_full_for_done)
     monkeypatch.setattr(batch_module, "FINAL_WRITE_WAIT", 0.0)
-    options = {"store": embedded.store.spec(), "models_dir": str(models_dir), "video_dir": str(embedded.root.parent),
-               "chunks": 1, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
     batch_module.run_batch_chunk(job_id, 0, 0, 2, options)       # the ending write gave up
     assert embedded.store.get(job_id)["status"] == "running"
     monkeypatch.setattr(type(embedded.store), "update", real_update)      # the disk has room again
