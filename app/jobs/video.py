@@ -19,6 +19,7 @@ from app.pipeline.errors import InputError, JobCancelled
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.5            # seconds between progress writes
+OWNER_CHECK_EVERY = 1.0         # seconds between checks that no newer attempt has taken the job over
 ANALYSIS_SHARE = 0.8            # of the progress bar, when an annotated video is rendered after the analysis
 
 
@@ -63,11 +64,14 @@ def attempt_video_job(store, job_id: str, path: str, options: dict, attempt: int
     """run_video_job's work and outcome (done, failed or cancelled); raises Superseded instead of writing
     where a newer attempt owns the job."""
     from app.pipeline.video import analyze_video, render_annotated, video_predictor
-    last_write = 0.0
+    last_write = last_owner_check = 0.0
 
     def should_cancel() -> bool:
-        if superseded(store, job_id, attempt):
-            raise Superseded()
+        nonlocal last_owner_check
+        if time.monotonic() - last_owner_check >= OWNER_CHECK_EVERY:     # a record read: not every frame
+            last_owner_check = time.monotonic()
+            if superseded(store, job_id, attempt):
+                raise Superseded()
         return survive_outage(lambda: store.cancel_requested(job_id), default=False)
 
     def outcome(**fields) -> None:
