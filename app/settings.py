@@ -1,6 +1,7 @@
 """Settings: defaults here, overridden by VISAGE_* environment variables, then by create_app(config)."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -60,19 +61,49 @@ MAX_FORM_MEMORY_SIZE = 256 * 1024   # bytes in one non-file form field (Werkzeug
 MAX_OPTION_CHARS = 1024             # characters in one analysis option's value (query, form or JSON)
 
 
-def _parse(default, raw: str):
-    """Environment values are strings; give them the type of their default."""
-    for kind, name in ((int, "an integer"), (float, "a number")):
-        if isinstance(default, kind):
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ValueError(f"environment setting must be {name}, got {raw!r}") from None
-    return raw
+# Numbers an environment setting may take (inclusive); any other numeric setting must be above 0. A
+# value outside stops the start with a message naming the setting, instead of failing every request
+# (a limit of 0 bytes, a timeout of inf that overflows a wait, a heartbeat that is always stale).
+RANGES = {
+    "VISAGE_DB_AUTO_UPGRADE": (0, 1), "VISAGE_REQUIRE_LOGIN": (0, 1), "VISAGE_HTTPS": (0, 1),
+    "VISAGE_LIVE_MIN_FACE": (0.0, 0.9),
+    "VISAGE_QUEUE_TIMEOUT": (0.001, 86_400.0), "VISAGE_ANALYSIS_TIMEOUT": (0.001, 86_400.0),
+}
+
+
+def _parse(key: str, default, raw: str):
+    """Environment values are strings; give them the type of their default, within their range. An
+    empty value of a setting whose default is a non-empty word means that default."""
+    if isinstance(default, str):
+        value = raw.strip() or default
+        if key == "VISAGE_DEFAULT_DETECTOR":
+            value = value.lower()
+        if key == "VISAGE_LOGIN_RATE_LIMIT":
+            check_rate_limit(key, value)
+        return value
+    kind, name = (int, "an integer") if isinstance(default, int) else (float, "a number")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be {name}, got {raw!r}") from None
+    low, high = RANGES.get(key, (None, None))
+    if not math.isfinite(value) or (low is None and value <= 0) or (low is not None and not low <= value <= high):
+        allowed = "above 0" if low is None else f"from {low:g} to {high:g}"
+        raise ValueError(f"{key} must be {allowed}, got {raw!r}")
+    return value
+
+
+def check_rate_limit(key: str, value: str) -> None:
+    """A rate the limiter cannot read would switch the limit off without a word (it logs per request)."""
+    from limits import parse_many
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"{key} must be rates like '10 per minute;50 per hour', got {value!r}") from None
 
 
 def from_environment(environ=os.environ) -> dict:
-    return {key: _parse(default, environ[key]) if key in environ else default
+    return {key: _parse(key, default, environ[key]) if key in environ else default
             for key, default in DEFAULTS.items()}
 
 

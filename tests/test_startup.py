@@ -73,8 +73,30 @@ def test_live_settings_come_from_the_environment_with_their_types(models_dir, mo
 
 def test_non_numeric_environment_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("VISAGE_LIVE_MIN_FACE", "large")
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match="VISAGE_LIVE_MIN_FACE must be a number"):
         settings.from_environment()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("VISAGE_QUEUE_TIMEOUT", "inf", "from 0.001 to 86400"),         # overflowed the wait: every analysis a 500
+    ("VISAGE_JOB_STALE_SECONDS", "0", "above 0"),                   # every job looked lost at once
+    ("VISAGE_MAX_BYTES", "-1", "above 0"),                          # every photo "too large"
+    ("VISAGE_VIDEO_WORKERS", "", "must be an integer"),
+    ("VISAGE_LOGIN_RATE_LIMIT", "10 per minut", "rates like"),     # the limiter switched itself off
+    ("VISAGE_HTTPS", "2", "from 0 to 1"),
+])
+def test_an_environment_setting_out_of_range_stops_the_start_naming_it(monkeypatch, key, value, message):
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match=f"{key} must .*{message}|{key} {message}"):
+        settings.from_environment()
+
+
+def test_an_empty_word_setting_means_its_default(monkeypatch):
+    monkeypatch.setenv("VISAGE_DEFAULT_DETECTOR", "")       # videos and batches answered bad_detector ''
+    monkeypatch.setenv("VISAGE_LOGIN_RATE_LIMIT", " ")
+    environment = settings.from_environment()
+    assert environment["VISAGE_DEFAULT_DETECTOR"] == "blazeface"
+    assert environment["VISAGE_LOGIN_RATE_LIMIT"] == settings.DEFAULTS["VISAGE_LOGIN_RATE_LIMIT"]
 
 
 def test_unknown_default_detector_stops_the_start_up(models_dir):
