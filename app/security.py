@@ -28,7 +28,9 @@ CSP = "; ".join([
     "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'"])
 
 # Pages anyone may open when VISAGE_REQUIRE_LOGIN=1 (the rest need an account).
-PUBLIC_ENDPOINTS = {"auth.login", "auth.register", "static", "api.health", "api.openapi",
+# Open without an account even with VISAGE_REQUIRE_LOGIN: login itself, the docs, and the probes a load
+# balancer sends (health and readiness say nothing about anyone's data).
+PUBLIC_ENDPOINTS = {"auth.login", "auth.register", "static", "api.health", "api.ready", "api.openapi",
                     "api_docs.page", "model_cards.page"}
 
 

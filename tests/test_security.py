@@ -157,6 +157,7 @@ def test_require_login_closes_pages_and_api(models_dir, tmp_path, astronaut_jpeg
         r = client.get(path)
         assert r.status_code == 302 and r.headers["Location"].startswith("/login"), path
     assert client.get("/login").status_code == 200 and client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/ready").status_code == 200      # a load balancer's probe has no account
     r = client.post("/api/v1/analyze", data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")},
                     content_type="multipart/form-data")
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "login_required"
