@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, render_template, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
+from app.pipeline.analyze import MAX_REGIONS
 from app.pipeline.detect import DETECTORS
 
 bp = Blueprint("webcam", __name__)
@@ -80,6 +81,7 @@ def live():
         "fullResolutionAfter": LIVE_FULL_RESOLUTION_AFTER,
         "boxMinCutoff": LIVE_BOX_MIN_CUTOFF,
         "boxBeta": LIVE_BOX_BETA,
+        "maxRegions": MAX_REGIONS,        # more tracked faces than the API takes as hints: scan the whole frame
     }
     if current_user.is_authenticated:     # Record/Stop saves the session's timeline (app/history.py)
         settings.update(saveUrl=url_for("history.save_live"), csrfToken=generate_csrf())

@@ -69,6 +69,8 @@ def test_live_settings_come_from_the_environment_with_their_types(models_dir, mo
     page = app.test_client().get("/live").get_data(as_text=True)
     live = json.loads(re.search(r'id="live-settings" type="application/json">(.*?)</script>', page).group(1))
     assert live["sendMaxSide"] == 480 and live["minFace"] == 0.2
+    from app.pipeline.analyze import MAX_REGIONS
+    assert live["maxRegions"] == MAX_REGIONS      # more tracks than that: live.js scans the whole frame
 
 
 def test_non_numeric_environment_setting_is_a_clear_error(monkeypatch):

@@ -20,17 +20,37 @@ export function followJobs({ jobBox, bar, statusText, cancelButton, errorBox, po
     cancelButton.hidden = !["queued", "running"].includes(job.status);
   }
 
+  // A read that fails for a while (the network, a proxy's 502, the job store restarting: 503 with
+  // Retry-After) is tried again, saying so, while the job goes on on the server; only an answer about the
+  // job itself (404: unknown or expired) ends the following.
   async function poll(job) {
     const url = current;
+    let wait = pollMs;
     while (job && ["queued", "running"].includes(job.status) && url === current) {
       show(job);
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
-      const response = await fetch(url);
-      job = await readJson(response);
-      if (!response.ok) {
-        showError(job && job.error ? job.error.message : `Lost the ${noun} (HTTP ${response.status}).`);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      let response = null;
+      let answer = null;
+      try {
+        response = await fetch(url);
+        answer = await readJson(response);
+      } catch {
+        response = null;          // offline, or the server is restarting
+      }
+      if (response && response.ok && answer) {
+        job = answer;
+        wait = pollMs;
+        showError("");
+        continue;
+      }
+      if (response && response.status < 500 && response.status !== 429) {
+        showError(answer && answer.error ? answer.error.message : `Lost the ${noun} (HTTP ${response.status}).`);
         return;
       }
+      const retryAfter = Number(response && response.headers.get("Retry-After"));
+      wait = Math.min(30000, Math.max(retryAfter > 0 ? retryAfter * 1000 : 0, wait * 2));
+      showError(`Cannot reach the server (${response ? `HTTP ${response.status}` : "no answer"}); `
+        + `trying again in ${Math.round(wait / 1000)} s. The ${noun} goes on meanwhile.`);
     }
     if (url !== current || !job) return;
     show(job);

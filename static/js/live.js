@@ -115,7 +115,9 @@ function nextRequest() {
   const fullResolution = scan.withoutFace >= settings.fullResolutionAfter;
   const maxSide = fullResolution ? Infinity : settings.sendMaxSide;
   const tracks = tracker.tracks;
-  const fullScan = fullResolution || scan.lost || !tracks.length || scan.sinceFull >= settings.fullScanEvery - 1;
+  // More tracks than the API takes as hints (a group in front of the camera): the whole frame instead.
+  const fullScan = fullResolution || scan.lost || !tracks.length || tracks.length > settings.maxRegions
+    || scan.sinceFull >= settings.fullScanEvery - 1;
   const toSent = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));  // as grabFrame scales
   const regions = fullScan ? null : tracks.map((track) => regionHint(track, toSent));
   return { fullResolution, maxSide, regions };
