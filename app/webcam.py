@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, render_template, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
+from app.history import MAX_LIVE_POINTS, MAX_LIVE_TRACKS
 from app.pipeline.analyze import MAX_REGIONS
 from app.pipeline.detect import DETECTORS
 
@@ -84,5 +85,6 @@ def live():
         "maxRegions": MAX_REGIONS,        # more tracked faces than the API takes as hints: scan the whole frame
     }
     if current_user.is_authenticated:     # Record/Stop saves the session's timeline (app/history.py)
-        settings.update(saveUrl=url_for("history.save_live"), csrfToken=generate_csrf())
+        settings.update(saveUrl=url_for("history.save_live"), csrfToken=generate_csrf(),
+                        maxRecordFaces=MAX_LIVE_TRACKS, maxRecordPoints=MAX_LIVE_POINTS)
     return render_webcam_page("live.html", settings=settings, live_detectors=LIVE_DETECTORS)

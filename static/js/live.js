@@ -292,11 +292,19 @@ function meanProbabilities(history) {
   return Object.fromEntries(Object.entries(sums).map(([label, total]) => [label, total / history.length]));
 }
 
+// The history keeps at most settings.maxRecordFaces faces and settings.maxRecordPoints points per
+// session: later faces are left out and a full session stops and saves itself, so a long or busy
+// recording is never refused whole at Stop.
 function recordTimeline(tracks, models) {
   if (!recording) return;
   const t = (performance.now() - recording.startedAt) / 1000;
   recording.models = models || recording.models;
   for (const track of tracks) {
+    const known = recording.lastAt.has(track.id);
+    if (!known && recording.lastAt.size >= settings.maxRecordFaces) {
+      recording.leftOut.add(track.id);
+      continue;
+    }
     const last = recording.lastAt.get(track.id);
     if (last !== undefined && t - last < RECORD_INTERVAL_S) continue;
     recording.lastAt.set(track.id, t);
@@ -306,29 +314,49 @@ function recordTimeline(tracks, models) {
       gender_probability: s.gender.probability, emotion: s.emotion.label,
       probabilities: meanProbabilities(track.history),
     });
+    if (recording.points.length >= settings.maxRecordPoints) {
+      stopRecording();
+      return;
+    }
   }
-  recordStatus.textContent = `Recording: ${Math.round(t)} s, ${recording.points.length} points.`;
+  const leftOut = recording.leftOut.size ? ` (${settings.maxRecordFaces} faces kept; later faces left out)` : "";
+  recordStatus.textContent = `Recording: ${Math.round(t)} s, ${recording.points.length} points${leftOut}.`;
 }
 
-async function stopRecording() {
-  const session = recording;
+let unsaved = null;      // a session whose saving failed on the way: "Save again" sends it again
+
+async function stopRecording(session = recording) {
   recording = null;
+  unsaved = null;
   recordButton.textContent = "Record";
   if (!session.points.length) {
     recordStatus.textContent = "Nothing recorded (no face was in view).";
     return;
   }
   recordStatus.textContent = "Saving…";
-  const response = await fetch(settings.saveUrl, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": settings.csrfToken },
-    body: JSON.stringify({
-      duration_s: (performance.now() - session.startedAt) / 1000, models: session.models, timeline: session.points,
-    }),
-  });
-  const answer = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    recordStatus.textContent = `Not saved: ${(answer.error && answer.error.message) || `HTTP ${response.status}`}`;
+  let response = null;
+  let answer = {};
+  try {
+    response = await fetch(settings.saveUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": settings.csrfToken },
+      body: JSON.stringify({
+        duration_s: session.durationS ?? (performance.now() - session.startedAt) / 1000,
+        models: session.models, timeline: session.points,
+      }),
+    });
+    answer = await response.json().catch(() => ({}));
+  } catch {
+    response = null;
+  }
+  if (!response || !response.ok) {
+    const why = response ? (answer.error && answer.error.message) || `HTTP ${response.status}` : "no answer from the server";
+    recordStatus.textContent = `Not saved: ${why}.`;
+    if (!response || response.status >= 500 || response.status === 429) {
+      session.durationS = session.durationS ?? (performance.now() - session.startedAt) / 1000;
+      unsaved = session;
+      recordButton.textContent = "Save again";
+    }
     return;
   }
   recordStatus.replaceChildren("Saved. ");
@@ -343,8 +371,10 @@ if (recordButton) {
   recordButton.addEventListener("click", () => {
     if (recording) {
       stopRecording();
+    } else if (unsaved) {
+      stopRecording(unsaved);
     } else {
-      recording = { startedAt: performance.now(), lastAt: new Map(), points: [], models: {} };
+      recording = { startedAt: performance.now(), lastAt: new Map(), leftOut: new Set(), points: [], models: {} };
       recordButton.textContent = "Stop";
       recordStatus.textContent = "Recording…";
     }

@@ -105,3 +105,20 @@ def test_live_record_stop_saves_a_timeline(page, screenshot):
     page.get_by_role("link", name="Dashboard").click()
     expect(page.get_by_test_id("table-live")).to_be_visible()
     page.wait_for_function("() => window.visageCharts && window.visageCharts['chart-live-0']")
+
+
+def test_a_live_recording_that_reaches_the_history_limit_stops_and_saves_itself(page, monkeypatch):
+    """The history takes at most MAX_LIVE_POINTS points per session; a recording used to grow past it and
+    be refused whole at Stop. Here the limit is 3 points: the page stops at 3 and saves them."""
+    import app.webcam
+    monkeypatch.setattr(app.webcam, "MAX_LIVE_POINTS", 3)
+    page.goto("/register")
+    page.get_by_label("Email").fill(f"full-{uuid.uuid4().hex[:8]}@example.com")
+    page.get_by_label("Password").fill("a long browser password")
+    page.get_by_role("button", name="Register").click()
+    page.goto("/live")
+    expect(page.get_by_test_id("live-face").first).to_be_visible()
+    page.get_by_role("button", name="Record").click()
+    page.get_by_test_id("live-saved-link").click(timeout=60_000)         # no Stop pressed
+    rows = page.get_by_test_id("timeline").first.locator("tbody tr")
+    expect(rows).to_have_count(3)
