@@ -40,6 +40,18 @@ def test_unreadable_card(models_dir, tmp_path):
         start(folder)
 
 
+@pytest.mark.parametrize("change", [lambda card: card["outputs"].update(emotion="softmax"),
+                                    lambda card: card.update(test_time_augmentation=["flip"])])
+def test_a_card_with_a_field_of_the_wrong_shape_names_the_card(models_dir, tmp_path, change):
+    """Such a card was an AttributeError traceback at start-up (and exit 1 from the CLI instead of 2)."""
+    folder = copy_models(models_dir, tmp_path)
+    card = json.loads((folder / "emotion.json").read_text())
+    change(card)
+    (folder / "emotion.json").write_text(json.dumps(card))
+    with pytest.raises(ModelUnavailable, match=r"emotion\.json is unreadable \(TypeError"):
+        start(folder)
+
+
 def test_corrupt_model_file(models_dir, tmp_path):
     folder = copy_models(models_dir, tmp_path)
     (folder / "emotion.keras").write_bytes(b"garbage")

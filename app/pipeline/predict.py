@@ -63,12 +63,16 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, card: dict) -> "ModelCard":
-        """The fields the app uses, from a card's JSON (also used by training/ to time the model)."""
+        """The fields the app uses, from a card's JSON (also used by training/ to time the model). A
+        field of the wrong shape is a TypeError here, not an AttributeError on the first request."""
+        outputs, views = dict(card["outputs"]), card.get("test_time_augmentation") or {}
+        if not all(isinstance(spec, dict) for spec in outputs.values()):
+            raise TypeError("each of its outputs must be an object like {\"kind\": ...}")
+        if not isinstance(views, dict):
+            raise TypeError("test_time_augmentation must be an object")
         return cls(name=str(card["name"]), file=str(card["file"]), version=str(card["version"]),
-                   size=int(card["input"]["size"]), margin=float(card["input"]["margin"]),
-                   outputs=dict(card["outputs"]),
-                   flip_average=bool(card.get("test_time_augmentation", {}).get("horizontal_flip", False)),
-                   shift_px=int(card.get("test_time_augmentation", {}).get("shift_px", 0)))
+                   size=int(card["input"]["size"]), margin=float(card["input"]["margin"]), outputs=outputs,
+                   flip_average=bool(views.get("horizontal_flip", False)), shift_px=int(views.get("shift_px", 0)))
 
     @classmethod
     def read(cls, card_path: Path) -> "ModelCard":
