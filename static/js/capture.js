@@ -17,7 +17,14 @@ async function start() {
 async function capture() {
   button.disabled = true;
   status.textContent = "Analyzing…";
-  const blob = await canvasToJpeg(grabFrame(video, document.createElement("canvas")), 0.92);
+  let blob;
+  try {
+    blob = await canvasToJpeg(grabFrame(video, document.createElement("canvas")), 0.92);
+  } catch (err) {            // no picture yet (a camera still starting, or gone): say so, let them try again
+    status.textContent = `No picture from the camera (${err.message || err}); try again.`;
+    button.disabled = false;
+    return;
+  }
   const transfer = new DataTransfer();
   transfer.items.add(new File([blob], "capture.jpg", { type: "image/jpeg" }));
   fileInput.files = transfer.files;

@@ -167,10 +167,29 @@ async function analyze(blob, regions) {
   body.append("profile", "live");  // face + mirror only: the tracker averages over frames instead
   // The hint goes in the query string: it is the documented place for it beside a multipart body.
   const url = regions ? `${settings.apiUrl}?regions=${encodeURIComponent(JSON.stringify(regions))}` : settings.apiUrl;
-  const response = await fetch(url, { method: "POST", body });
-  const result = await response.json();
-  if (!response.ok) throw new Error((result.error && result.error.message) || `HTTP ${response.status}`);
+  let response;
+  try {
+    response = await fetch(url, { method: "POST", body, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  } catch (err) {
+    throw new AnalysisError(err.name === "TimeoutError" ? "no answer for 30 s" : "the server could not be reached");
+  }
+  const result = await response.json().catch(() => null);     // a proxy's 502 page is not JSON
+  if (!response.ok || !result) {
+    const message = (result && result.error && result.error.message) || `HTTP ${response.status}`;
+    throw new AnalysisError(message, response.status, Number(response.headers.get("Retry-After")) || 0);
+  }
   return result;
+}
+
+// A failed analysis: worth trying again (the network, a busy or restarting server: 5xx, 429, 408), or
+// not (any other 4xx: the request itself, or a login that has ended), then live mode stops and says why.
+const REQUEST_TIMEOUT_MS = 30000;
+class AnalysisError extends Error {
+  constructor(message, status = 0, retryAfterS = 0) {
+    super(message);
+    this.retryAfterS = retryAfterS;
+    this.permanent = status >= 400 && status < 500 && status !== 408 && status !== 429;
+  }
 }
 
 // Boxes come back in sent-frame pixels; the overlay is in video pixels.
@@ -208,7 +227,11 @@ function cameraFrameAfter(seen) {
   if (cameraFrames > seen || !video.requestVideoFrameCallback) return Promise.resolve();
   return new Promise((resolve) => {
     frameWaiters.push(resolve);
-    setTimeout(resolve, NEW_FRAME_WAIT_MS);
+    setTimeout(() => {          // no new frame in time: this waiter goes (the list never grows)
+      const index = frameWaiters.indexOf(resolve);
+      if (index >= 0) frameWaiters.splice(index, 1);
+      resolve();
+    }, NEW_FRAME_WAIT_MS);
   });
 }
 
@@ -239,7 +262,13 @@ async function analyzeWhileRunning() {
       // as it stands (the answer to the request before it may still be out: hints are padded).
       const request = nextRequest();
       if (out.length && request.fullResolution) break;   // it waits until it is the only request out
-      const frame = await prepareFrame(request.maxSide, lastFrame);
+      let frame;
+      try {
+        frame = await prepareFrame(request.maxSide, lastFrame);
+      } catch (err) {            // the camera gave no picture to encode (gone, or a 0-size frame)
+        stopLive(`Live stopped: no picture from the camera (${err.message || err}).`);
+        break;
+      }
       lastFrame = frame.frame;
       markSent(request);
       const started = performance.now();
@@ -251,8 +280,13 @@ async function analyzeWhileRunning() {
     const { result, error } = await answer;
     if (!running) continue;   // paused while requests were out: leave the last picture
     if (error) {
-      status.textContent = `Analysis failed: ${error.message}. Retrying…`;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (error.permanent) {
+        stopLive(`Live stopped: ${error.message}`);
+        continue;
+      }
+      const waitS = Math.min(30, Math.max(1, error.retryAfterS || 0));
+      status.textContent = `Analysis failed: ${error.message}. Retrying in ${waitS} s…`;
+      await new Promise((resolve) => setTimeout(resolve, waitS * 1000));
       continue;
     }
     if (result.detector !== chosenDetector()) continue;   // asked before the choice changed
@@ -272,10 +306,36 @@ function setRunning(on) {
   if (on && !looping) loop();
 }
 
+// Stopped by something the page cannot fix by itself: Resume tries again once the user has seen why.
+function stopLive(message) {
+  setRunning(false);
+  status.textContent = message;
+}
+
+// A hidden tab sends nothing (it would analyse frames nobody sees); it goes on when shown again.
+let pausedByHiding = false;
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden && running) {
+    pausedByHiding = true;
+    setRunning(false);
+  } else if (!document.hidden && pausedByHiding) {
+    pausedByHiding = false;
+    setRunning(true);
+  }
+});
+
 async function start() {
   if (!(await startCamera(video))) return;
   status.textContent = "";
   toggle.disabled = false;
+  // A camera unplugged (or taken by another program) ends its track: say so, instead of analysing the
+  // last frame again and again.
+  for (const track of video.srcObject ? video.srcObject.getVideoTracks() : []) {
+    track.addEventListener("ended", () => {
+      stopLive("The camera stopped sending pictures. Reconnect it and reload the page.");
+      toggle.disabled = true;
+    });
+  }
   setRunning(true);
 }
 

@@ -325,3 +325,22 @@ def test_tracker_box_filter_holds_still_follows_motion_and_lone_full_scans_only_
     assert abs(result["lone"]["x"] - 100) < 0.5 and result["lone"]["readings"] == 0, result
     assert result["second"] > 101, result
     assert 0 <= result["lag"] < 4 and result["id"] == 1, result
+
+
+def test_live_retries_a_busy_server_after_its_retry_after_and_stops_on_a_refused_request(page):
+    """A 503 with Retry-After is waited out as the server asks (it was always 1 s); an answer that will
+    not change (a 4xx: the request itself, or a login that ended) stops live mode with the reason,
+    instead of "Retrying…" every second for ever. The answers are the API's own error bodies."""
+    answers = iter([(503, {"error": {"code": "busy", "message": "The server is busy"}}, {"Retry-After": "2"}),
+                    (400, {"error": {"code": "bad_regions", "message": "regions must be a JSON list"}}, {})])
+
+    def analyze(route):
+        status, body, headers = next(answers, (400, {"error": {"code": "x", "message": "again"}}, {}))
+        route.fulfill(status=status, json=body, headers=headers)
+
+    page.route("**/api/v1/analyze*", analyze)
+    page.goto("/live")
+    status = page.locator("#camera-status")
+    expect(status).to_contain_text("Retrying in 2 s", timeout=30_000)
+    expect(status).to_contain_text("Live stopped: regions must be a JSON list", timeout=30_000)
+    expect(page.locator("#live-toggle")).to_have_text("Resume")
