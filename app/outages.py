@@ -8,6 +8,7 @@ logged out until the database is back; app/auth.py).
 from __future__ import annotations
 
 import errno
+import functools
 
 import sqlalchemy as sa
 from flask import Flask, current_app, render_template, request
@@ -80,13 +81,34 @@ def _respond(status: int, code: str, title: str, message: str):
 # --- readiness -----------------------------------------------------------------------------------
 
 def check_database() -> str:
+    """"ok", or why not: unreachable, or its tables behind the code's (VISAGE_DB_AUTO_UPGRADE=0 and no
+    upgrade run: every save would fail while the database itself answers)."""
     from app.db import db
     try:
         with db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        return "ok"
+            try:
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except sa.exc.DBAPIError:
+                current = None
     except Exception as e:   # noqa: BLE001 - any failure means "down"; say which
         return f"unavailable ({type(e).__name__})"
+    head = schema_head()
+    if current != head:
+        return f"not migrated (its schema is {current or 'empty'}, the code needs {head}: run flask --app wsgi db upgrade)"
+    return "ok"
+
+
+@functools.lru_cache(maxsize=1)
+def schema_head() -> str:
+    """The newest migration in migrations/ (what the code's tables need)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from app.db import MIGRATIONS_DIR
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def check_redis(app: Flask) -> str | None:

@@ -161,3 +161,14 @@ def test_log_never_holds_image_bytes_base64_or_query(client, caplog, astronaut_j
     assert request_lines(caplog) and "min_face" not in text
     assert b64[:40] not in text and b64[-40:-7] not in text
     assert astronaut_jpeg[:40].decode("latin1") not in text
+
+
+def test_ready_says_when_the_database_has_not_been_migrated(models_dir, tmp_path):
+    """VISAGE_DB_AUTO_UPGRADE=0 and no `flask db upgrade` run: the database answers but every save fails;
+    /ready said "ok"."""
+    from app import create_app
+    app = create_app({"TESTING": True, "VISAGE_MODELS_DIR": str(models_dir), "VISAGE_DB_AUTO_UPGRADE": 0,
+                      "VISAGE_INSTANCE_DIR": str(tmp_path / "instance"),
+                      "VISAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}"})
+    database = app.test_client().get("/api/v1/ready").get_json()["dependencies"]["database"]
+    assert database.startswith("not migrated") and "db upgrade" in database
