@@ -54,13 +54,16 @@ def main(argv=None) -> int:
         # Video jobs first (one user waits on each), then batch chunks (docs/batch.md): a long batch
         # does not hold a video back by more than one chunk.
         queues = [Queue(cfg[key], connection=connection) for key in ("VISAGE_VIDEO_QUEUE", "VISAGE_BATCH_QUEUE")]
-        worker = SimpleWorker(queues, connection=connection, name=name)
-        worker.max_connection_wait_time = 5.0               # back within seconds of Redis coming back
+        worker = None
         try:
+            # Inside the try: making a worker talks to Redis too (it names its connection), and Redis may
+            # still be down when the loop comes round again.
+            worker = SimpleWorker(queues, connection=connection, name=name)
+            worker.max_connection_wait_time = 5.0           # back within seconds of Redis coming back
             worker.work(burst=args.burst)
         except redis.RedisError as e:
             log.warning("worker: Redis unavailable (%s); waiting for it", e)
-        if args.burst or worker._shutdown_requested_date is not None:
+        if args.burst or (worker is not None and worker._shutdown_requested_date is not None):
             return 0
         # rq's loop ended on an error (Redis gone mid-way): wait and go on, no restart needed
         time.sleep(2.0)
