@@ -55,7 +55,7 @@ def analyze():
         user = bearer_user()    # a bad token is refused before any work
     except Exception as e:
         from app import outages
-        if save or current_app.config["VISAGE_REQUIRE_LOGIN"] or not outages.database_down(e):
+        if save or current_app.config["VISAGE_REQUIRE_LOGIN"] or not outages.database_unusable(e):
             raise               # → 503 when the database is down (app/outages.py)
         user = None             # the token cannot be checked now; the analysis needs no account
     if save and user is None:

@@ -47,7 +47,7 @@ def _load_user(cookie_id: str):
     try:
         return db.load_user(cookie_id)
     except Exception as e:
-        if not outages.database_down(e):
+        if not outages.database_unusable(e):
             raise
         g.visage_database_down = e
         db.db.session.rollback()

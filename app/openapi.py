@@ -113,7 +113,8 @@ def openapi_document() -> dict:
                     "422": _error("Image could not be decoded (truncated or corrupt)"),
                     "503": _busy("Busy: the analysis could not start within VISAGE_QUEUE_TIMEOUT seconds "
                                  "(code overloaded) or ran past VISAGE_ANALYSIS_TIMEOUT (code analysis_timeout); "
-                                 "or save=true while the database is unavailable (code database_unavailable)"),
+                                 "or save=true while the database is unavailable (code database_unavailable) or its "
+                                 "tables are not migrated (code database_not_migrated)"),
                 },
             }},
             "/api/v1/health": {"get": {

@@ -18,10 +18,28 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 SECRET_FIELDS = ("password", "current_password", "new_password", "confirm")   # never echoed into a page
 
 
+MISSING_SCHEMA_STATES = ("42P01", "42703")  # PostgreSQL: undefined table, undefined column
+MISSING_SCHEMA_WORDS = ("no such table", "no such column")   # SQLite says it in words
+
+
+def schema_missing(e: BaseException) -> bool:
+    """The database answers but lacks this version's tables or columns: VISAGE_DB_AUTO_UPGRADE=0 and no
+    `flask db upgrade` run. An operator's step, not an outage that passes by itself."""
+    if not isinstance(e, sa.exc.DBAPIError):
+        return False
+    state = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+    return state in MISSING_SCHEMA_STATES or any(w in str(e.orig).lower() for w in MISSING_SCHEMA_WORDS)
+
+
 def database_down(e: BaseException) -> bool:
     """The database could not be reached or dropped the connection (not a bad query)."""
     return isinstance(e, (sa.exc.OperationalError, sa.exc.InterfaceError)) or \
         (isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated)
+
+
+def database_unusable(e: BaseException) -> bool:
+    """Down, or not migrated: either way no account can be read now, while analyses need none."""
+    return database_down(e) or schema_missing(e)
 
 
 def redis_down(e: BaseException) -> bool:
@@ -38,6 +56,12 @@ def disk_full(e: BaseException) -> bool:
 
 def answer(e: BaseException):
     """The response for an outage, or None when `e` is not one."""
+    if schema_missing(e):
+        _rollback()
+        return _respond(503, "database_not_migrated", "Database not set up",
+                        "The database's tables are behind this version of Visage, so nothing can be saved or "
+                        "shown from your history until an administrator runs 'flask --app wsgi db upgrade'; "
+                        "analyses still work.", retry=False)
     if database_down(e):
         _rollback()
         return _respond(503, "database_unavailable", "Database unavailable",
@@ -61,20 +85,25 @@ def _rollback() -> None:
         pass
 
 
-def _respond(status: int, code: str, title: str, message: str):
+def _respond(status: int, code: str, title: str, message: str, retry: bool = True):
+    """retry=False: waiting will not help (no Retry-After, no "try again")."""
     current_app.logger.warning("%s on %s %s", code, request.method, request.path)
-    if request.path.startswith("/api/") or request.is_json:
+    api = request.path.startswith("/api/") or request.is_json
+    if retry:
+        message += f" Try again in about {RETRY_AFTER} s." if api else f" Please try again in about {RETRY_AFTER} s."
+    if api:
         from app.api import error_response
-        response, _ = error_response(status, code, f"{message} Try again in about {RETRY_AFTER} s.")
+        response, _ = error_response(status, code, message)
     else:
         # The form the user sent comes back as a "Try again" button (passwords excepted), so nothing typed is lost.
         fields = [(k, v) for k, v in request.form.items(multi=True) if k not in SECRET_FIELDS] \
-            if request.method == "POST" and request.mimetype != "multipart/form-data" else []
+            if retry and request.method == "POST" and request.mimetype != "multipart/form-data" else []
         response = current_app.make_response(render_template(
-            "error.html", status=status, title=title, message=f"{message} Please try again in about {RETRY_AFTER} s.",
+            "error.html", status=status, title=title, message=message,
             retry_fields=fields, retry_action=request.full_path.rstrip("?") if fields else None))
     response.status_code = status
-    response.headers["Retry-After"] = str(RETRY_AFTER)
+    if retry:
+        response.headers["Retry-After"] = str(RETRY_AFTER)
     return response
 
 

@@ -182,6 +182,43 @@ def test_postgresql_stops_and_comes_back(models_dir, tmp_path, postgres, astrona
         db.engine.dispose()
 
 
+def empty_database(server) -> str:
+    """A new database on the module's PostgreSQL server (its "postgres" database is migrated by other tests)."""
+    import sqlalchemy as sa
+    name = f"empty_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.engine.make_url(server.url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_database_not_migrated_says_so_instead_of_a_500_or_try_again(models_dir, tmp_path, astronaut_jpeg,
+                                                                       request, engine):
+    """VISAGE_DB_AUTO_UPGRADE=0 and no `flask db upgrade` run: PostgreSQL answered register and login with
+    a 500, SQLite with "database unavailable, try again in about 30 s", which waiting never mends."""
+    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}" if engine == "sqlite" else empty_database(request.getfixturevalue("postgres"))
+    app = make_app(models_dir, tmp_path, VISAGE_DATABASE_URL=url, VISAGE_DB_AUTO_UPGRADE=0)
+    client = app.test_client()
+    for path in ("/register", "/login"):
+        r = client.post(path, data={"email": "a@example.com", "password": "correct horse battery"})
+        page = r.get_data(as_text=True)
+        assert r.status_code == 503 and "Database not set up" in page and "db upgrade" in page, (path, page[-800:])
+        assert "try again" not in page.lower()
+    assert post_photo(client, astronaut_jpeg).status_code == 200          # analyses still work
+    bearer = {"Authorization": "Bearer not-a-token"}     # cannot be checked: as while the database is down,
+    assert post_photo(client, astronaut_jpeg, headers=bearer).status_code == 200      # an analysis needs none
+    r = client.post("/api/v1/analyze", query_string={"save": "true"}, headers=bearer,
+                    data={"image": (io.BytesIO(astronaut_jpeg), "a.jpg")}, content_type="multipart/form-data")
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "database_not_migrated"
+    assert "db upgrade" in r.get_json()["error"]["message"]
+    assert client.get("/api/v1/ready").get_json()["dependencies"]["database"].startswith("not migrated")
+    with app.app_context():
+        from app.db import db
+        db.engine.dispose()
+
+
 def test_postgresql_down_with_login_required_answers_503_not_the_login_page(models_dir, tmp_path, postgres):
     app = make_app(models_dir, tmp_path, VISAGE_DATABASE_URL=postgres.url, VISAGE_REQUIRE_LOGIN=1)
     client = app.test_client()
