@@ -13,7 +13,9 @@ import click
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+import sqlalchemy as sa
 from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
@@ -35,6 +37,7 @@ login_manager.login_view = "auth.login"
 login_manager.login_message = "Log in to see this page."
 login_manager.session_protection = "strong"
 
+EMAIL_MAX = 254                  # the column's length
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -54,9 +57,27 @@ def _load_user(cookie_id: str):
         return None
 
 
+class Form(FlaskForm):
+    """Every page form reads the submitted form only. Flask-WTF would also read a JSON body, and one that
+    is not an object (a list, a number) raised inside every form on the page, the error page's too."""
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            if formdata is _Auto:
+                return request.form if request.form else None
+            return formdata
+
+
+def no_nul(_form, field):
+    """PostgreSQL's text columns cannot hold a NUL character (a 500 there, while SQLite stored it)."""
+    if field.data and "\x00" in field.data:
+        raise ValidationError("This field cannot contain a NUL character.")
+
+
 def valid_email(_form, field):
     if not EMAIL_PATTERN.match(field.data.strip()):
         raise ValidationError("Enter an email address like name@example.com.")
+    if len(db.normalize_email(field.data)) > EMAIL_MAX:      # lower-casing can lengthen it ("İ" → "i̇")
+        raise ValidationError(f"Use at most {EMAIL_MAX} characters.")
 
 
 def password_field(label: str):
@@ -64,31 +85,31 @@ def password_field(label: str):
                          message=f"Use {MIN_PASSWORD} to {MAX_PASSWORD} characters.")])
 
 
-class LoginForm(FlaskForm):
-    email = StringField("Email", validators=[DataRequired(), Length(max=254)])
+class LoginForm(Form):
+    email = StringField("Email", validators=[DataRequired(), Length(max=EMAIL_MAX), no_nul])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
 
 
-class RegisterForm(FlaskForm):
-    email = StringField("Email", validators=[DataRequired(), Length(max=254), valid_email])
+class RegisterForm(Form):
+    email = StringField("Email", validators=[DataRequired(), Length(max=EMAIL_MAX), no_nul, valid_email])
     password = password_field("Password")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
     new_password = password_field("New password")
     confirm = PasswordField("Repeat new password", validators=[EqualTo("new_password", "The passwords differ.")])
 
 
-class DeleteAccountForm(FlaskForm):
+class DeleteAccountForm(Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD)])
 
 
-class TokenForm(FlaskForm):
-    name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
+class TokenForm(Form):
+    name = StringField("Token name", validators=[DataRequired(), Length(max=100), no_nul])
 
 
-class PlainForm(FlaskForm):
+class PlainForm(Form):
     """A button-only form (log out, revoke, delete): just the CSRF token."""
 
 
@@ -105,14 +126,25 @@ def start_session(user) -> None:
     login_user(user)
 
 
+def create_user_once(form):
+    """The new user, or None when the same email was registered between the check and the insert (a
+    double-click: both submits passed the check during the password hash)."""
+    try:
+        return db.create_user(form.email.data, form.password.data)
+    except sa.exc.IntegrityError:
+        db.db.session.rollback()
+        return None
+
+
 @bp.route("/register", methods=["GET", "POST"])
 def register():
     form = RegisterForm()
     if form.validate_on_submit():
-        if db.find_user(form.email.data) is not None:
+        user = None if db.find_user(form.email.data) is not None else create_user_once(form)
+        if user is None:
             form.email.errors.append("An account with this email already exists. Log in instead.")
         else:
-            start_session(db.create_user(form.email.data, form.password.data))
+            start_session(user)
             flash("Account created. You are logged in.")
             return redirect(url_for("history.index"))
     return render_template("auth/register.html", form=form), 400 if form.errors else 200
@@ -195,7 +227,7 @@ def create_token():
     return account_page(token_form=form, status=400)
 
 
-@bp.post("/account/tokens/<int:token_id>/revoke")
+@bp.post(f"/account/tokens/<{db.ID_IN_URL}:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int):
     if not PlainForm().validate_on_submit():

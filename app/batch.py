@@ -202,6 +202,7 @@ def save(job_id: str):
                    f"Download the CSV instead.")
     summary = record["result"]["summary"]
     item = db.save_analysis(current_user, {"faces": faces, "detector": record["options"].get("detector"),
-                                           "models": summary.get("models", {})}, "batch")
+                                           "models": summary.get("models", {})}, "batch",
+                              save_key=f"batch:{job_id}")
     flash(f"Saved the batch's {len(faces)} faces to your history.")
     return redirect(url_for("history.show", item_id=item.id))

@@ -44,6 +44,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# Row ids are INTEGER columns (32 bits on PostgreSQL): a larger id in a URL is a 404, never a query that
+# overflows (a 500). Routes take ids as <ID_IN_URL:item_id>.
+ID_IN_URL = "int(max=2147483647)"
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -75,8 +80,12 @@ class Analysis(db.Model):
     timeline: Mapped[list | None] = mapped_column(sa.JSON)           # live: [{t, track, age, gender, emotion, p}]
     duration_s: Mapped[float | None]
     thumbnail: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # small JPEG, every face blurred
+    # What was saved, once: the same result page's Save sent twice (a double-click, Back then Save) or
+    # the same batch saved again is the same item (save_analysis). None: every save is new (the API).
+    save_key: Mapped[str | None] = mapped_column(sa.String(64))
 
     user = relationship("User", back_populates="analyses")
+    __table_args__ = (sa.UniqueConstraint("user_id", "save_key"),)
 
     def as_dict(self) -> dict:
         record = {"id": self.id, "created_at": self.created_at.isoformat(timespec="seconds") + "Z",
@@ -212,16 +221,34 @@ def delete_user(user: User) -> None:
 # --- saved analyses ---------------------------------------------------------------------------
 
 def save_analysis(user: User, answer: dict, source: str, thumbnail: bytes | None = None,
-                  timeline: list | None = None, duration_s: float | None = None) -> Analysis:
-    """Keep the numbers of an analysis answer (app/pipeline's dict) for `user`."""
+                  timeline: list | None = None, duration_s: float | None = None,
+                  save_key: str | None = None) -> Analysis:
+    """Keep the numbers of an analysis answer (app/pipeline's dict) for `user`. With a save_key, a second
+    save of the same thing returns the item the first one made (two at once included)."""
+    saved = saved_item(user, save_key)
+    if saved is not None:
+        return saved
     image = answer.get("image") or {}
     item = Analysis(user_id=user.id, source=source, detector=answer.get("detector"),
                     width=image.get("width"), height=image.get("height"),
                     faces=answer.get("faces", []), models=answer.get("models", {}),
-                    thumbnail=thumbnail, timeline=timeline, duration_s=duration_s)
+                    thumbnail=thumbnail, timeline=timeline, duration_s=duration_s, save_key=save_key)
     db.session.add(item)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        saved = saved_item(user, save_key)
+        if saved is None:
+            raise
+        return saved
     return item
+
+
+def saved_item(user: User, save_key: str | None) -> Analysis | None:
+    if save_key is None:
+        return None
+    return db.session.scalar(sa.select(Analysis).where(Analysis.user_id == user.id, Analysis.save_key == save_key))
 
 
 def user_analyses(user: User, start: datetime | None = None, end: datetime | None = None) -> list[Analysis]:

@@ -12,19 +12,19 @@ import csv
 import io
 import json
 import math
+import secrets
 
 import cv2
 import numpy as np
 from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
                    url_for)
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import BooleanField, HiddenField
 from wtforms.validators import DataRequired
 
 from app import db
-from app.auth import PlainForm
+from app.auth import Form, PlainForm
 from app.pipeline.detect import DETECTORS
 from app.pipeline.predict import EMOTION_LABELS
 
@@ -37,7 +37,7 @@ MAX_LIVE_POINTS = 20_000            # ~5.5 hours of one face at one point per se
 MAX_LIVE_TRACKS = 32
 
 
-class SaveForm(FlaskForm):
+class SaveForm(Form):
     payload = HiddenField(validators=[DataRequired()])
     thumbnail = BooleanField("Keep a small thumbnail with every face blurred")
 
@@ -75,7 +75,7 @@ def save_form_for(answer: dict, image: np.ndarray, source: str) -> SaveForm | No
     if not current_user.is_authenticated:
         return None
     numbers = {k: answer[k] for k in ("detector", "image", "faces", "models") if k in answer}
-    payload = {"user": current_user.id, "source": source, "answer": numbers,
+    payload = {"user": current_user.id, "source": source, "answer": numbers, "key": secrets.token_urlsafe(16),
                "thumbnail": base64.b64encode(blurred_thumbnail(image, answer["faces"])).decode("ascii")}
     form = SaveForm(formdata=None)
     form.payload.data = _signer().dumps(payload)
@@ -95,7 +95,8 @@ def save():
     if payload.get("user") != current_user.id or payload.get("source") not in PAGE_SOURCES:
         abort(400, "This result belongs to another session. Analyze the photo again.")
     thumbnail = base64.b64decode(payload["thumbnail"]) if form.thumbnail.data else None
-    item = db.save_analysis(current_user, payload["answer"], payload["source"], thumbnail=thumbnail)
+    item = db.save_analysis(current_user, payload["answer"], payload["source"], thumbnail=thumbnail,
+                            save_key=payload.get("key"))
     flash("Saved to your history.")
     return redirect(url_for("history.show", item_id=item.id))
 
@@ -113,7 +114,7 @@ def owned_or_404(item_id: int) -> db.Analysis:
     return item
 
 
-@bp.get("/<int:item_id>")
+@bp.get(f"/<{db.ID_IN_URL}:item_id>")
 @login_required
 def show(item_id: int):
     item = owned_or_404(item_id)
@@ -121,7 +122,7 @@ def show(item_id: int):
                            tracks=timeline_by_track(item.timeline or []))
 
 
-@bp.get("/<int:item_id>/thumbnail.jpg")
+@bp.get(f"/<{db.ID_IN_URL}:item_id>/thumbnail.jpg")
 @login_required
 def thumbnail(item_id: int):
     item = owned_or_404(item_id)
@@ -130,7 +131,7 @@ def thumbnail(item_id: int):
     return Response(item.thumbnail, mimetype="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
-@bp.post("/<int:item_id>/delete")
+@bp.post(f"/<{db.ID_IN_URL}:item_id>/delete")
 @login_required
 def delete(item_id: int):
     item = owned_or_404(item_id)
@@ -247,7 +248,10 @@ def live_summary_faces(timeline: list[dict]) -> list[dict]:
 @login_required
 def save_live():
     """Record/Stop on /live posts {"duration_s", "models", "timeline": [...]} (JSON, CSRF token in a header)."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:       # "[[[[…": the parser recurses once per level
+        body = None
     if not isinstance(body, dict) or not isinstance(body.get("timeline"), list):
         return jsonify({"error": {"code": "bad_timeline", "message": 'Expected {"timeline": [...]}.'}}), 400
     timeline = body["timeline"]
@@ -262,6 +266,9 @@ def save_live():
         return jsonify({"error": {"code": "bad_timeline", "message": str(e)}}), 400
     models = body.get("models") if isinstance(body.get("models"), dict) else {}
     models = {str(k)[:64]: str(v)[:64] for k, v in list(models.items())[:8]}
+    key = body.get("key")                # the page's id of this recording: "Save again" saves it once
+    key = f"live:{key}" if isinstance(key, str) and 0 < len(key) <= 58 and "\x00" not in key else None
     item = db.save_analysis(current_user, {"faces": live_summary_faces(points), "models": models,
-                                           "detector": live_detector(body)}, "live", timeline=points, duration_s=duration)
+                                           "detector": live_detector(body)}, "live", timeline=points, duration_s=duration,
+                            save_key=key)
     return jsonify({"id": item.id, "url": url_for("history.show", item_id=item.id)}), 201

@@ -44,4 +44,5 @@ def register(app: Flask) -> None:
         if outage is not None:
             return outage
         app.logger.exception("unexpected error on %s %s", request.method, request.path)
+        outages.rollback()                 # a failed commit would make the error page fail too
         return http_error(InternalServerError("Something went wrong on our side; the error was logged."))

@@ -57,13 +57,13 @@ def disk_full(e: BaseException) -> bool:
 def answer(e: BaseException):
     """The response for an outage, or None when `e` is not one."""
     if schema_missing(e):
-        _rollback()
+        rollback()
         return _respond(503, "database_not_migrated", "Database not set up",
                         "The database's tables are behind this version of Visage, so nothing can be saved or "
                         "shown from your history until an administrator runs 'flask --app wsgi db upgrade'; "
                         "analyses still work.", retry=False)
     if database_down(e):
-        _rollback()
+        rollback()
         return _respond(503, "database_unavailable", "Database unavailable",
                         "The database is unavailable right now, so nothing can be saved or shown from your "
                         "history; analyses still work.")
@@ -77,7 +77,8 @@ def answer(e: BaseException):
     return None
 
 
-def _rollback() -> None:
+def rollback() -> None:
+    """End the failed transaction, so that the error page can still read the logged-in user."""
     from app.db import db
     try:
         db.session.rollback()

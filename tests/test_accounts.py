@@ -60,6 +60,36 @@ def test_register_rejects_duplicates_bad_email_and_short_password(db_client, new
     assert r.status_code == 400 and "Use 8 to 256 characters" in r.get_data(as_text=True)
 
 
+def test_register_and_login_refuse_what_the_database_cannot_hold(db_client, new_account):
+    """PostgreSQL answered a NUL character, or an email longer than its column once lower-cased ("İ" is
+    two characters then), with a 500; SQLite stored them."""
+    for email in ("a\x00b@example.com", "İ" * 240 + "@example.com"):
+        assert db_client.post("/register", data={"email": email, "password": "long enough pw"}).status_code == 400
+    assert db_client.post("/login", data={"email": "a\x00b@example.com", "password": "long enough pw"}).status_code == 400
+    client, _, _ = new_account()
+    assert client.post("/account/tokens", data={"tok-name": "a\x00b"}).status_code == 400
+    assert client.get("/account").status_code == 200
+
+
+def test_the_same_email_registered_twice_at_once_is_refused_not_a_500(db_client, new_account, monkeypatch):
+    """A double-click on Register: both submits passed the "already exists" check during the password
+    hash, and the second insert failed on the unique email (a 500)."""
+    _client, email, _ = new_account()
+    monkeypatch.setattr(store, "find_user", lambda email: None)        # the check passed before the first insert
+    r = db_client.post("/register", data={"email": email, "password": "another password"})
+    assert r.status_code == 400 and "already exists" in r.get_data(as_text=True)
+
+
+def test_a_json_body_sent_to_a_page_form_is_a_clean_error(new_account):
+    """Flask-WTF read a JSON body as form data: a list or a number raised in every form of the page,
+    the error page's own header form too (a bare 500)."""
+    client, _, _ = new_account()
+    for path, body, status in (("/history/save", [1, 2], 400), ("/nowhere", 123, 404)):
+        r = client.post(path, json=body)
+        assert r.status_code == status and "Log out" in r.get_data(as_text=True), path
+    assert client.post("/logout", json="x").status_code == 302      # (CSRF is off in these tests)
+
+
 def test_login_rotates_the_session_and_logout_is_post_only(db_app, new_account):
     _client, email, password = new_account()
     client = db_app.test_client()

@@ -159,4 +159,7 @@ def test_save_a_batch_summary_to_the_history(db_client, new_account, db_app):
     exported = client.get("/history/export.json").get_json()["items"][0]
     assert exported["source"] == "batch" and len(exported["faces"]) == 2 and not exported["has_thumbnail"]
     assert all(set(face) >= {"age", "gender", "emotion", "box"} and "file" not in face for face in exported["faces"])
+    again = client.post(f"/batch/{job['id']}/save")          # saved twice: still one item
+    assert again.headers["Location"] == saved.headers["Location"]
+    assert len(client.get("/history/export.json").get_json()["items"]) == 1
     assert db_client.post(f"/batch/{job['id']}/save").status_code in (302, 401)   # anonymous: to the login page

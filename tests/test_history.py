@@ -93,6 +93,16 @@ def test_forged_or_replayed_save_is_refused(db_app, new_account, astronaut_jpeg)
     assert alice.post("/history/save", data={"payload": payload}).status_code == 302
 
 
+def test_the_same_result_saved_twice_is_one_item(db_app, new_account, astronaut_jpeg):
+    """A double-click on Save, or Back and Save again, made a second item (and doubled the dashboard)."""
+    client, _, _ = new_account()
+    payload = save_form_payload(post_photo(client, astronaut_jpeg).get_data(as_text=True))
+    places = {client.post("/history/save", data={"payload": payload}).headers["Location"] for _ in range(3)}
+    other = save_form_payload(post_photo(client, astronaut_jpeg).get_data(as_text=True))   # analysed again: new
+    places.add(client.post("/history/save", data={"payload": other}).headers["Location"])
+    assert len(places) == 2 and len(json.loads(client.get("/history/export.json").data)["items"]) == 2
+
+
 def test_nobody_reaches_another_users_items(db_app, new_account, astronaut_jpeg):
     alice, _, _ = new_account()
     bob, _, _ = new_account()
@@ -101,7 +111,10 @@ def test_nobody_reaches_another_users_items(db_app, new_account, astronaut_jpeg)
         assert bob.get(path).status_code == 404
         assert alice.get(path).status_code == 200
     assert bob.post(f"/history/{item_id}/delete").status_code == 404
-    assert bob.get("/history/999999").status_code == 404
+    for missing in (999999, 2**31, 10**20):                  # past the id column's range too: 404, not a 500
+        assert bob.get(f"/history/{missing}").status_code == 404
+        assert bob.post(f"/history/{missing}/delete").status_code == 404
+        assert bob.post(f"/account/tokens/{missing}/revoke").status_code == 404
     assert json.loads(bob.get("/history/export.json").data)["items"] == []
     assert len(list(csv.DictReader(io.StringIO(bob.get("/history/export.csv").get_data(as_text=True))))) == 0
     assert f"/history/{item_id}" not in bob.get("/history").get_data(as_text=True)
@@ -148,6 +161,17 @@ def test_live_session_saves_a_timeline(db_app, new_account):
     assert page.count('data-testid="timeline"') == 2
     rows = list(csv.DictReader(io.StringIO(client.get("/history/export.csv").get_data(as_text=True))))
     assert len(rows) == 7 and rows[-1]["face"] == "2" and rows[-1]["emotion"] == "sad"
+
+
+def test_live_session_sent_again_with_its_key_is_saved_once(db_app, new_account):
+    """The page's "Save again" after an answer lost on the way sends the same recording (its key) again."""
+    client, _, _ = new_account()
+    body = {"duration_s": 2.0, "timeline": [live_point(t, 1) for t in range(3)], "key": "rec-1"}
+    ids = [client.post("/history/live", json=body).get_json()["id"] for _ in range(2)]
+    ids.append(client.post("/history/live", json={**body, "key": "rec-2"}).get_json()["id"])
+    assert ids[0] == ids[1] != ids[2]
+    deep = client.post("/history/live", data="[" * 100_000, content_type="application/json")
+    assert deep.status_code == 400 and deep.get_json()["error"]["code"] == "bad_timeline"
 
 
 def test_live_session_keeps_the_detector_the_page_used(db_app, new_account):

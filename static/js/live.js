@@ -402,7 +402,7 @@ async function stopRecording(session = recording) {
       headers: { "Content-Type": "application/json", "X-CSRFToken": settings.csrfToken },
       body: JSON.stringify({
         duration_s: session.durationS ?? (performance.now() - session.startedAt) / 1000,
-        models: session.models, timeline: session.points,
+        models: session.models, timeline: session.points, key: session.key,
       }),
     });
     answer = await response.json().catch(() => ({}));
@@ -434,7 +434,9 @@ if (recordButton) {
     } else if (unsaved) {
       stopRecording(unsaved);
     } else {
-      recording = { startedAt: performance.now(), lastAt: new Map(), leftOut: new Set(), points: [], models: {} };
+      // key: "Save again" after an answer lost on the way must not save the session twice
+      recording = { startedAt: performance.now(), lastAt: new Map(), leftOut: new Set(), points: [], models: {},
+                    key: crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}` };
       recordButton.textContent = "Stop";
       recordStatus.textContent = "Recording…";
     }
