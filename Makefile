@@ -34,7 +34,7 @@ test: venv
 
 # make models: train both models on DATA (hours on 2 CPU cores; docs/training.md), continuing the committed
 # runs from their checkpoints/ files, evaluate them (each shipped only over the bar fixed before its run)
-# into models/ with their ONNX copies, then refresh the documents generated from their cards.
+# into models/ with their ONNX copies (float, and int8 where it reads val as well), then refresh the documents generated from their cards.
 DATA ?= ../shared/data
 models: venv
 	$(BIN)/python -m training.train_emotion --data-dir $(DATA)/fer2013 --arch res --epochs 250 --average-last 0.2 \
@@ -47,5 +47,6 @@ models: venv
 		--max-val-age-mae 4.90 --min-val-gender-accuracy 0.930 \
 		--max-latency-vs-shipped 0.35 --latency-statistic p10 --max-size-mb 10
 	$(BIN)/python -m training.export_runtime models/
+	$(BIN)/python -m training.quantize_runtime models/ --utk-dir $(DATA)/utkface --fer-dir $(DATA)/fer2013
 	$(BIN)/python -m training.readme_models
 	$(BIN)/python -m training.models_doc

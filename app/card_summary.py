@@ -277,6 +277,23 @@ def latency_row(metrics: dict) -> list[list[str]]:
     return [["time per face (one face, CPU)", text]]
 
 
+INT8_NUMBERS = {"age_mae": ("age MAE", "mae"), "gender_accuracy": ("gender", "accuracy"),
+                "accuracy_crops": ("accuracy", "accuracy"), "accuracy_photos": ("as photos", "accuracy")}
+
+
+def int8_row(card: dict) -> list[list[str]]:
+    """The int8 copy the app serves (training/quantize_runtime.py): its test numbers, the float copy's beside them."""
+    test, lat = dig(card, "runtime", "onnx_int8", "test"), dig(card, "runtime", "onnx_int8",
+                                                             "latency_ms_single_face_accurate_one_thread")
+    if not isinstance(test, dict) or not isinstance(test.get("int8"), dict):
+        return []
+    shown = [f"{name} {fmt(kind, test['int8'][key])} ({fmt(kind, dig(test, 'float32', key))})"
+             for key, (name, kind) in INT8_NUMBERS.items() if key in test["int8"]]
+    if isinstance(lat, dict) and lat.get("int8_vs_float32") is not None:
+        shown.append(f"{lat['int8_vs_float32']:.2f}x the float copy's time per face")
+    return [["served as an int8 copy: test numbers (float copy's)", "; ".join(shown)]]
+
+
 def common_failure_modes(card: dict) -> list[str]:
     size = dig(card, "input", "size")
     return [
@@ -540,6 +557,7 @@ def summarize(name: str, card: dict) -> dict:
     for key in card:
         if key not in KNOWN_FIELDS and key != "unreadable":
             s["other"] += generic_tables(label(key), card[key])
+    s["headline"] += int8_row(card)
     s["failure_modes"] += common_failure_modes(card)
     # A card may state its own uses (lists of sentences); otherwise the project's apply.
     s["intended_uses"] = [str(x) for x in listed(card.get("intended_uses")) or INTENDED_USES]

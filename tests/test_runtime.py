@@ -97,3 +97,123 @@ def test_shipped_copies_answer_as_keras_on_real_face_crops(astronaut):
         onnx_model = LoadedModel(card, None, session)
         batch = prepare_faces(astronaut, ASTRONAUT_BOXES, card.size, card.margin)
         assert_same_answers(onnx_model, keras_twin(onnx_model, MODELS), batch)
+
+
+# int8 copies (training/quantize_runtime.py): served first where fresh, the float copy otherwise.
+REQUANTIZE = ("re-run: python -m training.quantize_runtime models/ --utk-dir ../shared/data/utkface "
+              "--fer-dir ../shared/data/fer2013")
+
+
+def shipped_int8_entry(name: str) -> dict:
+    entry = json.loads((MODELS / f"{name}.json").read_text()).get("runtime", {}).get("onnx_int8")
+    if not entry:
+        pytest.skip(f"no int8 copy of {name} shipped")
+    return entry
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shipped_int8_copies_are_fresh(name):
+    """The int8 copy was made from today's .keras file and float copy, and its card holds both copies' numbers."""
+    entry = shipped_int8_entry(name)
+    card = json.loads((MODELS / f"{name}.json").read_text())
+    assert (MODELS / entry["file"]).is_file(), f"models/{entry['file']} is missing: {REQUANTIZE}"
+    assert entry["source_sha256"] == file_sha256(MODELS / card["file"]), f"{entry['file']} is stale: {REQUANTIZE}"
+    assert entry["float_copy_sha256"] == file_sha256(MODELS / entry["source"]), f"{entry['file']} is stale: {REQUANTIZE}"
+    assert set(entry["val"]) == set(entry["test"]) == {"float32", "int8"}
+
+
+def test_shipped_int8_copies_answer_close_to_the_float_copies(astronaut):
+    """On real face crops the int8 copy answers within a year of age and 0.05 of each probability."""
+    import onnxruntime as ort
+    for name in MODEL_NAMES:
+        card_json = json.loads((MODELS / f"{name}.json").read_text())
+        entry = card_json.get("runtime", {}).get("onnx_int8")
+        if not entry:
+            continue
+        card = ModelCard.from_dict(card_json)
+        float_copy, int8_copy = (LoadedModel(card, None, ort.InferenceSession(str(MODELS / f), providers=["CPUExecutionProvider"]))
+                                 for f in (entry["source"], entry["file"]))
+        batch = prepare_faces(astronaut, ASTRONAUT_BOXES, card.size, card.margin)
+        for profile in ("live", "accurate"):
+            got, want = int8_copy(batch, profile), float_copy(batch, profile)
+            for output, spec in card.outputs.items():
+                tolerance = 1.0 if spec["kind"] == "regression" else 0.05
+                np.testing.assert_allclose(got[output], want[output], rtol=0, atol=tolerance, err_msg=f"{name} {output}")
+
+
+@pytest.fixture()
+def shipped_copy(tmp_path) -> Path:
+    if not any(json.loads((MODELS / f"{n}.json").read_text()).get("runtime", {}).get("onnx_int8") for n in MODEL_NAMES):
+        pytest.skip("no int8 copy shipped")
+    folder = tmp_path / "models"
+    shutil.copytree(MODELS, folder)
+    return folder
+
+
+def runtimes(folder: Path) -> dict:
+    return {m.card.name: m.runtime for m in load_predictor(folder).models}
+
+
+def test_int8_copies_are_served_unless_turned_off(shipped_copy, monkeypatch):
+    int8 = {n for n in MODEL_NAMES if json.loads((shipped_copy / f"{n}.json").read_text())["runtime"].get("onnx_int8")}
+    monkeypatch.setenv("VISAGE_INT8_MODELS", "1")
+    assert {n for n, r in runtimes(shipped_copy).items() if r == "onnxruntime int8"} == int8
+    monkeypatch.setenv("VISAGE_INT8_MODELS", "0")
+    other = shipped_copy.parent / "float"          # another folder: load_predictor keeps one per folder
+    shutil.copytree(shipped_copy, other)
+    assert set(runtimes(other).values()) == {"onnxruntime"}
+
+
+def test_int8_needs_vnni_on_x86():
+    from app.pipeline.predict import cpu_reads_int8_as_checked
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    assert cpu_reads_int8_as_checked("x86_64", flags.format("avx512_vnni"))
+    assert cpu_reads_int8_as_checked("x86_64", flags.format("avx_vnni"))
+    assert not cpu_reads_int8_as_checked("x86_64", flags.format("avx512bw"))
+    assert cpu_reads_int8_as_checked("aarch64", "")
+
+
+def test_a_missing_or_stale_int8_copy_falls_back_to_the_float_copy(shipped_copy, caplog, monkeypatch):
+    monkeypatch.setenv("VISAGE_INT8_MODELS", "1")
+    for name in MODEL_NAMES:
+        card_path = shipped_copy / f"{name}.json"
+        card = json.loads(card_path.read_text())
+        entry = card["runtime"].get("onnx_int8")
+        if not entry:
+            continue
+        if name == "emotion":
+            (shipped_copy / entry["file"]).unlink()
+        else:
+            entry["source_sha256"] = "0" * 64
+            card_path.write_text(json.dumps(card))
+    assert set(runtimes(shipped_copy).values()) == {"onnxruntime"}
+    assert "missing" in caplog.text or "stale" in caplog.text
+
+
+def test_quantize_runtime_writes_a_checked_copy_or_none(tmp_path, capsys):
+    """The real command on the shipped emotion model, on a few images: a copy that loads and follows the float
+    copy, with its numbers in the card; or, where it misses its bars, no copy at all."""
+    from app.pipeline.predict import cpu_reads_int8_as_checked
+    from conftest import SHARED_DATA
+    from training.quantize_runtime import MIN_LABEL_AGREEMENT, main
+    if not (SHARED_DATA / "fer2013").is_dir():
+        pytest.skip(f"FER2013 not found in {SHARED_DATA}")
+    folder = tmp_path / "models"
+    shutil.copytree(MODELS, folder)
+    card_path = folder / "emotion.json"
+    card = json.loads(card_path.read_text())
+    card["runtime"]["onnx_int8"] = {"file": "emotion.int8.onnx", "source_sha256": "an earlier copy"}
+    card_path.write_text(json.dumps(card))
+    (folder / "emotion.int8.onnx").write_bytes(b"an earlier copy")
+    assert main([str(folder), "--utk-dir", str(SHARED_DATA / "utkface"), "--fer-dir", str(SHARED_DATA / "fer2013"),
+                 "--models", "emotion", "--limit", "60", "--calibration", "60"]) == 0
+    entry = json.loads(card_path.read_text())["runtime"].get("onnx_int8")
+    if entry is None:
+        assert "misses its bars on val" in capsys.readouterr().out
+        assert not (folder / "emotion.int8.onnx").exists()
+        assert runtimes(folder)["emotion"] == "onnxruntime"
+        return
+    assert entry["file"] == "emotion.int8.onnx" and entry["source_sha256"] == card["runtime"]["onnx"]["source_sha256"]
+    assert entry["val"]["int8"]["images"] == entry["val"]["float32"]["images"] > 0
+    assert entry["agreement_with_float_copy"]["val"]["emotion_label_agreement"] >= MIN_LABEL_AGREEMENT
+    assert runtimes(folder)["emotion"] == ("onnxruntime int8" if cpu_reads_int8_as_checked() else "onnxruntime")

@@ -8,6 +8,7 @@ The .keras file stays the source of truth. For each card in the folder this writ
 the ONNX file with ONNX Runtime only while source_sha256 is the .keras file's hash, and falls
 back to Keras otherwise, so a retrained model is never answered by a stale copy; the export checks
 the copy against Keras on random inputs and refuses to record one that disagrees.
+It also drops the card's int8 copy, made from the old float copy: run training.quantize_runtime again.
 """
 from __future__ import annotations
 

@@ -27,6 +27,16 @@ def latency(metrics: dict) -> str:
     return f"{accurate:.1f} ms (live profile {live:.1f} ms)"
 
 
+def int8_note(card: dict, keys: dict) -> str:
+    """'; served as an int8 copy: ...' (training/quantize_runtime.py), or '' where the card has none."""
+    entry = dig(card, "runtime", "onnx_int8") or {}
+    test, ratio = entry.get("test", {}).get("int8"), dig(entry, "latency_ms_single_face_accurate_one_thread", "int8_vs_float32")
+    if not test:
+        return ""
+    shown = [fmt(test[k]) for k, fmt in keys.items() if k in test]
+    return f"; **served as an int8 copy** ({ratio:.2f}× the time): {', '.join(shown)}"
+
+
 def emotion_row(card: dict) -> str:
     m = card["metrics"]
     test = m["private_test"]
@@ -36,6 +46,8 @@ def emotion_row(card: dict) -> str:
     if app:   # the same faces as photos, through the default detector and crop
         scores += (f"; as photos through the app's detector: faces found {pct(app['detection_recall'])}, "
                    f"accuracy {pct(app['accuracy'])}")
+    scores += int8_note(card, {"accuracy_crops": lambda v: f"accuracy {pct(v)}",
+                               "accuracy_photos": lambda v: f"as photos {pct(v)}"})
     return (f"| **Emotion** (7 expressions) | FER2013 PrivateTest ({n:,} faces) | {scores} | {latency(m)} |")
 
 
@@ -47,7 +59,8 @@ def age_gender_row(card: dict) -> str:
     scores = [f"**age MAE {test['age']['mae']:.2f} years**", f"**gender accuracy {pct(test['gender']['accuracy'])}**"]
     if found:
         scores.append(f"faces found by the detector {pct(found['recall'])}")
-    return (f"| **Age and gender** | UTKFace test ({n:,} faces) | {'; '.join(scores)} | {latency(m)} |")
+    served = int8_note(card, {"age_mae": lambda v: f"age MAE {v:.2f} years", "gender_accuracy": lambda v: f"gender {pct(v)}"})
+    return (f"| **Age and gender** | UTKFace test ({n:,} faces) | {'; '.join(scores)}{served} | {latency(m)} |")
 
 
 def models_block(models_dir: Path = ROOT / "models") -> str:

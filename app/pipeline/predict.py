@@ -96,9 +96,9 @@ class LoadedModel:
     1-4 faces; training/export_runtime.py writes the copy).
     """
 
-    def __init__(self, card: ModelCard, model, onnx_session=None):
+    def __init__(self, card: ModelCard, model, onnx_session=None, int8: bool = False):
         self.card, self.model, self.onnx_session = card, model, onnx_session
-        self.runtime = "onnxruntime" if onnx_session is not None else "keras"
+        self.runtime = ("onnxruntime int8" if int8 else "onnxruntime") if onnx_session is not None else "keras"
         if onnx_session is not None:
             self._input_name = onnx_session.get_inputs()[0].name
             self._output_names = [o.name for o in onnx_session.get_outputs()]
@@ -229,9 +229,9 @@ def _load_one(models_dir: Path, name: str) -> LoadedModel:
     model_path = models_dir / card.file
     if not model_path.is_file():
         raise ModelUnavailable(f"Model file {model_path} (named by {card_path}) is missing. {how}")
-    session = onnx_session(models_dir, card_json, model_path)
+    session, kind = onnx_session(models_dir, card_json, model_path)
     if session is not None:
-        return LoadedModel(card, None, session)
+        return LoadedModel(card, None, session, int8=kind == "onnx_int8")
     import keras
     try:
         model = keras.models.load_model(model_path, compile=False)
@@ -248,34 +248,78 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def onnx_session(models_dir: Path, card: dict, keras_path: Path):
-    """An ONNX Runtime session for the card's ONNX copy, or None (serve the .keras file) when the card
-    names none, the file or onnxruntime is missing, or the copy was made from another .keras file."""
-    runtime = card.get("runtime")
-    entry = runtime.get("onnx") if isinstance(runtime, dict) else None
-    if not isinstance(entry, dict):
-        return None
-    path = models_dir / str(entry.get("file", ""))
-    if not path.is_file():
-        log.warning("%s names %s, which is missing: serving %s with Keras", card.get("name"), path, keras_path.name)
-        return None
-    if entry.get("source_sha256") != file_sha256(keras_path):
-        log.warning("%s was exported from another %s (stale): serving it with Keras; re-export with "
-                    "python -m training.export_runtime %s", path, keras_path.name, models_dir)
-        return None
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        log.warning("onnxruntime is not installed: serving %s with Keras", keras_path.name)
-        return None
+def session_options():
+    import onnxruntime as ort
     options = ort.SessionOptions()
     # One knob for both runtimes (`make run` sets 1). Unset: also 1, not ONNX Runtime's one per core,
     # whose idle threads spin and took CPU from the Haar scan on 2 shared cores (docs/speed.md).
     options.intra_op_num_threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 1)
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # a corrupt copy: the .keras file is still there
-        log.warning("%s could not be loaded (%s: %s): serving %s with Keras", path, type(e).__name__, e, keras_path.name)
-        return None
+    return options
+
+
+def cpu_reads_int8_as_checked(machine: str | None = None, cpuinfo: str | None = None) -> bool:
+    """Whether this CPU runs the int8 copies' arithmetic as the machine they were checked on did. On x86
+    without VNNI instructions ONNX Runtime multiplies uint8 by int8 through 16-bit sums that can saturate
+    (its quantization docs), so a face could be read differently: there the float copy is served.
+    Other CPUs (ARM) have no such path."""
+    import platform
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return True
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False     # no way to tell (macOS on Intel): the float copy
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def onnx_copies(card: dict) -> list[tuple[str, dict]]:
+    """The card's ONNX copies in the order the app tries them: the int8 copy first (training/quantize_runtime.py:
+    about 3x faster per call, kept only where it reads validation as the float copy does; the card holds both
+    copies' numbers), then the float copy. VISAGE_INT8_MODELS: auto (default: int8 where the CPU reads it as
+    checked, cpu_reads_int8_as_checked), 1 (always), 0 (never)."""
+    runtime = card.get("runtime")
+    runtime = runtime if isinstance(runtime, dict) else {}
+    choice = os.environ.get("VISAGE_INT8_MODELS", "auto").strip().lower()
+    int8 = choice == "1" or (choice not in ("0", "1") and _cpu_reads_int8())
+    kinds = ["onnx_int8", "onnx"] if int8 else ["onnx"]
+    return [(kind, runtime[kind]) for kind in kinds if isinstance(runtime.get(kind), dict)]
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_reads_int8() -> bool:
+    found = cpu_reads_int8_as_checked()
+    if not found:
+        log.info("this CPU has no VNNI instructions: serving the float ONNX copies (VISAGE_INT8_MODELS=1 forces int8)")
+    return found
+
+
+def onnx_session(models_dir: Path, card: dict, keras_path: Path):
+    """(ONNX Runtime session, which copy) for the first usable copy of onnx_copies, or (None, None): serve the
+    .keras file. A copy is skipped when its file or onnxruntime is missing, it does not load, or it was made
+    from another .keras file (stale)."""
+    for kind, entry in onnx_copies(card):
+        path = models_dir / str(entry.get("file", ""))
+        if not path.is_file():
+            log.warning("%s names %s, which is missing", card.get("name"), path)
+            continue
+        if entry.get("source_sha256") != file_sha256(keras_path):
+            log.warning("%s was made from another %s (stale): not served; re-export with "
+                        "python -m training.export_runtime %s", path, keras_path.name, models_dir)
+            continue
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            log.warning("onnxruntime is not installed: serving %s with Keras", keras_path.name)
+            return None, None
+        try:
+            return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"]), kind
+        except Exception as e:  # a corrupt copy: the next one, or the .keras file, is still there
+            log.warning("%s could not be loaded (%s: %s)", path, type(e).__name__, e)
+    if card.get("runtime"):
+        log.warning("no usable ONNX copy of %s: serving %s with Keras", card.get("name"), keras_path.name)
+    return None, None
