@@ -541,11 +541,13 @@ def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_sc
 
 
 def load_other_members(paths, x_train: np.ndarray) -> list[list]:
-    """For --ensemble-with: each model's single networks (a shipped ensemble joins as its networks,
-    so that every network is one averaged view), BatchNorm re-estimated like the checkpoint's."""
+    """For --ensemble-with: each model's single networks, smallest first (a shipped ensemble joins as its
+    networks, so that every network is one averaged view), BatchNorm re-estimated like the checkpoint's."""
     import keras
     from training.ensemble import members_of
-    others = [members_of(keras.models.load_model(path, compile=False)) for path in paths]
+    # smallest network first: ensemble_candidates adds them in this order, so a size budget keeps the small ones
+    others = [sorted(members_of(keras.models.load_model(path, compile=False)), key=lambda net: net.count_params())
+              for path in paths]
     for networks in others:
         for net in networks:
             recalibrate_batchnorm(net, x_train)

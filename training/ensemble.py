@@ -49,17 +49,26 @@ def members_of(model) -> list:
 
 
 def ensemble_candidates(model, others: list[list]) -> tuple[dict, dict]:
-    """The checkpoint alone, then with the networks of the first 1..n other models added.
+    """The checkpoint alone, then with the other models' networks added one network at a time.
 
-    `others[i]` holds the single networks of the i-th other model (members_of). Returns
-    ({name: members}, {name: how many of the other models it uses}); each member list is a
-    prefix of the next, so every network predicts each image once (candidate_views)."""
+    `others[i]` holds the single networks of the i-th other model (members_of; load_other_members puts
+    each model's smallest first), so that a size budget can keep part of a shipped ensemble. Returns
+    ({name: members}, {name: how many of the other models it draws on}); each member list is a prefix
+    of the next, so every network predicts each image once (candidate_views)."""
     candidates, used, members = {"checkpoint": [model]}, {"checkpoint": 0}, [model]
+    total = sum(len(networks) for networks in others)
     for i, networks in enumerate(others, 1):
-        members = members + networks
-        name = "ensemble" if i == len(others) else f"ensemble with the first {i} of {len(others)}"
-        candidates[name], used[name] = members, i
+        for net in networks:
+            members = members + [net]
+            added = len(members) - 1
+            name = "ensemble" if added == total else f"ensemble with the first {added} of {total} other networks"
+            candidates[name], used[name] = members, i
     return candidates, used
+
+
+def size_mb(members: list) -> float:
+    """The weights of a serving setup in MB (float32), about the size of its .keras file."""
+    return sum(int(m.count_params()) for m in members) * 4 / 1e6
 
 
 def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -> list:

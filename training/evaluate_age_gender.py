@@ -136,17 +136,13 @@ def setup_latency_ms(members: list, size: int, choice: str, statistic: str = "me
     return single_face_latency_ms(average_models(members, "timing"), card, calls=100)[statistic]
 
 
-def size_mb(members: list) -> float:
-    """The weights of a serving setup in MB (float32), about the size of its .keras file."""
-    return sum(int(m.count_params()) for m in members) * 4 / 1e6
-
-
 def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_latency_ms: float,
                          max_size_mb: float = float("inf"), latency_statistic: str = "median") -> dict:
     """Members and test-time views by val objective among the setups within the latency and size budgets;
     then each output correction kept only if it helps on held-out halves of val. `candidates` maps a name
     to members, each list a prefix of the longest. Takes no test data: nothing here can depend on it."""
-    from training.ensemble import fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt, two_fold_gain, views_of
+    from training.ensemble import (fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt, size_mb,
+                                   two_fold_gain, views_of)
     every = max(candidates.values(), key=len)
     size = int(val["x"].shape[1])
     all_views = prediction_views(every, val["x"], *tta_settings("flip + shifts", size))  # each model, each view once

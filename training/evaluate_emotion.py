@@ -41,6 +41,9 @@ def parse_args(argv=None):
                    help="a bar fixed before the run (e.g. the shipped model's PublicTest accuracy plus a margin): if "
                         "the chosen setup's PublicTest accuracy, as served (class shift included), is below it, "
                         "stop before PrivateTest is read and leave --models-dir untouched")
+    p.add_argument("--max-size-mb", type=float, default=10.0,
+                   help="serving setups whose weights (float32) take more than this are scored but not chosen "
+                        "(the repository's 10 MB limit per file: with --ensemble-with, part of a shipped ensemble)")
     p.add_argument("--rescore", action="store_true",
                    help="measure the shipped model in --models-dir as it is through the app's default path "
                         "(PrivateTest as photos) and add that to its card; nothing is chosen or trained")
@@ -98,15 +101,17 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
     return float((probs.argmax(1) == y).mean())
 
 
-def choose_serving_setup(candidates: dict, public, use_prior_correction: bool) -> dict:
-    """Members, flip TTA and class shift with the best PublicTest accuracy (held-out for the shift).
+def choose_serving_setup(candidates: dict, public, use_prior_correction: bool,
+                         max_size_mb: float = float("inf")) -> dict:
+    """Members, flip TTA and class shift with the best PublicTest accuracy (held-out for the shift), among
+    the setups within max_size_mb (the checkpoint alone where none is).
 
     Each (members, flip) is judged as it would be served: with its class shift where that helps on held-out
     halves of PublicTest (two_fold_gain), else plain. The shift changes which views pay: on the shipped
     networks the mirror was worth -0.03 points before it and +0.7 after it (PublicTest, 2026-12-03).
     `candidates` maps a name to a list of members, each list a prefix of the longest one. Takes no
     PrivateTest data: nothing here can depend on it."""
-    from training.ensemble import candidate_views, fit_class_shift, softmax_with_shift, two_fold_gain
+    from training.ensemble import candidate_views, fit_class_shift, size_mb, softmax_with_shift, two_fold_gain
     every = max(candidates.values(), key=len)
     all_views = log_prob_views(every, public.x, flip=True)      # each model predicts each image once
     no_shift = np.zeros(all_views[0].shape[1])
@@ -120,7 +125,10 @@ def choose_serving_setup(candidates: dict, public, use_prior_correction: bool) -
             options.append({"members": name, "flip": flip, "views": views, "public_accuracy": plain,
                             "shift_check": check,
                             "score": max(plain, check["accuracy_with"]) if check and check["gain"] > 0 else plain})
-    best = max(options, key=lambda o: o["score"])
+    sizes = {name: size_mb(members) for name, members in candidates.items()}
+    within = [o for o in options if sizes[o["members"]] <= max_size_mb]
+    best = max(within or [o for o in options if o["members"] == "checkpoint"], key=lambda o: o["score"])
+    best["size_mb"], best["max_size_mb"] = sizes, max_size_mb
     best["public_accuracy_all"] = {f"{o['members']}, flip {o['flip']}": o["public_accuracy"] for o in options}
     best["public_accuracy_held_out_with_shift"] = {
         f"{o['members']}, flip {o['flip']}": o["shift_check"]["accuracy_with"] for o in options if o["shift_check"]}
@@ -173,7 +181,7 @@ def main(argv=None):
         args.run_dir, args.checkpoints.split(","), data["train"].x,
         lambda m: accuracy(served_probs(m, public.x, flip=False), public.y))
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"].x))
-    setup = choose_serving_setup(candidates, public, not args.no_prior_correction)
+    setup = choose_serving_setup(candidates, public, not args.no_prior_correction, args.max_size_mb)
     kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
     public_acc = setup["public_accuracy_all"]
@@ -230,6 +238,7 @@ def main(argv=None):
             "class_logit_shift": {label: float(v) for label, v in zip(labels, shift)},
             "class_shift_two_fold_check_on_public_test": setup.get("shift_check"),
             "public_test_accuracy_held_out_with_class_shift": setup.get("public_accuracy_held_out_with_shift"),
+            "size_mb_by_members": setup["size_mb"], "max_size_mb": setup["max_size_mb"],
             "other_members": member_summaries(kept_others)},
         "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",
                  "selection": "PublicTest (best epoch by accuracy)", "benchmark": "PrivateTest (original labels)",

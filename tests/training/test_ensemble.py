@@ -131,12 +131,15 @@ def test_a_shipped_ensemble_joins_a_new_one_as_its_single_networks(tmp_path):
     np.testing.assert_allclose(new.predict(x, verbose=0), softmax_with_shift(views, shift), atol=1e-5)
 
 
-def test_ensemble_candidates_add_the_other_models_one_at_a_time():
+def test_ensemble_candidates_add_the_other_networks_one_at_a_time():
     from training.ensemble import ensemble_candidates
     candidates, used = ensemble_candidates("new", [["old1"], ["old2a", "old2b"]])
-    assert candidates == {"checkpoint": ["new"], "ensemble with the first 1 of 2": ["new", "old1"],
+    assert candidates == {"checkpoint": ["new"],
+                          "ensemble with the first 1 of 3 other networks": ["new", "old1"],
+                          "ensemble with the first 2 of 3 other networks": ["new", "old1", "old2a"],
                           "ensemble": ["new", "old1", "old2a", "old2b"]}
-    assert used == {"checkpoint": 0, "ensemble with the first 1 of 2": 1, "ensemble": 2}
+    assert used == {"checkpoint": 0, "ensemble with the first 1 of 3 other networks": 1,
+                    "ensemble with the first 2 of 3 other networks": 2, "ensemble": 2}
     assert ensemble_candidates("new", []) == ({"checkpoint": ["new"]}, {"checkpoint": 0})
 
 
@@ -190,9 +193,13 @@ class MirrorAwareMember:
     """A stand-in emotion network: reads each image's index from its first row (plain or mirrored: the
     mirror moves it to the row's other end) and answers noisy probabilities with a strong prior for class 0,
     the noise independent between the face and its mirror."""
-    def __init__(self, y: np.ndarray, seed: int = 0):
+    def __init__(self, y: np.ndarray, seed: int = 0, parameters: int = 1_000_000, prior: float = 2.0):
         rng = np.random.default_rng(seed)
-        self.logits = {m: np.eye(3)[y] + rng.normal(size=(len(y), 3)) + [2.0, 0, 0] for m in (False, True)}
+        self.logits = {m: np.eye(3)[y] + rng.normal(size=(len(y), 3)) + [prior, 0, 0] for m in (False, True)}
+        self.parameters = parameters
+
+    def count_params(self) -> int:
+        return self.parameters
 
     def predict(self, x, batch_size=None, verbose=0):
         mirrored = bool(x[0, 0, -1, 0] > x[0, 0, 0, 0])
@@ -217,3 +224,21 @@ def test_emotion_views_are_chosen_as_served_with_their_class_shift():
     assert setup["flip"] is True and setup["shift"][0] < 0
     no_correction = choose_serving_setup({"checkpoint": [MirrorAwareMember(y)]}, SimpleNamespace(x=x, y=y), False)
     assert no_correction["flip"] is False and not no_correction["shift"].any()
+
+
+def test_emotion_setups_over_the_size_budget_are_scored_but_not_chosen():
+    """Two networks with independent noise (and no class prior) read PublicTest better together; at 8 MB
+    (one network: 4 MB) the pair is chosen, at 6 MB the checkpoint alone, with both still scored."""
+    from types import SimpleNamespace
+
+    from training.evaluate_emotion import choose_serving_setup
+    y = np.random.default_rng(0).integers(0, 3, 4000)
+    x = np.zeros((len(y), 2, 4, 1), np.float32)
+    x[:, 0, 0, 0] = np.arange(len(y)) / 1e4 + 1e-5
+    a, b = MirrorAwareMember(y, 0, prior=0.0), MirrorAwareMember(y, 1, prior=0.0)
+    candidates = {"checkpoint": [a], "ensemble": [a, b]}
+    public = SimpleNamespace(x=x, y=y)
+    roomy = choose_serving_setup(candidates, public, False, max_size_mb=8.0)
+    assert roomy["members"] == "ensemble" and roomy["size_mb"] == {"checkpoint": 4.0, "ensemble": 8.0}
+    tight = choose_serving_setup(candidates, public, False, max_size_mb=6.0)
+    assert tight["members"] == "checkpoint" and "ensemble, flip False" in tight["public_accuracy_all"]
