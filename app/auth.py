@@ -10,10 +10,10 @@ import re
 from urllib.parse import urlsplit
 
 import click
+import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.cli import AppGroup
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
-import sqlalchemy as sa
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
 from wtforms import PasswordField, StringField

@@ -18,6 +18,7 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 SECRET_FIELDS = ("password", "current_password", "new_password", "confirm")   # never echoed into a page
 
 
+UPGRADE_COMMAND = "flask --app wsgi db upgrade"     # what an operator runs to bring the schema up to date
 MISSING_SCHEMA_STATES = ("42P01", "42703")  # PostgreSQL: undefined table, undefined column
 MISSING_SCHEMA_WORDS = ("no such table", "no such column")   # SQLite says it in words
 
@@ -60,7 +61,7 @@ def answer(e: BaseException):
         rollback()
         return _respond(503, "database_not_migrated", "Database not set up",
                         "The database's tables are behind this version of Visage, so nothing can be saved or "
-                        "shown from your history until an administrator runs 'flask --app wsgi db upgrade'; "
+                        f"shown from your history until an administrator runs '{UPGRADE_COMMAND}'; "
                         "analyses still work.", retry=False)
     if database_down(e):
         rollback()
@@ -125,7 +126,7 @@ def check_database() -> str:
         return f"unavailable ({type(e).__name__})"
     head = schema_head()
     if current != head:
-        return f"not migrated (its schema is {current or 'empty'}, the code needs {head}: run flask --app wsgi db upgrade)"
+        return f"not migrated (its schema is {current or 'empty'}, the code needs {head}: run {UPGRADE_COMMAND})"
     return "ok"
 
 
