@@ -291,7 +291,7 @@ def int8_row(card: dict) -> list[list[str]]:
              for key, (name, kind) in INT8_NUMBERS.items() if key in test["int8"]]
     if isinstance(lat, dict) and lat.get("int8_vs_float32") is not None:
         shown.append(f"{lat['int8_vs_float32']:.2f}x the float copy's time per face")
-    return [["served as an int8 copy: test numbers (float copy's)", "; ".join(shown)]]
+    return [["int8 copy, served on CPUs with VNNI (VISAGE_INT8_MODELS): test numbers (float copy's)", "; ".join(shown)]]
 
 
 def common_failure_modes(card: dict) -> list[str]:
