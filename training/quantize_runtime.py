@@ -221,11 +221,10 @@ def quantize_one(card_path: Path, args) -> dict | None:
         print(f"{name} test (read once): {json.dumps(test)}; face by face: {json.dumps(test_agreement)}")
         latency = {"float32": one_face_ms(float_model, card.size), "int8": one_face_ms(int8_model, card.size)}
         int8_path.write_bytes(candidate.read_bytes())
-    import onnxruntime
     card_json.setdefault("runtime", {})["onnx_int8"] = {
         "file": int8_path.name, "source": float_path.name, "source_sha256": entry["source_sha256"],
         "float_copy_sha256": file_sha256(float_path),
-        "made_by": f"python -m training.quantize_runtime (onnxruntime {onnxruntime.__version__} static "
+        "made_by": f"python -m training.quantize_runtime (onnxruntime {ort.__version__} static "
                    "quantization: QDQ, int8 weights per channel, uint8 activations)",
         "calibration": f"{len(data['calibration'])} training-split faces cut by the app's default path, in every view the card "
                        f"averages ({len(calibration)} inputs; seed {SEED})",

@@ -302,12 +302,14 @@ def onnx_session(models_dir: Path, card: dict, keras_path: Path):
     """(ONNX Runtime session, which copy) for the first usable copy of onnx_copies, or (None, None): serve the
     .keras file. A copy is skipped when its file or onnxruntime is missing, it does not load, or it was made
     from another .keras file (stale)."""
+    keras_sha256 = None      # hashed once, on first need (the .keras file is up to 10 MB)
     for kind, entry in onnx_copies(card):
         path = models_dir / str(entry.get("file", ""))
         if not path.is_file():
             log.warning("%s names %s, which is missing", card.get("name"), path)
             continue
-        if entry.get("source_sha256") != file_sha256(keras_path):
+        keras_sha256 = keras_sha256 or file_sha256(keras_path)
+        if entry.get("source_sha256") != keras_sha256:
             log.warning("%s was made from another %s (stale): not served; re-export with "
                         "python -m training.export_runtime %s", path, keras_path.name, models_dir)
             continue
