@@ -344,3 +344,59 @@ def test_live_retries_a_busy_server_after_its_retry_after_and_stops_on_a_refused
     expect(status).to_contain_text("Retrying in 2 s", timeout=30_000)
     expect(status).to_contain_text("Live stopped: regions must be a JSON list", timeout=30_000)
     expect(page.locator("#live-toggle")).to_have_text("Resume")
+
+
+def analyze_requests(page) -> list[float]:
+    """Times (time.monotonic()) of the page's requests to the analysis API, appended as they go out."""
+    sent = []
+    page.on("request", lambda request: sent.append(time.monotonic()) if "/api/v1/analyze" in request.url else None)
+    return sent
+
+
+def test_live_sends_nothing_from_a_hidden_tab_and_goes_on_when_shown(page):
+    """A tab in the background analyses frames nobody sees: it pauses, and goes on by itself when shown.
+    Headless Chromium has no other tab to switch to, so the page is told it is hidden the way a browser
+    tells it: document.hidden and a visibilitychange event."""
+    sent = analyze_requests(page)
+    page.goto("/live")
+    toggle = page.locator("#live-toggle")
+    expect(toggle).to_have_text("Pause")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=live-face]').length > 0")
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: true, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    expect(toggle).to_have_text("Resume")
+    time.sleep(1.0)                        # an answer already on its way may still arrive
+    hidden_since = len(sent)
+    time.sleep(3.0)
+    assert len(sent) == hidden_since, f"{len(sent) - hidden_since} frames sent from a hidden tab"
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: false, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    expect(toggle).to_have_text("Pause")
+    deadline = time.monotonic() + 30
+    while len(sent) == hidden_since and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(sent) > hidden_since, "live mode did not go on once the tab was shown again"
+
+
+def test_live_says_so_when_the_camera_stops_sending(page):
+    """A camera unplugged, or taken by another program, ends its video track: live mode stops and says
+    why instead of sending the last frame again and again. The fake camera cannot be unplugged, so its
+    track gets the event an unplugged camera's track gets ("ended")."""
+    sent = analyze_requests(page)
+    page.goto("/live")
+    toggle = page.locator("#live-toggle")
+    expect(toggle).to_have_text("Pause")
+    page.evaluate("""() => {
+        for (const track of document.getElementById("live-video").srcObject.getVideoTracks())
+            track.dispatchEvent(new Event("ended"));
+    }""")
+    expect(page.locator("#camera-status")).to_contain_text("The camera stopped sending pictures")
+    expect(toggle).to_be_disabled()
+    time.sleep(1.0)
+    stopped_at = len(sent)
+    time.sleep(3.0)
+    assert len(sent) == stopped_at, f"{len(sent) - stopped_at} frames sent after the camera stopped"
