@@ -52,6 +52,60 @@ def train_dataset(x, targets, weights, batch_size: int, augment, seed: int):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def make_jitter(share: float, seed: int):
+    """A small random move (up to `share` of the side each way) and rescale (1 ± share) of a batch,
+    bilinear: what a detector's box that strays by a pixel or two does to a face crop."""
+    import keras
+    from keras import layers
+    jitter = keras.Sequential([
+        layers.RandomTranslation(share, share, fill_mode="reflect", interpolation="bilinear", seed=seed),
+        layers.RandomZoom((-share, share), fill_mode="reflect", interpolation="bilinear", seed=seed + 1),
+    ])
+    return lambda x: jitter(x, training=True)
+
+
+def paired_train_dataset(x, targets, weights, batch_size: int, augment, jitter, seed: int):
+    """train_dataset's batches as pairs: each augmented image and a jittered copy of it, ((x, x'), targets,
+    weights), for a model trained to give both the same answer."""
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices((x, targets, weights))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
+
+    def pair(a, b, c):
+        a = augment(a)
+        return (a, jitter(a)), b, c
+    return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class OnNetwork:
+    """Callbacks that save, average or recalibrate a network, handed that network while fit() trains a
+    wrapper around it (a consistency trainer): they see the network, not the wrapper; their order is kept."""
+    HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end")
+
+    def __new__(cls, callbacks: list, network):
+        import keras
+
+        class _OnNetwork(keras.callbacks.Callback):
+            def set_model(self, model):
+                super().set_model(model)
+                for c in callbacks:
+                    c.set_model(network)
+
+            def set_params(self, params):
+                super().set_params(params)
+                for c in callbacks:
+                    c.set_params(params)
+
+        def forward(hook):
+            def call_each(self, *args, **kwargs):
+                for c in callbacks:
+                    getattr(c, hook)(*args, **kwargs)
+            return call_each
+        for hook in cls.HOOKS:
+            setattr(_OnNetwork, hook, forward(hook))
+        return _OnNetwork()
+
+
 def cosine_lr(peak: float, epochs: int, warmup: int = 2):
     """Epoch → learning rate: linear warm-up, then cosine decay to 1% of peak."""
     def lr(epoch, _current=None):
@@ -233,7 +287,7 @@ CHECKPOINT_FORMAT = 1
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
 # Settings that fix what the run is: resuming with other values would be a different run.
 RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "input_size", "crops", "seed",
-                "group_balance", "age_balance", "backgrounds")
+                "group_balance", "age_balance", "backgrounds", "consistency")
 
 
 def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],

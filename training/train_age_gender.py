@@ -18,6 +18,9 @@ import numpy as np
 INPUT_SIZE = 64
 MARGIN = 0.15          # crop = Haar box grown by 15% on each side (the app uses this too, via the card)
 AGE_LOSS_WEIGHT = 0.1  # age L1 in years vs. gender cross-entropy
+# --consistency's jitter: up to 2% of the side each way and ±2% of scale, as bench/steadiness.py moves
+# faces (0-2 px at 120 px, ±2%); about 2 px at a 96-px input.
+STEADY_JITTER = 0.02
 
 
 def parse_args(argv=None):
@@ -61,6 +64,11 @@ def parse_args(argv=None):
                         "what the teacher gives in several")
     p.add_argument("--distill-weight", type=float, default=0.5,
                    help="share of the teacher in each target (age and P(female)); the rest is the label")
+    p.add_argument("--consistency", type=float, default=0.0,
+                   help="also train the network to answer the same for a face and a copy of it moved and rescaled "
+                        f"by up to {STEADY_JITTER:.0%} (a box a pixel or two off): this weight times the age and "
+                        "P(female) gaps between the two is added to the loss (0: off). Each step runs the network "
+                        "on twice the faces")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -104,6 +112,23 @@ def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int =
     return out
 
 
+def consistency_trainer(network):
+    """The network twice, with shared weights, on a face and on a jittered copy of it: its answers on the
+    face are trained against the labels, the gaps between the two answers (steady_age, steady_gender)
+    against zero. Only the network itself is ever saved (training.common.OnNetwork)."""
+    import keras
+    from keras import layers
+    shape = network.input_shape[1:]
+    face, moved = keras.Input(shape, name="face"), keras.Input(shape, name="moved_face")
+    a, b = network(face), network(moved)
+
+    def gap(name):
+        return layers.Lambda(lambda t: keras.ops.abs(t[0] - t[1]), name=f"steady_{name}")([a[name], b[name]])
+    outputs = {"age": layers.Identity(name="age")(a["age"]), "gender": layers.Identity(name="gender")(a["gender"]),
+               "steady_age": gap("age"), "steady_gender": gap("gender")}
+    return keras.Model([face, moved], outputs, name=f"{network.name}_steady")
+
+
 def input_size(arch: str, requested: int = 0) -> int:
     return requested or (128 if arch in ("baseline", "res") else INPUT_SIZE)
 
@@ -115,8 +140,8 @@ def main(argv=None):
     set_seeds(args.seed)
     import keras
     from training import data_utk, models
-    from training.common import (checkpoint_callbacks, make_augmenter, resume_point, train_dataset,
-                                 verbosity, warm_start, write_json)
+    from training.common import (OnNetwork, checkpoint_callbacks, make_augmenter, make_jitter, paired_train_dataset,
+                                 resume_point, train_dataset, verbosity, warm_start, write_json)
 
     size = input_size(args.arch, args.input_size)
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit,
@@ -133,7 +158,7 @@ def main(argv=None):
     settings = {"task": "age_gender", "arch": args.arch, "input_size": size, "crops": args.crops,
                 "epochs": args.epochs, "peak_lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                 "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit,
-                "backgrounds": args.backgrounds}
+                "backgrounds": args.backgrounds, "consistency": args.consistency}
     model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size)
@@ -142,11 +167,16 @@ def main(argv=None):
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
     else:
         print(f"resuming {args.run_dir} after epoch {done}", flush=True)
-    if not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
-        model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
-                      loss={"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()},
-                      loss_weights={"age": AGE_LOSS_WEIGHT, "gender": 1.0},
-                      metrics={"age": ["mae"], "gender": ["accuracy"]}, jit_compile=args.jit)
+    network = model
+    losses = {"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()}
+    loss_weights = {"age": AGE_LOSS_WEIGHT, "gender": 1.0}
+    if args.consistency:       # trained inside a wrapper, always with a fresh optimizer (the network is saved alone)
+        model = consistency_trainer(network)
+        losses |= {"steady_age": keras.losses.MeanAbsoluteError(), "steady_gender": keras.losses.MeanAbsoluteError()}
+        loss_weights |= {"steady_age": args.consistency * AGE_LOSS_WEIGHT, "steady_gender": args.consistency}
+    if args.consistency or not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
+        model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4), loss=losses,
+                      loss_weights=loss_weights, metrics={"age": ["mae"], "gender": ["accuracy"]}, jit_compile=args.jit)
 
     augment = make_augmenter(rotation_deg=10, shift=0.08, zoom=0.1, seed=args.seed)
     targets = {"age": train["age"][:, None], "gender": train["gender"][:, None]}
@@ -157,19 +187,28 @@ def main(argv=None):
         print(f"distilling from {args.distill_from} (weight {w}): teacher train age MAE "
               f"{np.abs(teacher['age'][:, 0] - train['age']).mean():.2f}, gender accuracy "
               f"{((teacher['gender'][:, 0] > 0.5) == (train['gender'] > 0.5)).mean():.4f}", flush=True)
-    ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
     val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
+    callbacks = checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"],
+                                     run_checkpoint=args.checkpoint, settings=settings, average_last=args.average_last)
+    if args.consistency:
+        def with_gaps(n: int, labels: dict) -> dict:
+            return labels | {"steady_age": np.zeros((n, 1), np.float32), "steady_gender": np.zeros((n, 1), np.float32)}
+        ds = paired_train_dataset(train["x"], with_gaps(len(train["x"]), targets), weights, args.batch_size, augment,
+                                  make_jitter(STEADY_JITTER, args.seed + 7), args.seed + done)
+        # Val faces go in twice unmoved: their gaps are 0, and val_loss ranks epochs as without --consistency.
+        val_data = ((val["x"], val["x"]), with_gaps(len(val["x"]), val_data[1]))
+        # The learning-rate schedule acts on the wrapper's optimizer; the rest save, average and recalibrate the network.
+        assert isinstance(callbacks[0], keras.callbacks.LearningRateScheduler)
+        callbacks = [callbacks[0], OnNetwork(callbacks[1:], network)]
+    else:
+        ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
     t0 = time.time()
     model.fit(ds, validation_data=val_data, epochs=min(args.epochs, args.stop_after_epoch or args.epochs),
-              initial_epoch=done,
-              callbacks=checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"],
-                                             run_checkpoint=args.checkpoint, settings=settings,
-                                             average_last=args.average_last),
-              verbose=verbosity())
+              initial_epoch=done, callbacks=callbacks, verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
         "age_balance": not args.no_age_balance, "group_balance": args.group_balance, "backgrounds": args.backgrounds,
-        "epochs": args.epochs, "batch_size": args.batch_size,
+        "consistency": args.consistency, "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
         "crop_stats": data["crop_stats"], "data_dir": str(args.data_dir),
         "init_from": str(args.init_from) if args.init_from else None,

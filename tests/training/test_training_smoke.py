@@ -312,3 +312,31 @@ def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
     assert meta["settings"]["arch"] == "res" and meta["settings"]["input_size"] == 128
     assert meta["settings"]["backgrounds"] is True
     assert {"val_age_mae", "val_gender_accuracy"} <= set(meta["log"][1])
+
+
+def test_age_gender_consistency_run_saves_the_network_alone_and_continues_from_its_checkpoint(tmp_path):
+    """--consistency trains the network inside a two-input wrapper (a face and a jittered copy of it);
+    what is saved, averaged and carried over to another machine is the network itself, one input."""
+    import keras
+
+    from training import train_age_gender
+    from training.common import load_run_checkpoint
+    ckpt = tmp_path / "age_gender.npz"
+    args = ["--data-dir", str(DATA / "utkface"), "--limit", "30", "--batch-size", "16", "--epochs", "2",
+            "--consistency", "1.0", "--average-last", "0.5", "--cache-dir", str(tmp_path / "cache"),
+            "--checkpoint", str(ckpt)]
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "one"), "--stop-after-epoch", "1"])
+    # another weight, or none, would be another run
+    for other in ([a if a != "1.0" else "2.0" for a in args], [a for a in args if a not in ("--consistency", "1.0")]):
+        with pytest.raises(SystemExit, match="consistency"):
+            train_age_gender.main(other + ["--run-dir", str(tmp_path / "x")])
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "two")])
+    _, meta = load_run_checkpoint(ckpt)
+    assert meta["epochs_done"] == 2 and meta["settings"]["consistency"] == 1.0
+    first, second = meta["log"]
+    # the two copies differ, so their answers do; val faces go in twice unmoved, so there the gap is 0
+    assert first["steady_age_loss"] > 0 and second["val_steady_age_loss"] == 0
+    assert {"val_age_mae", "val_gender_accuracy", "val_loss"} <= set(second)
+    for name in ("last.keras", "swa.keras"):
+        network = keras.models.load_model(tmp_path / "two" / name, compile=False)
+        assert network.input_shape == (None, 64, 64, 1) and sorted(network.output_names) == ["age", "gender"]
