@@ -69,6 +69,10 @@ def parse_args(argv=None):
                         f"by up to {STEADY_JITTER:.0%} (a box a pixel or two off): this weight times the age and "
                         "P(female) gaps between the two is added to the loss (0: off). Each step runs the network "
                         "on twice the faces")
+    p.add_argument("--consistency-gap", choices=["served", "training"], default="served",
+                   help="served (default): the gap between the two answers as the app would give them (dropout off), "
+                        "one more pass a step; training: between the training-mode answers, whose independent dropout "
+                        "makes most of the gap (docs/training.md)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -112,21 +116,32 @@ def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int =
     return out
 
 
-def consistency_trainer(network):
-    """The network twice, with shared weights, on a face and on a jittered copy of it: its answers on the
-    face are trained against the labels, the gaps between the two answers (steady_age, steady_gender)
-    against zero. Only the network itself is ever saved (training.common.OnNetwork)."""
-    import keras
-    from keras import layers
-    shape = network.input_shape[1:]
-    face, moved = keras.Input(shape, name="face"), keras.Input(shape, name="moved_face")
-    a, b = network(face), network(moved)
+def consistency_trainer(network, served_gap: bool = False):
+    """The network on a face and on a jittered copy of it, with shared weights: its answers on the face
+    are trained against the labels, the gaps between the two answers (steady_age, steady_gender) against
+    zero. Only the network itself is ever saved (training.common.OnNetwork).
 
-    def gap(name):
-        return layers.Lambda(lambda t: keras.ops.abs(t[0] - t[1]), name=f"steady_{name}")([a[name], b[name]])
-    outputs = {"age": layers.Identity(name="age")(a["age"]), "gender": layers.Identity(name="gender")(a["gender"]),
-               "steady_age": gap("age"), "steady_gender": gap("gender")}
-    return keras.Model([face, moved], outputs, name=f"{network.name}_steady")
+    served_gap: the gap is taken between the two answers as served (dropout off, BatchNorm's running
+    statistics), one more pass a step; otherwise between the two training-mode answers, whose independent
+    dropout masks are part of the gap."""
+    import keras
+
+    class SteadyTrainer(keras.Model):
+        def __init__(self):
+            super().__init__(name=f"{network.name}_steady")
+            self.network = network
+
+        def call(self, inputs, training=False):
+            face, moved = inputs
+            a = self.network(face, training=training)
+            if served_gap:
+                seen, seen_moved = self.network(face, training=False), self.network(moved, training=False)
+            else:
+                seen, seen_moved = a, self.network(moved, training=training)
+            return {"age": a["age"], "gender": a["gender"],
+                    "steady_age": keras.ops.abs(seen["age"] - seen_moved["age"]),
+                    "steady_gender": keras.ops.abs(seen["gender"] - seen_moved["gender"])}
+    return SteadyTrainer()
 
 
 def input_size(arch: str, requested: int = 0) -> int:
@@ -145,7 +160,7 @@ def main(argv=None):
 
     size = input_size(args.arch, args.input_size)
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit,
-                             backgrounds=args.backgrounds)
+                             splits=("train", "val"), backgrounds=args.backgrounds)    # the test split is not read
     # Learn from, and validate on, the faces the app's detector finds (the others never reach a model).
     train, val = data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"])
     weights = (np.ones(len(train["age"]), np.float32) if args.no_age_balance else age_band_weights(train["age"]))
@@ -158,7 +173,8 @@ def main(argv=None):
     settings = {"task": "age_gender", "arch": args.arch, "input_size": size, "crops": args.crops,
                 "epochs": args.epochs, "peak_lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                 "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit,
-                "backgrounds": args.backgrounds, "consistency": args.consistency}
+                "backgrounds": args.backgrounds, "consistency": args.consistency,
+                "consistency_gap": args.consistency_gap}
     model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size)
@@ -171,7 +187,7 @@ def main(argv=None):
     losses = {"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()}
     loss_weights = {"age": AGE_LOSS_WEIGHT, "gender": 1.0}
     if args.consistency:       # trained inside a wrapper, always with a fresh optimizer (the network is saved alone)
-        model = consistency_trainer(network)
+        model = consistency_trainer(network, args.consistency_gap == "served")
         losses |= {"steady_age": keras.losses.MeanAbsoluteError(), "steady_gender": keras.losses.MeanAbsoluteError()}
         loss_weights |= {"steady_age": args.consistency * AGE_LOSS_WEIGHT, "steady_gender": args.consistency}
     if args.consistency or not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
