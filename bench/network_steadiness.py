@@ -1,0 +1,86 @@
+"""How steady an age/gender network's own answer is when its crop moves by a pixel or two (validation only).
+
+    python bench/network_steadiness.py --data-dir ../shared/data/utkface runs/a/last.keras runs/b/last.keras
+
+bench/steadiness.py measures the whole served path (detector, crop, models); this measures the network
+alone, on the val split's app-path crops (training.data_utk, as training validates), so that training
+runs can be compared on it: each face and `--copies` copies of it moved by up to 2% of the side and
+rescaled by up to ±2% (training.common.make_jitter, what --consistency trains against; the same copies
+for every network), one view each. Per network: val age MAE and gender accuracy on the unmoved faces,
+the per-face spread (std) of the age over the 1 + copies views (median, p90), the share of faces
+whose gender label is not the same in all views, and that share among the faces the network is unsure
+of (P(female) within 0.15 of 0.5) and among the others. Writes --out (JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BORDERLINE = 0.15      # P(female) within 0.15 of 0.5 on the unmoved face
+
+
+def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarray) -> dict:
+    answers = [model.predict(v, batch_size=256, verbose=0) for v in views]
+    ages = np.stack([a["age"][:, 0] for a in answers], axis=1)
+    p_female = answers[0]["gender"][:, 0]
+    females = np.stack([a["gender"][:, 0] > 0.5 for a in answers], axis=1)
+    changes = females.any(axis=1) != females.all(axis=1)
+    borderline = np.abs(p_female - 0.5) < BORDERLINE
+    spread = ages.std(axis=1)
+    return {"val_age_mae": round(float(np.abs(ages[:, 0] - age).mean()), 3),
+            "val_gender_accuracy": round(float((females[:, 0] == (gender > 0.5)).mean()), 4),
+            "age_spread_median": round(float(np.median(spread)), 3),
+            "age_spread_p90": round(float(np.percentile(spread, 90)), 3),
+            "gender_label_changes": round(float(changes.mean()), 4),
+            # how much of the label changing is faces the network is unsure of anyway
+            "borderline_faces": round(float(borderline.mean()), 4),
+            "label_changes_of_borderline_faces": round(float(changes[borderline].mean()), 4),
+            "label_changes_of_the_others": round(float(changes[~borderline].mean()), 4)}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", type=Path, help=".keras age/gender networks (one input size)")
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with UTKFace/ and splits.csv")
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    p.add_argument("--limit", type=int, default=0, help="about this many val images (0: all, from the crop cache)")
+    p.add_argument("--copies", type=int, default=3)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
+    p.add_argument("--out", type=Path, default=Path("reports/network_steadiness.json"))
+    args = p.parse_args(argv)
+
+    from training.common import configure_threads
+    configure_threads(args.threads)
+    import keras
+    from training import data_utk
+    from training.common import make_jitter
+    from training.train_age_gender import MARGIN, STEADY_JITTER
+
+    models = {str(m): keras.models.load_model(m, compile=False) for m in args.models}
+    sizes = {m.input_shape[1] for m in models.values()}
+    if len(sizes) != 1:
+        sys.exit(f"the networks take different input sizes: {sorted(sizes)}")
+    size = sizes.pop()
+    data = data_utk.load_utk(args.data_dir, size, MARGIN, "app", args.cache_dir, args.limit, splits=("val",))
+    val = data_utk.detected_only(data["val"])
+    jitter = make_jitter(STEADY_JITTER, args.seed)
+    views = [val["x"]] + [np.asarray(jitter(val["x"])) for _ in range(args.copies)]
+    results = {}
+    for name, model in models.items():
+        results[name] = steadiness(model, views, val["age"], val["gender"])
+        print(name, json.dumps(results[name]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"val_faces": int(len(val["age"])), "limit": args.limit, "copies": args.copies,
+                                    "jitter": STEADY_JITTER, "input_size": size, "networks": results}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
