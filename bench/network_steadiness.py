@@ -9,7 +9,8 @@ rescaled by up to ±2% (training.common.make_jitter, what --consistency trains a
 for every network), one view each. Per network: val age MAE and gender accuracy on the unmoved faces,
 the per-face spread (std) of the age over the 1 + copies views (median, p90), the share of faces
 whose gender label is not the same in all views, and that share among the faces the network is unsure
-of (P(female) within 0.15 of 0.5) and among the others. Writes --out (JSON).
+of (P(female) within 0.15 of 0.5) and among the others, and the median age spread by age band.
+Writes --out (JSON).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BORDERLINE = 0.15      # P(female) within 0.15 of 0.5 on the unmoved face
+AGE_BANDS = ((0, 12), (13, 29), (30, 44), (45, 59), (60, 200))
 
 
 def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarray) -> dict:
@@ -41,7 +43,9 @@ def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarr
             # how much of the label changing is faces the network is unsure of anyway
             "borderline_faces": round(float(borderline.mean()), 4),
             "label_changes_of_borderline_faces": round(float(changes[borderline].mean()), 4),
-            "label_changes_of_the_others": round(float(changes[~borderline].mean()), 4)}
+            "label_changes_of_the_others": round(float(changes[~borderline].mean()), 4),
+            "age_spread_median_by_band": {f"{lo}-{hi}" if hi < 200 else f"{lo}+": round(float(np.median(
+                spread[(age >= lo) & (age <= hi)])), 3) for lo, hi in AGE_BANDS if ((age >= lo) & (age <= hi)).any()}}
 
 
 def main(argv=None) -> None:
