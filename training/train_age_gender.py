@@ -116,7 +116,7 @@ def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int =
     return out
 
 
-def consistency_trainer(network, served_gap: bool = False):
+def consistency_trainer(network, served_gap: bool = True):
     """The network on a face and on a jittered copy of it, with shared weights: its answers on the face
     are trained against the labels, the gaps between the two answers (steady_age, steady_gender) against
     zero. Only the network itself is ever saved (training.common.OnNetwork).
@@ -134,8 +134,9 @@ def consistency_trainer(network, served_gap: bool = False):
         def call(self, inputs, training=False):
             face, moved = inputs
             a = self.network(face, training=training)
-            if served_gap:
-                seen, seen_moved = self.network(face, training=False), self.network(moved, training=False)
+            if served_gap:     # outside training `a` already is the served answer (validation)
+                seen = self.network(face, training=False) if training else a
+                seen_moved = self.network(moved, training=False)
             else:
                 seen, seen_moved = a, self.network(moved, training=training)
             return {"age": a["age"], "gender": a["gender"],
