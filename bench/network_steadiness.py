@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.metrics import AGE_BANDS  # noqa: E402  (the cards' bands)
 
 BORDERLINE = 0.15      # P(female) within 0.15 of 0.5 on the unmoved face
-AGE_BANDS = ((0, 12), (13, 29), (30, 44), (45, 59), (60, 200))
 
 
 def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarray) -> dict:
@@ -44,8 +44,8 @@ def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarr
             "borderline_faces": round(float(borderline.mean()), 4),
             "label_changes_of_borderline_faces": round(float(changes[borderline].mean()), 4),
             "label_changes_of_the_others": round(float(changes[~borderline].mean()), 4),
-            "age_spread_median_by_band": {f"{lo}-{hi}" if hi < 200 else f"{lo}+": round(float(np.median(
-                spread[(age >= lo) & (age <= hi)])), 3) for lo, hi in AGE_BANDS if ((age >= lo) & (age <= hi)).any()}}
+            "age_spread_median_by_band": {name: round(float(np.median(spread[(age >= lo) & (age <= hi)])), 3)
+                                          for name, lo, hi in AGE_BANDS if ((age >= lo) & (age <= hi)).any()}}
 
 
 def main(argv=None) -> None:
@@ -60,11 +60,10 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/network_steadiness.json"))
     args = p.parse_args(argv)
 
-    from training.common import configure_threads
+    from training.common import configure_threads, make_jitter
     configure_threads(args.threads)
     import keras
     from training import data_utk
-    from training.common import make_jitter
     from training.train_age_gender import MARGIN, STEADY_JITTER
 
     models = {str(m): keras.models.load_model(m, compile=False) for m in args.models}
