@@ -389,6 +389,8 @@ def test_live_says_so_when_the_camera_stops_sending(page):
     sent = analyze_requests(page)
     page.goto("/live")
     toggle = page.locator("#live-toggle")
+    # the page's own "Pause" is there before the camera is; enabled = the camera runs, its track watched
+    expect(toggle).to_be_enabled()
     expect(toggle).to_have_text("Pause")
     page.evaluate("""() => {
         for (const track of document.getElementById("live-video").srcObject.getVideoTracks())
