@@ -40,6 +40,9 @@ LIVE_SMOOTHING_WINDOW = 30
 # (a still, swaying face's 30-frame mean drifted by 5 years as the frames sampled from the sway changed).
 LIVE_PERSON_WINDOW = 150
 LIVE_MATCH_IOU = 0.3
+# A face lost for a few answers (a look away, a hand before it) and found again where it was within this
+# many seconds continues its track: the same face in a recording, and its age and gender readings kept.
+LIVE_REVIVE_S = 3.0
 # Detection hints (static/js/live.js): scan the whole frame at least every this many frames (the
 # others search only around tracked faces, several times faster: docs/speed.md), and send one frame
 # at the camera's full resolution after this many frames without a face.
@@ -78,6 +81,7 @@ def live():
         "smoothingWindow": LIVE_SMOOTHING_WINDOW,
         "personWindow": LIVE_PERSON_WINDOW,
         "matchIou": LIVE_MATCH_IOU,
+        "reviveS": LIVE_REVIVE_S,
         "fullScanEvery": LIVE_FULL_SCAN_EVERY,
         "fullResolutionAfter": LIVE_FULL_RESOLUTION_AFTER,
         "boxMinCutoff": LIVE_BOX_MIN_CUTOFF,

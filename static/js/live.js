@@ -20,7 +20,7 @@ const detectorChoice = document.getElementById("live-detector");
 
 const tracker = new FaceTracker({
   window: settings.smoothingWindow, personWindow: settings.personWindow, matchIou: settings.matchIou,
-  boxMinCutoff: settings.boxMinCutoff, boxBeta: settings.boxBeta });
+  reviveS: settings.reviveS, boxMinCutoff: settings.boxMinCutoff, boxBeta: settings.boxBeta });
 const sendCanvas = document.createElement("canvas");
 let running = false;
 let looping = false;  // a loop() is alive (possibly awaiting its last request after a pause)
@@ -346,10 +346,11 @@ const recordStatus = document.getElementById("live-record-status");
 const RECORD_INTERVAL_S = 1;
 let recording = null;
 
-function meanProbabilities(history) {
+// expressions: a track's last emotion probabilities (tracker.js), the window its shown label is voted on.
+function meanProbabilities(expressions) {
   const sums = {};
-  for (const obs of history) for (const [label, p] of Object.entries(obs.emotion)) sums[label] = (sums[label] || 0) + p;
-  return Object.fromEntries(Object.entries(sums).map(([label, total]) => [label, total / history.length]));
+  for (const scores of expressions) for (const [label, p] of Object.entries(scores)) sums[label] = (sums[label] || 0) + p;
+  return Object.fromEntries(Object.entries(sums).map(([label, total]) => [label, total / expressions.length]));
 }
 
 // The history keeps at most settings.maxRecordFaces faces and settings.maxRecordPoints points per
@@ -372,7 +373,7 @@ function recordTimeline(tracks, models) {
     recording.points.push({
       t: Math.round(t * 10) / 10, track: track.id, age: s.age, gender: s.gender.label,
       gender_probability: s.gender.probability, emotion: s.emotion.label,
-      probabilities: meanProbabilities(track.history),
+      probabilities: meanProbabilities(track.expressions),
     });
     if (recording.points.length >= settings.maxRecordPoints) {
       stopRecording();

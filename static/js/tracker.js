@@ -75,19 +75,22 @@ export class FaceTracker {
   // single-frame ages spread 3-6 years, s.d., as its box moves by 1-2 px) and its slow drifts;
   // matchIou: overlap that continues a track; minHits: detections before a face is shown (one-frame
   // false positives never are); maxMissed: frames a face may go undetected (still shown) before its
-  // track is dropped; boxMinCutoff (Hz), boxBeta: the One-Euro box filter (app/webcam.py).
+  // track is dropped; reviveS: seconds a dropped track waits to be continued (below);
+  // boxMinCutoff (Hz), boxBeta: the One-Euro box filter (app/webcam.py).
   constructor({ window = 8, personWindow = 4 * window, matchIou = 0.3, minHits = 2, maxMissed = 3,
-                boxMinCutoff = 1, boxBeta = 0.05 } = {}) {
+                reviveS = 3, boxMinCutoff = 1, boxBeta = 0.05 } = {}) {
     Object.assign(this, { window, personWindow: Math.max(window, personWindow), matchIou, minHits, maxMissed,
-                          boxMinCutoff, boxBeta });
+                          reviveS, boxMinCutoff, boxBeta });
     this.clear();
   }
 
   // Forget every face (another detector was chosen). Track ids keep counting.
   clear() {
     this.tracks = [];
+    this.dropped = [];   // tracks lost less than reviveS ago, each with its droppedAt (this.clock)
     this.nextId = this.nextId || 1;
     this.lastTime = null;
+    this.clock = 0;      // seconds of answers seen (real time when update() is given a clock)
   }
 
   // faces: the API's faces, boxes already in display pixels; now: the answer's time in ms
@@ -97,6 +100,7 @@ export class FaceTracker {
     const dtS = now !== null && this.lastTime !== null ? Math.max(1e-3, (now - this.lastTime) / 1000) : NOMINAL_FRAME_S;
     this.lastTime = now;
     this.dtS = dtS;
+    this.clock += dtS;
     const pairs = [];
     faces.forEach((face, f) => this.tracks.forEach((track, t) => {
       const overlap = iou(face.box, track.box);
@@ -111,15 +115,41 @@ export class FaceTracker {
       this.observe(this.tracks[t], faces[f], scan);
     }
     this.tracks.forEach((track, t) => { if (!usedTracks.has(t)) track.missed += 1; });
+    for (const track of this.tracks) {
+      // Only a face that was shown can come back: a one-frame false positive is forgotten.
+      if (track.missed > this.maxMissed && track.hits >= this.minHits) this.dropped.push({ track, droppedAt: this.clock });
+    }
     this.tracks = this.tracks.filter((track) => track.missed <= this.maxMissed);
+    this.dropped = this.dropped.filter((lost) => this.clock - lost.droppedAt <= this.reviveS);
     faces.forEach((face, f) => {
       if (usedFaces.has(f)) return;
-      const filters = Object.fromEntries(BOX_KEYS.map((key) => [key, new OneEuroFilter(this.boxMinCutoff, this.boxBeta)]));
-      const track = { id: this.nextId++, box: face.box, filters, history: [], hits: 0, missed: 0 };
+      const track = this.revive(face.box) || { id: this.nextId++, history: [], expressions: [], hits: 0 };
+      track.box = face.box;
+      track.missed = 0;
+      track.filters = Object.fromEntries(BOX_KEYS.map((key) => [key, new OneEuroFilter(this.boxMinCutoff, this.boxBeta)]));
       this.observe(track, face, scan);
       this.tracks.push(track);
     });
     return this.tracks.filter((track) => track.hits >= this.minHits);
+  }
+
+  // A face found again where a track was lost a moment ago (a look away, a hand before the face, a few
+  // missed detections) continues that track: the same id (one person in a recording, not two) and its
+  // age and gender readings, so the shown age does not start over from two frames. Its expression does
+  // start over: the face may have changed it meanwhile. Returns null when no dropped track is there.
+  revive(box) {
+    let best = null, bestOverlap = this.matchIou;
+    for (const lost of this.dropped) {
+      const overlap = iou(box, lost.track.rawBox);
+      if (overlap >= bestOverlap) [best, bestOverlap] = [lost, overlap];
+    }
+    if (!best) return null;
+    this.dropped = this.dropped.filter((lost) => lost !== best);
+    const track = best.track;
+    track.expressions = [];
+    track.smoothed = { ...track.smoothed, emotion: null };
+    track.lastScan = null;
+    return track;
   }
 
   observe(track, face, scan) {
@@ -136,25 +166,22 @@ export class FaceTracker {
     if (confirmOnly) return;
     // The drawn box: the detections through the One-Euro filter (steady at rest, quick in motion).
     track.box = Object.fromEntries(BOX_KEYS.map((key) => [key, track.filters[key].filter(face.box[key], this.dtS)]));
-    track.history.push({
-      age: face.age,
-      gender: { [face.gender.label]: face.gender.probability },
-      emotion: face.emotion.probabilities,
-    });
+    track.history.push({ age: face.age, gender: { [face.gender.label]: face.gender.probability } });
     if (track.history.length > this.personWindow) track.history.shift();
-    track.smoothed = smooth(track.history, track.smoothed, this.window);
+    track.expressions.push(face.emotion.probabilities);
+    if (track.expressions.length > this.window) track.expressions.shift();
+    track.smoothed = smooth(track.history, track.expressions, track.smoothed, this.window);
   }
 }
 
-// The consensus: emotion voted over the last `windowSize` observations; age (a trimmed mean, robust
-// to odd frames) and gender (voted) over the whole `history` (the person window). `shown` is the
-// previous consensus, kept unless the new one clearly differs. When the history first reaches
+// The consensus: emotion voted over the last `windowSize` observations (`expressions`); age (a trimmed
+// mean, robust to odd frames) and gender (voted) over the whole `history` (the person window). `shown`
+// is the previous consensus, kept unless the new one clearly differs. When the history first reaches
 // `windowSize`, the age shown since the first two frames is re-checked against half a step:
 // the full AGE_STEP would hold an early guess up to 5 years off, and then jump.
-function smooth(history, shown, windowSize) {
-  const recent = history.slice(-windowSize);
-  const emotion = recent.reduce((total, obs) => addScores(total, obs.emotion), {});
-  const emotionLabel = votedLabel(emotion, recent.length, shown && shown.emotion.label);
+function smooth(history, expressions, shown, windowSize) {
+  const emotion = expressions.reduce((total, scores) => addScores(total, scores), {});
+  const emotionLabel = votedLabel(emotion, expressions.length, shown && shown.emotion && shown.emotion.label);
   const n = history.length;
   const gender = history.reduce((total, obs) => addScores(total, obs.gender), {});
   const genderLabel = votedLabel(gender, n, shown && shown.gender.label);
@@ -178,8 +205,8 @@ function smooth(history, shown, windowSize) {
   return {
     age: shown && (Math.abs(age - shown.age) < step || typical) ? shown.age : Math.round(age),
     gender: { label: genderLabel, probability: (gender[genderLabel] || 0) / n },
-    emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / recent.length },
-    frames: recent.length,      // observations behind the emotion
+    emotion: { label: emotionLabel, probability: (emotion[emotionLabel] || 0) / expressions.length },
+    frames: expressions.length,     // observations behind the emotion
     personFrames: n,            // observations behind the age and gender
   };
 }

@@ -124,7 +124,7 @@ def test_tracker_keeps_identities_and_damps_flicker(page):
         }
         const afterGap = [];
         for (let i = 0; i < 6; i++) afterGap.push(tracker.update([]).length);
-        const reborn = tracker.update([face(0, 'male', 0.9, 40, 'sad')]);
+        const reborn = tracker.update([face(400, 'male', 0.9, 40, 'sad')]);
         return { frames, afterGap, rebornCount: reborn.length, nextId: tracker.nextId };
     }""")
     frames = result["frames"]
@@ -132,7 +132,47 @@ def test_tracker_keeps_identities_and_damps_flicker(page):
     assert all(frame == frames[1] for frame in frames[1:]), frames
     assert [t[0] for t in frames[1]] == [1, 2]
     assert result["afterGap"][:3] == [2, 2, 2] and result["afterGap"][-1] == 0   # kept briefly, then dropped
-    assert result["rebornCount"] == 0 and result["nextId"] == 4                  # a new face is a new track
+    assert result["rebornCount"] == 0 and result["nextId"] == 4                  # a face elsewhere is a new track
+
+
+def test_tracker_continues_a_face_found_again_where_it_was_lost(page):
+    """A face that goes undetected for longer than maxMissed frames and comes back where it was within
+    reviveS seconds continues its track: the same id (one face in a recording), its age and gender readings
+    kept, its expression started over. Later, or elsewhere, it is a new face."""
+    page.goto("/live")
+    result = page.evaluate("""async () => {
+        const { FaceTracker } = await import('/static/js/tracker.js');
+        const face = (x, age, emotion) => ({
+            box: { x, y: 10, w: 50, h: 50 }, age, gender: { label: 'female', probability: 0.8 },
+            emotion: { label: emotion, probabilities: { happy: emotion === 'happy' ? 0.9 : 0.1,
+                                                        sad: emotion === 'sad' ? 0.9 : 0.1 } } });
+        let t = 0;
+        const tracker = new FaceTracker({ window: 4, personWindow: 40, maxMissed: 3, reviveS: 3 });
+        const step = (faces, dt = 100) => tracker.update(faces, (t += dt))
+            .map((k) => ({ id: k.id, age: k.smoothed.age, emotion: k.smoothed.emotion.label,
+                           readings: k.smoothed.personFrames }));
+        for (let i = 0; i < 10; i++) step([face(100, 30, 'happy')]);
+        const gone = [];
+        for (let i = 0; i < 10; i++) gone.push(step([]).length);           // 1 s without the face
+        const back = step([face(102, 50, 'sad')]);                           // 2 px away, an odd first frame
+        const elsewhere = step([face(102, 30, 'sad'), face(400, 30, 'happy')]);
+        for (let i = 0; i < 10; i++) step([face(400, 30, 'happy')]);         // the first face leaves...
+        for (let i = 0; i < 40; i++) step([]);                               // ...for 4 s
+        const late = step([face(102, 30, 'happy')]);
+        const falsePositive = new FaceTracker({ maxMissed: 1 });
+        falsePositive.update([face(0, 30, 'happy')]);
+        for (let i = 0; i < 3; i++) falsePositive.update([]);
+        falsePositive.update([face(0, 30, 'happy')]);
+        return { gone, back, elsewhere, late, falsePositiveIds: falsePositive.tracks.map((k) => k.id) };
+    }""")
+    assert result["gone"][:3] == [1, 1, 1] and result["gone"][-1] == 0, result["gone"]
+    back = result["back"]
+    assert [k["id"] for k in back] == [1], "found again where it was: the same face, shown at once"
+    assert back[0]["age"] == 30 and back[0]["readings"] == 11, "its age readings kept; one odd frame moves nothing"
+    assert back[0]["emotion"] == "sad", "its expression starts over"
+    assert [k["id"] for k in result["elsewhere"]] == [1], "a face elsewhere is new (shown after two detections)"
+    assert [k["id"] for k in result["late"]] == [], "after reviveS a face is new (not shown before two detections)"
+    assert result["falsePositiveIds"] == [2], "a face never shown is not continued"
 
 
 def test_tracker_resets_an_early_age_guess_once_the_window_is_full(page):
