@@ -22,30 +22,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.metrics import AGE_BANDS  # noqa: E402  (the cards' bands)
-
-BORDERLINE = 0.15      # P(female) within 0.15 of 0.5 on the unmoved face
+from training.metrics import steadiness_report  # noqa: E402
 
 
 def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarray) -> dict:
     answers = [model.predict(v, batch_size=256, verbose=0) for v in views]
-    ages = np.stack([a["age"][:, 0] for a in answers], axis=1)
-    p_female = answers[0]["gender"][:, 0]
-    females = np.stack([a["gender"][:, 0] > 0.5 for a in answers], axis=1)
-    changes = females.any(axis=1) != females.all(axis=1)
-    borderline = np.abs(p_female - 0.5) < BORDERLINE
-    spread = ages.std(axis=1)
-    return {"val_age_mae": round(float(np.abs(ages[:, 0] - age).mean()), 3),
-            "val_gender_accuracy": round(float((females[:, 0] == (gender > 0.5)).mean()), 4),
-            "age_spread_median": round(float(np.median(spread)), 3),
-            "age_spread_p90": round(float(np.percentile(spread, 90)), 3),
-            "gender_label_changes": round(float(changes.mean()), 4),
-            # how much of the label changing is faces the network is unsure of anyway
-            "borderline_faces": round(float(borderline.mean()), 4),
-            "label_changes_of_borderline_faces": round(float(changes[borderline].mean()), 4),
-            "label_changes_of_the_others": round(float(changes[~borderline].mean()), 4),
-            "age_spread_median_by_band": {name: round(float(np.median(spread[(age >= lo) & (age <= hi)])), 3)
-                                          for name, lo, hi in AGE_BANDS if ((age >= lo) & (age <= hi)).any()}}
+    return steadiness_report(np.stack([a["age"][:, 0] for a in answers], axis=1),
+                             np.stack([a["gender"][:, 0] for a in answers], axis=1), age, gender)
 
 
 def main(argv=None) -> None:

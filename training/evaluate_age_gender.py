@@ -66,6 +66,13 @@ def parse_args(argv=None):
                    help="a latency budget as a share of the shipped model's own accurate setup (--models-dir, its "
                         "card's views), timed in the same run with the same statistic: machines differ 2-3x from day "
                         "to day, a ratio does not (0: off; the tighter of this and --max-latency-ms applies)")
+    p.add_argument("--steadier-than-shipped", action="store_true",
+                   help="a bar fixed before the run: on val faces and --steady-copies copies of each moved by a pixel "
+                        "or two, the chosen setup as served (views and corrections) must spread its ages less (median "
+                        "per-face std) and change fewer gender labels than the shipped model in --models-dir measured "
+                        "the same way in the same run; else stop before the test split is read")
+    p.add_argument("--steady-copies", type=int, default=3,
+                   help="moved copies of each val face for --steadier-than-shipped (training.common.make_jitter)")
     return p.parse_args(argv)
 
 
@@ -201,6 +208,42 @@ def served_model(setup: dict, path: Path):
     # a predict function traced before the fold keeps, so the in-memory model answers uncorrected.
     export_inference_model(model, path)
     return keras.models.load_model(path, compile=False)
+
+
+def served_steadiness(model, flip: bool, shift_px: int, copies: list[np.ndarray], val: dict) -> dict:
+    """training.metrics.steadiness_report of a served model (its views averaged, as the app serves it) over
+    val faces and moved copies of them (copies[0]: the faces as cut)."""
+    from training.metrics import steadiness_report
+    answers = [averaged(prediction_views([model], x, flip, shift_px)) for x in copies]
+    return steadiness_report(np.stack([a for a, _ in answers], axis=1), np.stack([p for _, p in answers], axis=1),
+                             val["age"], val["gender"])
+
+
+def steadiness_against_shipped(args, model, flip: bool, shift_px: int, val: dict) -> dict:
+    """The bar of --steadier-than-shipped: the candidate and the shipped model on the same val faces and the
+    same moved copies (the jitter --consistency trains against), each with its own views and corrections."""
+    import keras
+    from training import data_utk
+    from training.common import make_jitter
+    from training.train_age_gender import MARGIN, STEADY_JITTER
+    card = json.loads((args.models_dir / "age_gender.json").read_text())
+    shipped = keras.models.load_model(args.models_dir / card["file"], compile=False)
+
+    def moved_copies(x):
+        jitter = make_jitter(STEADY_JITTER, seed=7)   # the same seed: the same moves at either input size
+        return [x] + [np.asarray(jitter(x)) for _ in range(args.steady_copies)]
+    size, shipped_size = model.input_shape[1], shipped.input_shape[1]
+    shipped_val = val if shipped_size == size else data_utk.detected_only(data_utk.load_utk(
+        args.data_dir, shipped_size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("val",))["val"])
+    tta = card["test_time_augmentation"]
+    result = {"candidate": served_steadiness(model, flip, shift_px, moved_copies(val["x"]), val),
+              "shipped": served_steadiness(shipped, bool(tta["horizontal_flip"]), int(tta["shift_px"]),
+                                           moved_copies(shipped_val["x"]), shipped_val),
+              "shipped_version": card.get("version"), "copies": args.steady_copies, "jitter": STEADY_JITTER}
+    new, old = result["candidate"], result["shipped"]
+    result["steadier"] = bool(new["age_spread_median"] < old["age_spread_median"]
+                              and new["gender_label_changes"] < old["gender_label_changes"])
+    return result
 
 
 def split_scores(split: dict, age_pred: np.ndarray, p_female: np.ndarray, found: np.ndarray | None = None) -> dict:
@@ -417,6 +460,15 @@ def main(argv=None):
             print(f"not over the bar (--max-val-age-mae {args.max_val_age_mae}, --min-val-gender-accuracy "
                   f"{args.min_val_gender_accuracy}): not shipped, test split not read")
             return
+        steadiness = steadiness_against_shipped(args, model, flip, shift_px, val) if args.steadier_than_shipped else None
+        if steadiness:
+            new, old = steadiness["candidate"], steadiness["shipped"]
+            print(f"served on val, {new['faces']} faces x {new['views']} views a pixel or two apart: age spread "
+                  f"median {new['age_spread_median']:.3f} (shipped {old['age_spread_median']:.3f}), gender label "
+                  f"changes {new['gender_label_changes']:.4f} (shipped {old['gender_label_changes']:.4f})", flush=True)
+            if not steadiness["steadier"]:
+                print("not steadier than the shipped model (--steadier-than-shipped): not shipped, test split not read")
+                return
         args.models_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(tmp) / "age_gender.keras", args.models_dir / "age_gender.keras")
     model = keras.models.load_model(args.models_dir / "age_gender.keras", compile=False)
@@ -453,6 +505,7 @@ def main(argv=None):
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),
             "gender_platt_two_fold_check_on_val": setup.get("gender_check"),
+            "steadiness_on_val_against_shipped": steadiness,
             "other_members": member_summaries(kept_others)},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",

@@ -81,3 +81,35 @@ def residual_interval(age_true, age_pred, coverage: float = 0.8) -> dict:
 def interval_coverage(age_true, age_pred, below: float, above: float) -> float:
     t, p = np.asarray(age_true, float), np.asarray(age_pred, float)
     return float(((t >= p - below) & (t <= p + above)).mean())
+
+
+BORDERLINE_FEMALE = 0.15   # P(female) within this of 0.5 on the unmoved face: a face the model is unsure of
+
+
+def steadiness_report(ages, p_female, age_true, gender_true) -> dict:
+    """How much one face's answer moves between views of it that differ only by a pixel or two.
+
+    ages, p_female: (faces, views) answers, view 0 the face as cut, the others moved copies of it.
+    Per face the spread (std) of the age over its views and whether its gender label is not the same
+    in all of them; and that share among the faces the model is unsure of and among the others (most
+    label changes are faces near 0.5 anyway), and the median spread by the cards' age bands."""
+    ages, p_female = np.asarray(ages, float), np.asarray(p_female, float)
+    age_true, gender_true = np.asarray(age_true, float), np.asarray(gender_true, float)
+    females = p_female > 0.5
+    changes = females.any(axis=1) != females.all(axis=1)
+    borderline = np.abs(p_female[:, 0] - 0.5) < BORDERLINE_FEMALE
+    spread = ages.std(axis=1)
+
+    def share(sel):
+        return round(float(changes[sel].mean()), 4) if sel.any() else None
+    return {"faces": int(len(ages)), "views": int(ages.shape[1]),
+            "val_age_mae": round(float(np.abs(ages[:, 0] - age_true).mean()), 3),
+            "val_gender_accuracy": round(float((females[:, 0] == (gender_true > 0.5)).mean()), 4),
+            "age_spread_median": round(float(np.median(spread)), 3),
+            "age_spread_p90": round(float(np.percentile(spread, 90)), 3),
+            "gender_label_changes": round(float(changes.mean()), 4),
+            "borderline_faces": round(float(borderline.mean()), 4),
+            "label_changes_of_borderline_faces": share(borderline),
+            "label_changes_of_the_others": share(~borderline),
+            "age_spread_median_by_band": {name: round(float(np.median(spread[(age_true >= lo) & (age_true <= hi)])), 3)
+                                          for name, lo, hi in AGE_BANDS if ((age_true >= lo) & (age_true <= hi)).any()}}

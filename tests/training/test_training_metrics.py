@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from training.metrics import (age_report, binary_report, classification_report, confusion_matrix,
-                              expected_calibration_error, interval_coverage, residual_interval)
+                              expected_calibration_error, interval_coverage, residual_interval, steadiness_report)
 
 
 def test_confusion_matrix_counts_true_rows_predicted_columns():
@@ -51,3 +51,20 @@ def test_calibration_error_is_zero_for_perfectly_calibrated_bins():
     p = np.array([0.25] * 4 + [0.75] * 4)
     y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
     assert expected_calibration_error(y, p)["ece"] == pytest.approx(0.0)
+
+
+def test_steadiness_report_spread_label_changes_and_who_changes():
+    # four faces, three views each (view 0 as cut): a steady man, a woman whose age wobbles by a year,
+    # an unsure face (P(female) near 0.5) whose label changes, and a sure one whose label changes
+    ages = [[30, 30, 30], [40, 41, 39], [10, 10, 10], [70, 70, 70]]
+    p_female = [[0.1, 0.1, 0.1], [0.9, 0.8, 0.9], [0.55, 0.45, 0.5], [0.9, 0.4, 0.9]]
+    r = steadiness_report(ages, p_female, age_true=[30, 42, 10, 65], gender_true=[0, 1, 1, 1])
+    assert (r["faces"], r["views"]) == (4, 3)
+    assert r["val_age_mae"] == pytest.approx((0 + 2 + 0 + 5) / 4, abs=1e-3)
+    assert r["val_gender_accuracy"] == 1.0
+    assert r["age_spread_median"] == pytest.approx(np.median([0, np.std([40, 41, 39]), 0, 0]), abs=1e-3)
+    assert r["gender_label_changes"] == 0.5
+    assert r["borderline_faces"] == 0.25
+    assert r["label_changes_of_borderline_faces"] == 1.0 and r["label_changes_of_the_others"] == pytest.approx(1 / 3, abs=1e-4)
+    assert r["age_spread_median_by_band"] == {"0-12": 0.0, "20-39": 0.0, "40-59": pytest.approx(0.816, abs=1e-3),
+                                              "60+": 0.0}

@@ -246,6 +246,13 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
                               "--max-latency-ms", "1e9", "--min-val-gender-accuracy", "1.01"])
     assert read == [("train", "val")] and not (tmp_path / "barred").exists()
 
+    # The steadiness bar: the same setup again is not steadier than itself shipped (same val faces, same
+    # moved copies): the shipped card stays as it was and the test split is not read.
+    read.clear()
+    shipped_card = (tmp_path / "again" / "age_gender.json").read_text()
+    evaluate(DATA / "utkface", "again", "--max-latency-ms", "1e9", "--latency-statistic", "p10", "--steadier-than-shipped")
+    assert read == [("train", "val")] and (tmp_path / "again" / "age_gender.json").read_text() == shipped_card
+
 
 def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
     """--input-size trains at another resolution (warm-started from the shipped 64-pixel model) and the card says so;
