@@ -1,12 +1,14 @@
 """How steady an age/gender network's own answer is when its crop moves by a pixel or two (validation only).
 
     python bench/network_steadiness.py --data-dir ../shared/data/utkface runs/a/last.keras runs/b/last.keras
+    python bench/network_steadiness.py --data-dir ../shared/data/utkface --served models/age_gender.keras
 
 bench/steadiness.py measures the whole served path (detector, crop, models); this measures the network
 alone, on the val split's app-path crops (training.data_utk, as training validates), so that training
 runs can be compared on it: each face and `--copies` copies of it moved by up to 2% of the side and
 rescaled by up to ±2% (training.common.make_jitter, what --consistency trains against; the same copies
-for every network), one view each. Per network: val age MAE and gender accuracy on the unmoved faces,
+for every network), one view each, or with `--served` the test-time views and corrections the model's
+card (<model>.json beside it) serves it with, averaged. Per network: val age MAE and gender accuracy on the unmoved faces,
 the per-face spread (std) of the age over the 1 + copies views (median, p90), the share of faces
 whose gender label is not the same in all views, and that share among the faces the network is unsure
 of (P(female) within 0.15 of 0.5) and among the others, and the median age spread by age band.
@@ -22,13 +24,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.metrics import steadiness_report  # noqa: E402
 
 
-def steadiness(model, views: list[np.ndarray], age: np.ndarray, gender: np.ndarray) -> dict:
-    answers = [model.predict(v, batch_size=256, verbose=0) for v in views]
-    return steadiness_report(np.stack([a["age"][:, 0] for a in answers], axis=1),
-                             np.stack([a["gender"][:, 0] for a in answers], axis=1), age, gender)
+def served_views(path: Path) -> tuple[bool, int]:
+    """(mirrored too, shift in px): the test-time views of the card beside a shipped model."""
+    card = path.with_suffix(".json")
+    if not card.is_file():
+        sys.exit(f"--served: no card {card} beside {path}")
+    tta = json.loads(card.read_text())["test_time_augmentation"]
+    return bool(tta["horizontal_flip"]), int(tta["shift_px"])
 
 
 def main(argv=None) -> None:
@@ -40,6 +44,8 @@ def main(argv=None) -> None:
     p.add_argument("--copies", type=int, default=3)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
+    p.add_argument("--served", action="store_true",
+                   help="each model with its card's test-time views (a shipped model: corrections are in its file)")
     p.add_argument("--out", type=Path, default=Path("reports/network_steadiness.json"))
     args = p.parse_args(argv)
 
@@ -47,6 +53,7 @@ def main(argv=None) -> None:
     configure_threads(args.threads)
     import keras
     from training import data_utk
+    from training.evaluate_age_gender import served_steadiness
     from training.train_age_gender import MARGIN, STEADY_JITTER
 
     models = {str(m): keras.models.load_model(m, compile=False) for m in args.models}
@@ -57,14 +64,17 @@ def main(argv=None) -> None:
     data = data_utk.load_utk(args.data_dir, size, MARGIN, "app", args.cache_dir, args.limit, splits=("val",))
     val = data_utk.detected_only(data["val"])
     jitter = make_jitter(STEADY_JITTER, args.seed)
-    views = [val["x"]] + [np.asarray(jitter(val["x"])) for _ in range(args.copies)]
+    copies = [val["x"]] + [np.asarray(jitter(val["x"])) for _ in range(args.copies)]
     results = {}
     for name, model in models.items():
-        results[name] = steadiness(model, views, val["age"], val["gender"])
+        flip, shift_px = served_views(Path(name)) if args.served else (False, 0)
+        results[name] = served_steadiness(model, flip, shift_px, copies, val) | {
+            "test_time_views": {"horizontal_flip": flip, "shift_px": shift_px}}
         print(name, json.dumps(results[name]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"val_faces": int(len(val["age"])), "limit": args.limit, "copies": args.copies,
-                                    "jitter": STEADY_JITTER, "input_size": size, "networks": results}, indent=1) + "\n")
+                                    "jitter": STEADY_JITTER, "input_size": size, "served": args.served,
+                                    "networks": results}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 
