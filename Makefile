@@ -39,8 +39,9 @@ DATA ?= ../shared/data
 models: venv
 	$(BIN)/python -m training.train_emotion --data-dir $(DATA)/fer2013 --arch res --epochs 250 --average-last 0.2 \
 		--threads 2 --run-dir runs/emotion_res250 --checkpoint checkpoints/emotion_res250.npz
+	mkdir -p runs/shipped_emotion && cp models/emotion.keras models/emotion.json runs/shipped_emotion/
 	$(BIN)/python -m training.evaluate_emotion --data-dir $(DATA)/fer2013 --run-dir runs/emotion_res250 \
-		--min-public-accuracy 0.680
+		--min-public-accuracy 0.680 --ensemble-with runs/shipped_emotion/emotion.keras --max-size-mb 10
 	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch visage --input-size 96 --crops app \
 		--backgrounds --init-from models/age_gender.keras --consistency 4 --epochs 20 --lr 5e-4 --average-last 0.25 \
 		--threads 2 --run-dir runs/age_gender_steady --checkpoint checkpoints/age_gender_steady.npz
