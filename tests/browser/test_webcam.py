@@ -4,10 +4,11 @@ from __future__ import annotations
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 from .conftest import CHROMIUM_ARGS
-from .make_clip import astronaut_face_photo, chip_photo, face_frame, face_photo_frame, make_clip
+from .make_clip import astronaut_face_photo, chip_photo, face_frame, face_photo_frame, make_clip, write_y4m
 
 expect = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright").expect
 
@@ -318,6 +319,43 @@ def test_live_box_and_labels_hold_still_on_a_still_face(close_face):
     assert len({b["label"] for b in boxes}) == 1, [b["label"] for b in boxes]
     steps = [max(abs(p - q) for p, q in zip(a["box"], b["box"])) for a, b in zip(boxes, boxes[1:])]
     assert max(steps) <= 2.0, f"the box of a still face moved by {max(steps):.1f} px between answers: {steps}"
+
+
+@pytest.fixture
+def face_that_leaves(playwright, chromium_path, tmp_path, server_url):
+    """A page on a browser whose fake camera films the astronaut's 240-px face for 2 s, then nothing (an
+    empty grey frame) for 2 s, in a loop: a person who looks away now and then."""
+    face = face_photo_frame(astronaut_face_photo(), 240)
+    fps = 15
+    clip = write_y4m(tmp_path / "leaves.y4m", [face] * (2 * fps) + [np.full_like(face, 128)] * (2 * fps), fps)
+    browser = playwright.chromium.launch(executable_path=chromium_path,
+                                         args=CHROMIUM_ARGS + [f"--use-file-for-fake-video-capture={clip}"])
+    context = browser.new_context(base_url=server_url, permissions=["camera"])
+    context.set_default_timeout(30_000)
+    yield context.new_page()
+    context.close()
+    browser.close()
+
+
+def test_live_face_that_looks_away_and_back_keeps_its_number(face_that_leaves):
+    """Through the real page, server and models: the face is dropped while it is away (no face listed),
+    and when it comes back where it was it has the number it had, every time."""
+    page = face_that_leaves
+    page.goto("/live")
+    expect(page.get_by_test_id("live-face").first).to_be_visible(timeout=60_000)
+    shown = page.evaluate("""async () => {
+        const seen = [], until = performance.now() + 10000;       // 10 s: at least two absences
+        while (performance.now() < until) {
+            const li = document.querySelector('#live-faces li');
+            seen.push(li ? li.dataset.trackId : null);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        return seen;
+    }""")
+    runs = [value for i, value in enumerate(shown) if i == 0 or value != shown[i - 1]]
+    absences = [i for i, value in enumerate(runs) if value is None and 0 < i < len(runs) - 1]
+    assert absences, f"the face was never dropped and found again: {runs}"
+    assert len({value for value in runs if value is not None}) == 1, f"the face came back as another face: {runs}"
 
 
 def test_live_haar_choice_is_sent_and_finds_the_face(page):
