@@ -242,3 +242,25 @@ def test_emotion_setups_over_the_size_budget_are_scored_but_not_chosen():
     assert roomy["members"] == "ensemble" and roomy["size_mb"] == {"checkpoint": 4.0, "ensemble": 8.0}
     tight = choose_serving_setup(candidates, public, False, max_size_mb=6.0)
     assert tight["members"] == "checkpoint" and "ensemble, flip False" in tight["public_accuracy_all"]
+
+
+def test_split_ensemble_saves_each_network_with_a_card_that_says_which_it_is(tmp_path):
+    import json
+
+    from training.common import member_summaries
+    from training.split_ensemble import split
+    a, b = tiny_two_head_model(1), tiny_two_head_model(2)
+    export_inference_model(average_models([a, b], "shipped"), tmp_path / "age_gender.keras")
+    (tmp_path / "age_gender.json").write_text(json.dumps({"version": "v1", "serving_setup": {"networks": 2},
+                                                          "training": {"epochs_run": 10}}))
+    first, second = split(tmp_path / "age_gender.keras", tmp_path / "out")
+    x = np.random.default_rng(0).random((5, 8, 8, 1), np.float32)
+    for path, net in ((first, a), (second, b)):
+        alone = keras.models.load_model(path, compile=False).predict(x, verbose=0)
+        want = net.predict(x, verbose=0)
+        for key in ("age", "gender"):
+            np.testing.assert_allclose(alone[key], want[key], atol=1e-6)
+    card = json.loads(second.with_suffix(".json").read_text())
+    assert card["member_of"] | {"note": None} == {"model": str(tmp_path / "age_gender.keras"), "version": "v1",
+                                                 "network": 2, "of": 2, "note": None}
+    assert member_summaries([second])[str(second)]["networks"] == 1     # one network when --ensemble-with offers it
