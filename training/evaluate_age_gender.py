@@ -6,7 +6,9 @@ Protocol (validation only). The budgets (--max-latency-ms, --max-size-mb) are fi
 line before anything is scored. Then, from train and val alone: the checkpoint, averaging with
 --ensemble-with models, the test-time views (face only, + mirror, + 4 shifts, + 4 shifts each
 mirrored), the output corrections of training/ensemble.py (a linear age correction, Platt scaling of
-P(female)) and the age interval. Only then is the test split read, and scored once, for the chosen
+P(female)) and the age interval. Bars fixed before the run (--max-val-age-mae, --min-val-gender-accuracy,
+--steadier-than-shipped) are read on val: a setup below one is not shipped and the test split is not read.
+Only then is the test split read, and scored once, for the chosen
 setup: its accurate views and its live profile (app.pipeline.predict.profile_augmentation), both on the faces the app's own detector
 finds (the headline, with the detection recall beside it; a missed face is no answer, as in the app)
 and on the tight chips as ready crops. Writes models/age_gender.keras, models/age_gender.json and
