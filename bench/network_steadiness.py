@@ -8,8 +8,8 @@ alone, on the val split's app-path crops (training.data_utk, as training validat
 runs can be compared on it: each face and `--copies` copies of it moved by up to 2% of the side and
 rescaled by up to ±2% (training.common.make_jitter, what --consistency trains against; the same copies
 for every network), one view each, or with `--served` the test-time views and corrections the model's
-card (<model>.json beside it) serves it with, averaged. Per network: val age MAE and gender accuracy on the unmoved faces,
-the per-face spread (std) of the age over the 1 + copies views (median, p90), the share of faces
+card (<model>.json beside it) serves it with, averaged. Per network: val age MAE and gender accuracy on
+the unmoved faces, the per-face spread (std) of the age over the 1 + copies views (median, p90), the share of faces
 whose gender label is not the same in all views, and that share among the faces the network is unsure
 of (P(female) within 0.15 of 0.5) and among the others, and the median age spread by age band.
 Writes --out (JSON).
@@ -21,18 +21,18 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def served_views(path: Path) -> tuple[bool, int]:
     """(mirrored too, shift in px): the test-time views of the card beside a shipped model."""
-    card = path.with_suffix(".json")
-    if not card.is_file():
-        sys.exit(f"--served: no card {card} beside {path}")
-    tta = json.loads(card.read_text())["test_time_augmentation"]
-    return bool(tta["horizontal_flip"]), int(tta["shift_px"])
+    from app.pipeline.errors import ModelUnavailable
+    from app.pipeline.predict import ModelCard
+    try:
+        card = ModelCard.read(path.with_suffix(".json"))
+    except ModelUnavailable as e:
+        sys.exit(f"--served: {e}")
+    return card.flip_average, card.shift_px
 
 
 def main(argv=None) -> None:
@@ -49,11 +49,11 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/network_steadiness.json"))
     args = p.parse_args(argv)
 
-    from training.common import configure_threads, make_jitter
+    from training.common import configure_threads
     configure_threads(args.threads)
     import keras
     from training import data_utk
-    from training.evaluate_age_gender import served_steadiness
+    from training.evaluate_age_gender import moved_copies, served_steadiness
     from training.train_age_gender import MARGIN, STEADY_JITTER
 
     models = {str(m): keras.models.load_model(m, compile=False) for m in args.models}
@@ -63,8 +63,7 @@ def main(argv=None) -> None:
     size = sizes.pop()
     data = data_utk.load_utk(args.data_dir, size, MARGIN, "app", args.cache_dir, args.limit, splits=("val",))
     val = data_utk.detected_only(data["val"])
-    jitter = make_jitter(STEADY_JITTER, args.seed)
-    copies = [val["x"]] + [np.asarray(jitter(val["x"])) for _ in range(args.copies)]
+    copies = moved_copies(val["x"], args.copies, args.seed)
     results = {}
     for name, model in models.items():
         flip, shift_px = served_views(Path(name)) if args.served else (False, 0)

@@ -212,6 +212,15 @@ def served_model(setup: dict, path: Path):
     return keras.models.load_model(path, compile=False)
 
 
+def moved_copies(x: np.ndarray, copies: int, seed: int = 7) -> list[np.ndarray]:
+    """x and `copies` copies of it, each face moved and rescaled by up to 2% (the jitter --consistency trains
+    against); the same seed gives the same moves, at any input size."""
+    from training.common import make_jitter
+    from training.train_age_gender import STEADY_JITTER
+    jitter = make_jitter(STEADY_JITTER, seed)
+    return [x] + [np.asarray(jitter(x)) for _ in range(copies)]
+
+
 def served_steadiness(model, flip: bool, shift_px: int, copies: list[np.ndarray], val: dict) -> dict:
     """training.metrics.steadiness_report of a served model (its views averaged, as the app serves it) over
     val faces and moved copies of them (copies[0]: the faces as cut)."""
@@ -223,25 +232,23 @@ def served_steadiness(model, flip: bool, shift_px: int, copies: list[np.ndarray]
 
 def steadiness_against_shipped(args, model, flip: bool, shift_px: int, val: dict) -> dict:
     """The bar of --steadier-than-shipped: the candidate and the shipped model on the same val faces and the
-    same moved copies (the jitter --consistency trains against), each with its own views and corrections."""
+    same moved copies, each with its own views and corrections."""
     import keras
+    from app.pipeline.predict import ModelCard
     from training import data_utk
-    from training.common import make_jitter
     from training.train_age_gender import MARGIN, STEADY_JITTER
-    card = json.loads((args.models_dir / "age_gender.json").read_text())
-    shipped = keras.models.load_model(args.models_dir / card["file"], compile=False)
-
-    def moved_copies(x):
-        jitter = make_jitter(STEADY_JITTER, seed=7)   # the same seed: the same moves at either input size
-        return [x] + [np.asarray(jitter(x)) for _ in range(args.steady_copies)]
-    size, shipped_size = model.input_shape[1], shipped.input_shape[1]
-    shipped_val = val if shipped_size == size else data_utk.detected_only(data_utk.load_utk(
-        args.data_dir, shipped_size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("val",))["val"])
-    tta = card["test_time_augmentation"]
-    result = {"candidate": served_steadiness(model, flip, shift_px, moved_copies(val["x"]), val),
-              "shipped": served_steadiness(shipped, bool(tta["horizontal_flip"]), int(tta["shift_px"]),
-                                           moved_copies(shipped_val["x"]), shipped_val),
-              "shipped_version": card.get("version"), "copies": args.steady_copies, "jitter": STEADY_JITTER}
+    card_json = json.loads((args.models_dir / "age_gender.json").read_text())
+    card = ModelCard.from_dict(card_json)
+    shipped = keras.models.load_model(args.models_dir / card.file, compile=False)
+    copies = moved_copies(val["x"], args.steady_copies)
+    shipped_val, shipped_copies = val, copies
+    if shipped.input_shape[1] != model.input_shape[1]:      # the same faces, cut at the shipped model's size
+        shipped_val = data_utk.detected_only(data_utk.load_utk(
+            args.data_dir, card.size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("val",))["val"])
+        shipped_copies = moved_copies(shipped_val["x"], args.steady_copies)
+    result = {"candidate": served_steadiness(model, flip, shift_px, copies, val),
+              "shipped": served_steadiness(shipped, card.flip_average, card.shift_px, shipped_copies, shipped_val),
+              "shipped_version": card.version, "copies": args.steady_copies, "jitter": STEADY_JITTER}
     new, old = result["candidate"], result["shipped"]
     result["steadier"] = bool(new["age_spread_median"] < old["age_spread_median"]
                               and new["gender_label_changes"] < old["gender_label_changes"])
