@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import CHROMIUM_ARGS
+from .conftest import CHROMIUM_ARGS, _page
 from .make_clip import astronaut_face_photo, chip_photo, face_frame, face_photo_frame, make_clip, write_y4m
 
 expect = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright").expect
@@ -330,9 +330,8 @@ def face_that_leaves(playwright, chromium_path, tmp_path, server_url):
     clip = write_y4m(tmp_path / "leaves.y4m", [face] * (2 * fps) + [np.full_like(face, 128)] * (2 * fps), fps)
     browser = playwright.chromium.launch(executable_path=chromium_path,
                                          args=CHROMIUM_ARGS + [f"--use-file-for-fake-video-capture={clip}"])
-    context = browser.new_context(base_url=server_url, permissions=["camera"])
-    context.set_default_timeout(30_000)
-    yield context.new_page()
+    context, page = _page(browser, server_url, ["camera"])
+    yield page
     context.close()
     browser.close()
 
