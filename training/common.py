@@ -1,4 +1,4 @@
-"""Shared training machinery: seeds, augmentation, tf.data input, LR schedule, checkpoints, resume."""
+"""Shared training machinery: seeds, augmentation, input batches, LR schedule, checkpoints, resume."""
 from __future__ import annotations
 
 import csv
@@ -24,7 +24,6 @@ def set_seeds(seed: int) -> None:
 def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
     """Random flip, small rotation/shift/zoom and brightness/contrast, applied to a batch in [0, 1]."""
     import keras
-    import tensorflow as tf
     from keras import layers
     geometric = keras.Sequential([
         layers.RandomFlip("horizontal", seed=seed),
@@ -32,6 +31,20 @@ def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
         layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed + 2),
         layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 3),
     ])
+
+    if keras.backend.backend() != "tensorflow":      # JAX on a lent GPU: the same steps in keras.ops
+        from keras import ops
+        draws = keras.random.SeedGenerator(seed + 4)
+
+        def augment(x):
+            x = geometric(x, training=True)
+            n = ops.shape(x)[0]
+            contrast = keras.random.uniform((n, 1, 1, 1), 0.8, 1.2, seed=draws)
+            brightness = keras.random.uniform((n, 1, 1, 1), -0.1, 0.1, seed=draws)
+            mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            return ops.clip((x - mean) * contrast + mean + brightness, 0.0, 1.0)
+        return compiled_augmenter(augment, [l.generator for l in geometric.layers] + [draws])
+    import tensorflow as tf
 
     def augment(x):
         x = geometric(x, training=True)
@@ -43,13 +56,70 @@ def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
     return augment
 
 
+def compiled_augmenter(augment, generators: list):
+    """`augment` as one compiled JAX function (step by step it dispatches ~100 small operations per batch,
+    ~100 ms on a CPU): the random generators' states go in and come out explicitly (keras.StatelessScope),
+    so each call draws new numbers as the step-by-step version does. A lock keeps the states in order
+    when worker threads call it."""
+    import threading
+    import jax
+    import keras
+    states = [g.state for g in generators]
+
+    @jax.jit
+    def step(x, values):
+        with keras.StatelessScope(state_mapping=list(zip(states, values))) as scope:
+            y = augment(x)
+        return y, [scope.get_current_value(s) for s in states]
+
+    lock = threading.Lock()
+
+    def compiled(x):
+        with lock:
+            y, values = step(x, [s.value for s in states])
+            for s, v in zip(states, values):
+                s.assign(v)
+        return y
+    return compiled
+
+
 def train_dataset(x, targets, weights, batch_size: int, augment, seed: int):
     """Shuffled, augmented, prefetched batches. `targets` may be an array or a dict of arrays."""
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        return ShuffledBatches(x, targets, weights, batch_size, augment, seed)
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((x, targets, weights))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda a, b, c: (augment(a), b, c), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class ShuffledBatches:
+    """train_dataset for a backend without tf.data (JAX on a lent GPU): a keras PyDataset of the same
+    batches (reshuffled every epoch, the last partial batch dropped, `augment` applied to each batch),
+    prepared by worker threads while the accelerator trains on the previous ones."""
+    def __new__(cls, x, targets, weights, batch_size: int, augment, seed: int, workers: int = 4):
+        import keras
+
+        class _Batches(keras.utils.PyDataset):
+            def __init__(self):
+                super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=16)
+                self.rng = np.random.default_rng(seed)
+                self.order = self.rng.permutation(len(x))
+                augment(x[:2])      # builds the augmentation layers once, before worker threads share them
+
+            def __len__(self):
+                return len(x) // batch_size
+
+            def __getitem__(self, i):
+                idx = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
+                picked = ({k: v[idx] for k, v in targets.items()} if isinstance(targets, dict) else targets[idx])
+                return augment(x[idx]), picked, weights[idx]
+
+            def on_epoch_end(self):
+                self.order = self.rng.permutation(len(x))
+        return _Batches()
 
 
 def make_jitter(share: float, seed: int):
@@ -415,7 +485,7 @@ def write_json(path: Path, obj) -> None:
 
 def configure_threads(threads: int) -> None:
     """Limit TensorFlow to `threads` CPU threads (0 = all), e.g. to train two models side by side."""
-    if threads:
+    if threads and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
         os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -179,3 +179,38 @@ def test_a_split_is_cut_the_same_by_one_process_or_several(tmp_path, astronaut):
         assert one[1].tolist() == two[1].tolist() == [True, True, True, False]
         assert one[0].shape == (4, 32, 32, 1) and np.array_equal(one[0], two[0])
         assert len({one[0][i].tobytes() for i in range(3)}) == 3      # each image its own crop
+
+
+def test_fer_bundle_rebuilds_the_same_training_arrays_without_the_dataset(tmp_path, fer_dir):
+    """What travels to a lent GPU machine: the training and PublicTest files, unpacked there into the cache
+    the run reads, pixel for pixel; PrivateTest stays behind."""
+    from training import fer_bundle
+    (fer_dir / "ferplus_votes.csv").write_text("path,anger\ntrain/angry/Training_00.jpg,3\n")
+    here = data_fer.load_fer(fer_dir, tmp_path / "cache_here")
+    fer_bundle.main(["pack", "--data-dir", str(fer_dir), "--out", str(tmp_path / "bundle"),
+                     "--cache-dir", str(tmp_path / "cache_here")])
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == [
+        "ferplus_votes.csv.gz", "images.npz", "manifest.json.gz"]
+    fer_bundle.main(["unpack", "--bundle", str(tmp_path / "bundle"), "--data-dir", str(tmp_path / "there"),
+                     "--cache-dir", str(tmp_path / "cache_there")])
+    there = data_fer.load_fer(tmp_path / "there", tmp_path / "cache_there")
+    for split in ("train", "public"):
+        assert np.array_equal(there[split].x, here[split].x) and np.array_equal(there[split].y, here[split].y)
+        assert there[split].paths == here[split].paths
+    assert len(there["private"].y) == 0 and there["dropped_duplicates"] == here["dropped_duplicates"] == 1
+    assert (tmp_path / "there" / "ferplus_votes.csv").read_bytes() == (fer_dir / "ferplus_votes.csv").read_bytes()
+
+
+def test_fer_bundle_refuses_pixels_that_differ_from_the_packing_machines(tmp_path, fer_dir):
+    from training import fer_bundle
+    fer_bundle.main(["pack", "--data-dir", str(fer_dir), "--out", str(tmp_path / "bundle"),
+                     "--cache-dir", str(tmp_path / "cache")])
+    with np.load(tmp_path / "bundle" / "images.npz") as z:
+        data, offsets = z["data"].copy(), z["offsets"]
+    first = cv2.imdecode(data[offsets[0]:offsets[1]], cv2.IMREAD_GRAYSCALE)
+    ok, other = cv2.imencode(".png", 255 - first)         # another image in the first file's place
+    data = np.concatenate([other.ravel(), data[offsets[1]:]])
+    np.savez(tmp_path / "bundle" / "images.npz", data=data, offsets=np.concatenate([[0], offsets[1:] - offsets[1] + len(other)]))
+    with pytest.raises(SystemExit, match="pixels differ"):
+        fer_bundle.main(["unpack", "--bundle", str(tmp_path / "bundle"), "--data-dir", str(tmp_path / "there"),
+                         "--cache-dir", str(tmp_path / "cache_there")])
