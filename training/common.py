@@ -32,7 +32,7 @@ def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
         layers.RandomZoom((-zoom, zoom), fill_mode="reflect", seed=seed + 3),
     ])
 
-    if keras.backend.backend() != "tensorflow":      # JAX on a lent GPU: the same steps in keras.ops
+    if keras.backend.backend() != "tensorflow":      # PyTorch or JAX on a lent GPU: the same steps in keras.ops
         from keras import ops
         draws = keras.random.SeedGenerator(seed + 4)
 
@@ -43,7 +43,9 @@ def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
             brightness = keras.random.uniform((n, 1, 1, 1), -0.1, 0.1, seed=draws)
             mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
             return ops.clip((x - mean) * contrast + mean + brightness, 0.0, 1.0)
-        return compiled_augmenter(augment, [l.generator for l in geometric.layers] + [draws])
+        if keras.backend.backend() == "jax":
+            return compiled_augmenter(augment, [l.generator for l in geometric.layers] + [draws])
+        return built_once(augment)
     import tensorflow as tf
 
     def augment(x):
@@ -54,6 +56,22 @@ def make_augmenter(rotation_deg: float, shift: float, zoom: float, seed: int):
         mean = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
         return tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 1.0)
     return augment
+
+
+def built_once(augment):
+    """`augment`, its first call (which builds its layers) made by one worker thread while the others wait."""
+    import threading
+    lock, built = threading.Lock(), []
+
+    def first_call_alone(x):
+        if not built:
+            with lock:
+                if not built:
+                    y = augment(x)
+                    built.append(True)
+                    return y
+        return augment(x)
+    return first_call_alone
 
 
 def compiled_augmenter(augment, generators: list):
@@ -96,7 +114,7 @@ def train_dataset(x, targets, weights, batch_size: int, augment, seed: int):
 
 
 class ShuffledBatches:
-    """train_dataset for a backend without tf.data (JAX on a lent GPU): a keras PyDataset of the same
+    """train_dataset for a backend without tf.data (PyTorch or JAX on a lent GPU): a keras PyDataset of the same
     batches (reshuffled every epoch, the last partial batch dropped, `augment` applied to each batch),
     prepared by worker threads while the accelerator trains on the previous ones."""
     def __new__(cls, x, targets, weights, batch_size: int, augment, seed: int, workers: int = 4):
@@ -107,7 +125,6 @@ class ShuffledBatches:
                 super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=16)
                 self.rng = np.random.default_rng(seed)
                 self.order = self.rng.permutation(len(x))
-                augment(x[:2])      # builds the augmentation layers once, before worker threads share them
 
             def __len__(self):
                 return len(x) // batch_size
@@ -115,7 +132,8 @@ class ShuffledBatches:
             def __getitem__(self, i):
                 idx = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
                 picked = ({k: v[idx] for k, v in targets.items()} if isinstance(targets, dict) else targets[idx])
-                return augment(x[idx]), picked, weights[idx]
+                # as NumPy, the form every backend's PyDataset adapter takes (one 0.6 MB copy a batch)
+                return keras.ops.convert_to_numpy(augment(x[idx])), picked, weights[idx]
 
             def on_epoch_end(self):
                 self.order = self.rng.permutation(len(x))
