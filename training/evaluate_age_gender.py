@@ -382,10 +382,10 @@ def measure(model, args, size: int, val_all: dict, flip: bool, shift_px: int, va
 
 def add_latencies(metrics: dict, model, card: dict) -> None:
     """Single-face times of the accurate views and of the live profile, through the app's model wrapper."""
-    from app.pipeline.predict import profile_augmentation
+    from app.pipeline.predict import ModelCard, profile_augmentation
     from training.common import single_face_latency_ms
-    tta = card["test_time_augmentation"]
-    live_flip, live_shift = profile_augmentation(tta["horizontal_flip"], tta["shift_px"], "live")
+    views = ModelCard.from_dict(card)
+    live_flip, live_shift = profile_augmentation(views.flip_average, views.shift_px, "live")
     live_card = card | {"test_time_augmentation": {"horizontal_flip": live_flip, "shift_px": live_shift}}
     metrics["latency_ms_single_face"] = single_face_latency_ms(model, card)
     metrics["live_profile"]["latency_ms_single_face"] = single_face_latency_ms(model, live_card)
@@ -401,15 +401,16 @@ def rescore(args) -> dict:
     """The shipped model as it is (networks, views and corrections unchanged), measured again through
     --crops: the age interval re-estimated on val, the test split scored once. Returns the new card."""
     import keras
+    from app.pipeline.predict import ModelCard
     from training import data_utk
     from training.train_age_gender import MARGIN
     card = json.loads((args.models_dir / "age_gender.json").read_text())
     before = card["metrics"]
     model = keras.models.load_model(args.models_dir / card["file"], compile=False)
-    size = int(card["input"]["size"])
-    tta = card["test_time_augmentation"]
+    shipped = ModelCard.from_dict(card)
+    size = shipped.size
     val_all = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, None, args.limit, splits=("val",))["val"]
-    measured = measure(model, args, size, val_all, bool(tta["horizontal_flip"]), int(tta["shift_px"]))
+    measured = measure(model, args, size, val_all, shipped.flip_average, shipped.shift_px)
     card["input"]["preprocessing"] = preprocessing_text(args.crops, size)
     card["outputs"]["age"]["interval"] = measured["interval"]
     card["data"]["crop_stats"] = {**{k: v for k, v in card["data"].get("crop_stats", {}).items() if k == "train"},

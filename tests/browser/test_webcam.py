@@ -241,10 +241,9 @@ def close_face(request, playwright, chromium_path, tmp_path_factory, server_url)
     contexts = []
 
     def new_page():
-        context = browser.new_context(base_url=server_url, permissions=["camera"])
-        context.set_default_timeout(30_000)
+        context, page = _page(browser, server_url, ["camera"])
         contexts.append(context)
-        return context.new_page()
+        return page
     frame = (face_photo_frame(astronaut_face_photo(), 240) if request.param == "astronaut240"
              else face_photo_frame(chip_photo(CHIP), 240))
     yield request.param, frame, new_page
