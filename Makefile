@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-requirements
 # do not oversubscribe the cores (layouts measured within noise of each other: docs/speed.md).
 GUNICORN_ARGS := -c gunicorn.conf.py
 
-.PHONY: run test venv models
+.PHONY: run test venv models lent-gpu
 
 venv: $(STAMP)
 
@@ -53,3 +53,11 @@ models: venv
 	$(BIN)/python -m training.quantize_runtime models/ --utk-dir $(DATA)/utkface --fer-dir $(DATA)/fer2013
 	$(BIN)/python -m training.readme_models
 	$(BIN)/python -m training.models_doc
+
+# What a lent GPU machine needs to continue the emotion run (docs/training.md, "On a lent GPU"): FER2013's
+# training and PublicTest files (.device/fer, 48 MiB) and Keras for its Python 3.12 (.whl, 2.9 MiB), both ignored.
+lent-gpu: venv
+	$(BIN)/python -m training.fer_bundle pack --data-dir $(DATA)/fer2013 --out .device/fer
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+		-d .whl keras==$$($(BIN)/python -c "import keras; print(keras.__version__)") namex optree flask itsdangerous blinker
