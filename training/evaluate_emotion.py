@@ -84,13 +84,13 @@ def rescore(args) -> None:
     import keras
     from training import data_fer
     from training.common import write_json
-    card = json.loads((args.models_dir / "emotion.json").read_text())
-    model = keras.models.load_model(args.models_dir / card["file"], compile=False)
+    from app.pipeline.predict import ModelCard
+    fields, card = ModelCard.read_with_json(args.models_dir / "emotion.json")
+    model = keras.models.load_model(args.models_dir / fields.file, compile=False)
     cache_dir = None if args.limit else args.cache_dir
     private = data_fer.load_fer(args.data_dir, cache_dir, limit=args.limit, splits=("private",))["private"]
-    flip = bool(card["test_time_augmentation"].get("horizontal_flip"))
     card["metrics"]["private_test_app_path"] = app = app_path_scores(model, args.data_dir, private,
-                                                                     card["input"]["margin"], flip)
+                                                                     fields.margin, fields.flip_average)
     write_json(args.models_dir / "emotion.json", card)
     print(f"through the app's path (margin {app['margin']}): {app['detected']}/{app['images']} faces found, "
           f"accuracy {app['accuracy']:.4f} ({app['accuracy_per_image']:.4f} per image); card "
