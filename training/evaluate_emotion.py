@@ -180,6 +180,8 @@ def main(argv=None):
     model, chosen, selection = pick_checkpoint(
         args.run_dir, args.checkpoints.split(","), data["train"].x,
         lambda m: accuracy(served_probs(m, public.x, flip=False), public.y))
+    print(f"checkpoints, PublicTest accuracy after BatchNorm re-estimation: {json.dumps(selection)}; "
+          f"chosen {chosen}", flush=True)
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"].x))
     setup = choose_serving_setup(candidates, public, not args.no_prior_correction, args.max_size_mb)
     kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
