@@ -305,7 +305,8 @@ def start_workers(batches, *names: str) -> list[subprocess.Popen]:
     keys = ("VISAGE_REDIS_URL", "VISAGE_REDIS_PREFIX", "VISAGE_VIDEO_QUEUE", "VISAGE_BATCH_QUEUE", "VISAGE_VIDEO_DIR",
             "VISAGE_MODELS_DIR", "VISAGE_JOB_STALE_SECONDS", "VISAGE_JOB_ATTEMPTS")
     env = {**os.environ, **{k: str(batches.config[k]) for k in keys},
-           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONFAULTHANDLER": "1"}     # SIGABRT prints every thread's stack (stopped_within)
     workers = [subprocess.Popen([sys.executable, "-m", "app.jobs.worker", "--name", f"{batches.tag}-{name}"],
                                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for name in names]
@@ -319,6 +320,20 @@ def start_workers(batches, *names: str) -> list[subprocess.Popen]:
     return workers
 
 
+def stopped_within(worker: subprocess.Popen, seconds: float) -> None:
+    """A worker sent SIGTERM finishes its job and exits; if it does not, fail with what it printed."""
+    try:
+        worker.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        worker.send_signal(signal.SIGABRT)      # with PYTHONFAULTHANDLER: where each of its threads is
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        raise AssertionError(f"{worker.args} still running {seconds} s after SIGTERM; it printed:\n"
+                             f"{worker.communicate(timeout=30)[0][-4000:]}") from None
+
+
 def test_two_rq_workers_share_one_batch(rq_batches):
     workers = start_workers(rq_batches, "one", "two")
     files = one_face_photos(10) + [("coffee.jpg", no_face_photo())]
@@ -329,7 +344,7 @@ def test_two_rq_workers_share_one_batch(rq_batches):
     for w in workers:
         w.terminate()
     for w in workers:
-        w.wait(timeout=60)
+        stopped_within(w, 60)
     assert record["status"] == "done", record["error"]
     summary = record["result"]["summary"]
     assert summary["photos"] == 11 and summary["faces"] == 10 and summary["no_face"] == 1

@@ -7,7 +7,8 @@ Start as many as you like, on any machine that has the repository, the models an
 VISAGE_VIDEO_DIR; they share the queue. It is rq's SimpleWorker (jobs run in this process): the
 default forking worker would load TensorFlow and the models again for every job. Plain rq works too:
     rq worker --url "$VISAGE_REDIS_URL" --worker-class rq.worker.SimpleWorker visage-video visage-batch
-but only this command also sweeps for jobs (videos, batch chunks) whose worker died (app/jobs/supervise.py), and keeps
+but only this command also sweeps for jobs (videos, batch chunks) whose worker died (app/jobs/supervise.py), stops
+within seconds when asked (plain rq with redis-py 8.2 can take a minute), and keeps
 waiting for Redis when it goes away instead of exiting.
 
 Stopping: SIGTERM (or Ctrl+C) lets the running job finish, then the worker exits (a deploy);
@@ -23,6 +24,27 @@ import time
 from app import settings
 
 
+def worker_class():
+    from rq import SimpleWorker
+
+    class Worker(SimpleWorker):
+        def unsubscribe(self):
+            """rq's, without waiting on its listener thread: redis-py 8.2's PubSubWorkerThread.stop() joins
+            the thread, which can sit in rq's 60-s poll when the unsubscribe races it, so a worker asked to
+            stop took a minute to exit (1 stop in 5 on a busy machine). The thread is a daemon."""
+            if not self.pubsub_thread:
+                return
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub.unsubscribe()
+            try:
+                self.pubsub_thread.stop(timeout=1.0)
+            except TypeError:                       # redis-py before 8.2: stop() takes no timeout, never waits
+                self.pubsub_thread.stop()
+            self.pubsub.close()
+
+    return Worker
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.jobs.worker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,7 +57,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     import redis
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     from app.pipeline.errors import ModelUnavailable
     from app.pipeline.video import video_predictor
@@ -58,7 +80,7 @@ def main(argv=None) -> int:
         try:
             # Inside the try: making a worker talks to Redis too (it names its connection), and Redis may
             # still be down when the loop comes round again.
-            worker = SimpleWorker(queues, connection=connection, name=name)
+            worker = worker_class()(queues, connection=connection, name=name)
             worker.max_connection_wait_time = 5.0           # back within seconds of Redis coming back
             worker.work(burst=args.burst)
         except redis.RedisError as e:
