@@ -31,7 +31,7 @@ def worker_class():
         def unsubscribe(self):
             """rq's, without waiting on its listener thread: redis-py 8.2's PubSubWorkerThread.stop() joins
             the thread, which can sit in rq's 60-s poll when the unsubscribe races it, so a worker asked to
-            stop took a minute to exit (1 stop in 5 on a busy machine). The thread is a daemon."""
+            stop took a minute to exit (3 stops in 10 on a busy machine). The thread is a daemon."""
             if not self.pubsub_thread:
                 return
             self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     jobs.reaper.start(SWEEP_SECONDS)
     connection = redis.Redis.from_url(cfg["VISAGE_REDIS_URL"])
     log = logging.getLogger(__name__)
+    worker_type = worker_class()
     for round_ in range(1, sys.maxsize):
         name = args.name if round_ == 1 or not args.name else f"{args.name}-{round_}"
         # Video jobs first (one user waits on each), then batch chunks (docs/batch.md): a long batch
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
         try:
             # Inside the try: making a worker talks to Redis too (it names its connection), and Redis may
             # still be down when the loop comes round again.
-            worker = worker_class()(queues, connection=connection, name=name)
+            worker = worker_type(queues, connection=connection, name=name)
             worker.max_connection_wait_time = 5.0           # back within seconds of Redis coming back
             worker.work(burst=args.burst)
         except redis.RedisError as e:
