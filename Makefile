@@ -41,7 +41,7 @@ models: venv
 		--threads 2 --run-dir runs/emotion_res250 --checkpoint checkpoints/emotion_res250.npz
 	mkdir -p runs/shipped_emotion && cp models/emotion.keras models/emotion.json runs/shipped_emotion/
 	$(BIN)/python -m training.evaluate_emotion --data-dir $(DATA)/fer2013 --run-dir runs/emotion_res250 \
-		--min-public-accuracy 0.680 --ensemble-with runs/shipped_emotion/emotion.keras --max-size-mb 10
+		--min-public-accuracy 0.680 --ensemble-with runs/shipped_emotion/emotion.keras --max-size-mb 10 --weights-float16
 	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch visage --input-size 96 --crops app \
 		--backgrounds --init-from models/age_gender.keras --consistency 4 --epochs 20 --lr 5e-4 --average-last 0.25 \
 		--threads 2 --run-dir runs/age_gender_steady --checkpoint checkpoints/age_gender_steady.npz

@@ -476,19 +476,34 @@ def warm_started_from(run_dir: Path, run: dict) -> dict:
     return member_summaries([run["init_from"]]) if run.get("init_from") else {}
 
 
+def read_run(run_dir: Path) -> dict:
+    """The run's settings as its training command wrote them (run.json), which its model card repeats.
+
+    A run carried to this machine by its checkpoint file has none until the training command has run
+    here: it writes the file when it ends, at once for a finished run."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run the run's training command here once more, with its "
+                         "--checkpoint (a finished run ends at once), to write it; then evaluate")
+    return json.loads(path.read_text())
+
+
 def read_log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv") as f:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 
 
-def export_inference_model(model, path: Path, weights: list | None = None) -> None:
+def export_inference_model(model, path: Path, weights: list | None = None, float16: bool = False) -> None:
     """Save weights (the model's own, or `weights` for the same network) + architecture only (no optimizer
-    state): what the app loads."""
+    state): what the app loads. float16: the weights stored as float16 (training/weights_float16.py)."""
     # from_config builds an uncompiled twin (clone_model keeps the optimizer: 3x the file size).
     clean = model.__class__.from_config(model.get_config())
     clean.set_weights(model.get_weights() if weights is None else weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean.save(path)
+    if float16:
+        from training.weights_float16 import store_keras_float16
+        store_keras_float16(path)
 
 
 def verbosity() -> int:

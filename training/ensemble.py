@@ -66,9 +66,10 @@ def ensemble_candidates(model, others: list[list]) -> tuple[dict, dict]:
     return candidates, used
 
 
-def size_mb(members: list) -> float:
-    """The weights of a serving setup in MB (float32), about the size of its .keras file."""
-    return sum(int(m.count_params()) for m in members) * 4 / 1e6
+def size_mb(members: list, bytes_per_weight: int = 4) -> float:
+    """The weights of a serving setup in MB (4 bytes a weight as float32, 2 stored as float16:
+    training/weights_float16.py), about the size of its .keras file."""
+    return sum(int(m.count_params()) for m in members) * bytes_per_weight / 1e6
 
 
 def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -> list:

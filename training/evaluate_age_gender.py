@@ -434,7 +434,7 @@ def main(argv=None):
     import keras
     from app.pipeline.preprocess import test_time_offsets
     from training import data_utk
-    from training.common import (chosen_epoch, member_summaries, read_log, warm_started_from,
+    from training.common import (chosen_epoch, member_summaries, read_log, read_run, warm_started_from,
                                  weight_average_record, write_json)
     from training.ensemble import members_of
     from training.train_age_gender import MARGIN, input_size
@@ -446,7 +446,7 @@ def main(argv=None):
         print_summary(card["metrics"], card["outputs"]["age"]["interval"])
         return
 
-    run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
+    run = read_run(args.run_dir)
     size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
 
     # 1. Choose, on train and val only (the test split is not loaded yet).

@@ -42,8 +42,11 @@ def parse_args(argv=None):
                         "the chosen setup's PublicTest accuracy, as served (class shift included), is below it, "
                         "stop before PrivateTest is read and leave --models-dir untouched")
     p.add_argument("--max-size-mb", type=float, default=10.0,
-                   help="serving setups whose weights (float32) take more than this are scored but not chosen "
+                   help="serving setups whose weights take more than this are scored but not chosen "
                         "(the repository's 10 MB limit per file: with --ensemble-with, part of a shipped ensemble)")
+    p.add_argument("--weights-float16", action="store_true",
+                   help="store the served weights as float16, read back as float32 (2 bytes a weight instead of 4: "
+                        "training/weights_float16.py); every candidate is rounded so before it is scored")
     p.add_argument("--rescore", action="store_true",
                    help="measure the shipped model in --models-dir as it is through the app's default path "
                         "(PrivateTest as photos) and add that to its card; nothing is chosen or trained")
@@ -102,7 +105,7 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def choose_serving_setup(candidates: dict, public, use_prior_correction: bool,
-                         max_size_mb: float = float("inf")) -> dict:
+                         max_size_mb: float = float("inf"), bytes_per_weight: int = 4) -> dict:
     """Members, flip TTA and class shift with the best PublicTest accuracy (held-out for the shift), among
     the setups within max_size_mb (the checkpoint alone where none is).
 
@@ -125,7 +128,7 @@ def choose_serving_setup(candidates: dict, public, use_prior_correction: bool,
             options.append({"members": name, "flip": flip, "views": views, "public_accuracy": plain,
                             "shift_check": check,
                             "score": max(plain, check["accuracy_with"]) if check and check["gain"] > 0 else plain})
-    sizes = {name: size_mb(members) for name, members in candidates.items()}
+    sizes = {name: size_mb(members, bytes_per_weight) for name, members in candidates.items()}
     within = [o for o in options if sizes[o["members"]] <= max_size_mb]
     best = max(within or [o for o in options if o["members"] == "checkpoint"], key=lambda o: o["score"])
     best["size_mb"], best["max_size_mb"] = sizes, max_size_mb
@@ -167,10 +170,13 @@ def main(argv=None):
     from app.pipeline.predict import profile_augmentation
     from training import data_fer
     from training.common import (chosen_epoch, export_inference_model, load_other_members, member_summaries,
-                                 pick_checkpoint, read_log, single_face_latency_ms, warm_started_from,
+                                 pick_checkpoint, read_log, read_run, single_face_latency_ms, warm_started_from,
                                  weight_average_record, write_json)
     from training.ensemble import average_models, ensemble_candidates, fold_class_shift, members_of, softmax_with_shift
+    from training.weights_float16 import round_to_float16
     from training.metrics import classification_report
+
+    run = read_run(args.run_dir)     # before anything is scored: the card repeats the run's settings
 
     # 1. Choose, on PublicTest only (PrivateTest is not loaded yet).
     cache_dir = None if args.limit else args.cache_dir
@@ -183,7 +189,11 @@ def main(argv=None):
     print(f"checkpoints, PublicTest accuracy after BatchNorm re-estimation: {json.dumps(selection)}; "
           f"chosen {chosen}", flush=True)
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"].x))
-    setup = choose_serving_setup(candidates, public, not args.no_prior_correction, args.max_size_mb)
+    if args.weights_float16:     # score what a float16 file gives back
+        for member in {id(m): m for members in candidates.values() for m in members}.values():
+            round_to_float16(member)
+    setup = choose_serving_setup(candidates, public, not args.no_prior_correction, args.max_size_mb,
+                                 2 if args.weights_float16 else 4)
     kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
     public_acc = setup["public_accuracy_all"]
@@ -197,8 +207,10 @@ def main(argv=None):
     model = average_models(members, "visage_emotion_ensemble")
     fold_class_shift(model, "emotion", shift)     # the served model now outputs the corrected probabilities
     model_file = args.models_dir / "emotion.keras"
-    export_inference_model(model, model_file)
+    export_inference_model(model, model_file, float16=args.weights_float16)
     model = keras.models.load_model(model_file, compile=False)      # score the file the app will load
+    file_public = accuracy(served_probs(model, public.x, use_flip), public.y)
+    print(f"PublicTest accuracy of {model_file} as written: {file_public:.4f}", flush=True)
 
     # 2. The setup is fixed: score it on PrivateTest, once (its views, and its live profile's).
     private = data_fer.load_fer(args.data_dir, cache_dir, limit=args.limit, splits=("private",))["private"]
@@ -211,7 +223,6 @@ def main(argv=None):
     app_path = app_path_scores(model, args.data_dir, private, margin, use_flip)
 
     log = read_log(args.run_dir)
-    run = json.loads((args.run_dir / "run.json").read_text()) if (args.run_dir / "run.json").exists() else {}
     plot_confusion(np.array(report["confusion_matrix"]["rows_true_cols_pred"]), labels,
                    f"FER2013 PrivateTest — accuracy {report['accuracy']:.1%}", args.reports_dir / "emotion_confusion.png")
 
@@ -240,6 +251,8 @@ def main(argv=None):
             "class_logit_shift": {label: float(v) for label, v in zip(labels, shift)},
             "class_shift_two_fold_check_on_public_test": setup.get("shift_check"),
             "public_test_accuracy_held_out_with_class_shift": setup.get("public_accuracy_held_out_with_shift"),
+            "public_test_accuracy_of_the_written_file": file_public,
+            "weights_stored_as": "float16, read back as float32" if args.weights_float16 else "float32",
             "size_mb_by_members": setup["size_mb"], "max_size_mb": setup["max_size_mb"],
             "other_members": member_summaries(kept_others)},
         "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",

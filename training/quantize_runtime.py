@@ -149,9 +149,15 @@ def quantize(float_path: Path, out_path: Path, input_name: str, calibration: np.
             batch = next(self.batches, None)
             return None if batch is None else {input_name: batch}
 
+    import onnx
+
+    from training.weights_float16 import restore_onnx_float32
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        proto = onnx.load(str(float_path))
+        restore_onnx_float32(proto)      # weights stored as float16 are quantized from their float32 values
+        float32_path, prepared = Path(tmp) / "float32.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(proto, str(float32_path))
+        quant_pre_process(str(float32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
 
