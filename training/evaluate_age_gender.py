@@ -63,7 +63,10 @@ def parse_args(argv=None):
     p.add_argument("--min-val-gender-accuracy", type=float, default=0.0,
                    help="the same bar for val gender accuracy, as served (both bars must be cleared)")
     p.add_argument("--max-size-mb", type=float, default=20.0,
-                   help="serving setups whose weights (float32) take more than this are not chosen")
+                   help="serving setups whose weights take more than this are not chosen")
+    p.add_argument("--weights-float16", action="store_true",
+                   help="store the served weights as float16, read back as float32 (2 bytes a weight instead of 4: "
+                        "training/weights_float16.py); every candidate is rounded so before it is scored")
     p.add_argument("--max-latency-vs-shipped", type=float, default=0.0,
                    help="a latency budget as a share of the shipped model's own accurate setup (--models-dir, its "
                         "card's views), timed in the same run with the same statistic: machines differ 2-3x from day "
@@ -146,7 +149,8 @@ def setup_latency_ms(members: list, size: int, choice: str, statistic: str = "me
 
 
 def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_latency_ms: float,
-                         max_size_mb: float = float("inf"), latency_statistic: str = "median") -> dict:
+                         max_size_mb: float = float("inf"), latency_statistic: str = "median",
+                         bytes_per_weight: int = 4) -> dict:
     """Members and test-time views by val objective among the setups within the latency and size budgets;
     then each output correction kept only if it helps on held-out halves of val. `candidates` maps a name
     to members, each list a prefix of the longest. Takes no test data: nothing here can depend on it."""
@@ -159,7 +163,7 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
              for name, members in candidates.items() for tta in TTA_CHOICES}
     losses = {key: objective(*averaged(v), val) for key, v in views.items()}
     latency = {(name, tta): setup_latency_ms(candidates[name], size, tta, latency_statistic) for name, tta in views}
-    sizes = {name: size_mb(members) for name, members in candidates.items()}
+    sizes = {name: size_mb(members, bytes_per_weight) for name, members in candidates.items()}
     within = [key for key in views if latency[key] <= max_latency_ms and sizes[key[0]] <= max_size_mb]
     allowed = within or [min(latency, key=latency.get)]
     name, tta = min(allowed, key=losses.get)
@@ -191,14 +195,18 @@ def select_setup(args, train: dict, val: dict) -> dict:
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), train["x"],
                                                lambda m: -validation_loss(m, val))
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, train["x"]))
+    if args.weights_float16:     # score what a float16 file gives back
+        from training.weights_float16 import round_to_float16
+        for member in {id(m): m for members in candidates.values() for m in members}.values():
+            round_to_float16(member)
     setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms, args.max_size_mb,
-                                 args.latency_statistic)
+                                 args.latency_statistic, 2 if args.weights_float16 else 4)
     return setup | {"checkpoint": chosen, "checkpoint_selection": selection,
                     "networks": candidates[setup["members"]],
                     "kept_others": args.ensemble_with[:models_used[setup["members"]]]}
 
 
-def served_model(setup: dict, path: Path):
+def served_model(setup: dict, path: Path, float16: bool = False):
     """The chosen networks averaged, the corrections folded in, exported to `path` and read back from it."""
     import keras
     from training.common import export_inference_model
@@ -208,7 +216,7 @@ def served_model(setup: dict, path: Path):
     fold_platt(model, "gender", setup["gender_platt"])
     # Score the exported file itself: fold_linear_age sets Rescaling's scale/offset, plain floats that
     # a predict function traced before the fold keeps, so the in-memory model answers uncorrected.
-    export_inference_model(model, path)
+    export_inference_model(model, path, float16=float16)
     return keras.models.load_model(path, compile=False)
 
 
@@ -459,7 +467,7 @@ def main(argv=None):
     setup = select_setup(args, data_utk.detected_only(data["train"]), data_utk.detected_only(data["val"]))
     flip, shift_px = tta_settings(setup["tta"], size)
     with tempfile.TemporaryDirectory() as tmp:
-        model = served_model(setup, Path(tmp) / "age_gender.keras")
+        model = served_model(setup, Path(tmp) / "age_gender.keras", args.weights_float16)
         # The bar fixed before the run, on val as served: below it the test split is never read.
         val = data_utk.detected_only(data["val"])
         val_age, val_female = averaged(prediction_views([model], val["x"], flip, shift_px))
@@ -511,6 +519,7 @@ def main(argv=None):
             "val_loss_by_candidate": setup["val_loss"],
             "latency_ms_by_candidate": setup["latency_ms"], "max_latency_ms": setup["max_latency_ms"],
             "size_mb_by_members": setup["size_mb"],
+            "weights_stored_as": "float16, read back as float32" if args.weights_float16 else "float32",
             "age_correction_alpha_beta": setup["age_correction"].tolist(),
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),

@@ -23,10 +23,10 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     assert (run / "last.keras").exists() and (run / "best.keras").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
 
-    def evaluate(out: str) -> dict:
+    def evaluate(out: str, *extra) -> dict:
         evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
                                "--models-dir", str(tmp_path / out), "--reports-dir", str(tmp_path / out / "reports"),
-                               "--ensemble-with", str(run / "last.keras")])
+                               "--ensemble-with", str(run / "last.keras"), *extra])
         return json.loads((tmp_path / out / "emotion.json").read_text())
 
     card = evaluate("models")
@@ -73,6 +73,12 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     assert [(("private" in splits), written) for splits, written in calls] == [(False, False), (True, True)]
     assert other["serving_setup"] == card["serving_setup"] and other["training"] == card["training"]
     assert other["metrics"]["private_test"]["confusion_matrix"] != card["metrics"]["private_test"]["confusion_matrix"]
+
+    # --weights-float16: the served file keeps its weights as float16, and the card says so.
+    from training.weights_float16 import keras_stores_float16
+    half = evaluate("half", "--weights-float16")
+    assert half["serving_setup"]["weights_stored_as"].startswith("float16")
+    assert keras_stores_float16(tmp_path / "half" / "emotion.keras")
 
     # A bar fixed beforehand that the chosen setup does not clear: PrivateTest is not read, nothing is written.
     calls.clear()
@@ -232,6 +238,14 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     reference = relative["relative_to_shipped"]
     assert reference["version"] == card["version"] and reference["ms"] > 0 and reference["share"] == 0.5
     assert relative["max_latency_ms"] == pytest.approx(min(30.0, 0.5 * reference["ms"]))
+
+    # --weights-float16: the served file keeps its weights as float16 (half the bytes), and the card says so.
+    from training.weights_float16 import keras_stores_float16
+    half = evaluate(DATA / "utkface", "half", "--max-latency-ms", "1e9", "--weights-float16")
+    assert half["serving_setup"]["weights_stored_as"].startswith("float16")
+    assert keras_stores_float16(tmp_path / "half" / "age_gender.keras")
+    assert half["serving_setup"]["size_mb_by_members"]["checkpoint"] == pytest.approx(
+        card["serving_setup"]["size_mb_by_members"]["checkpoint"] / 2)
 
     # A bar fixed beforehand that the chosen setup does not clear: nothing is written, the test split not read.
     from training import data_utk
