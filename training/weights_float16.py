@@ -21,8 +21,8 @@ MIN_ELEMENTS = 16                      # smaller float tensors (shapes, scalars)
 
 def round_to_float16(model) -> None:
     """Round the model's weights to what a float16 file gives back (in place)."""
-    model.set_weights([w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w
-                       for w in model.get_weights()])
+    model.set_weights([w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 and w.size >= MIN_ELEMENTS
+                       else w for w in model.get_weights()])
 
 
 def store_keras_float16(path: Path) -> None:
