@@ -192,15 +192,13 @@ def select_setup(args, train: dict, val: dict) -> dict:
     the ensemble members, the test-time views, the output corrections."""
     from training.common import load_other_members, pick_checkpoint
     from training.ensemble import ensemble_candidates
+    from training.weights_float16 import prepare_candidates
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), train["x"],
                                                lambda m: -validation_loss(m, val))
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, train["x"]))
-    if args.weights_float16:     # score what a float16 file gives back
-        from training.weights_float16 import round_to_float16
-        for member in {id(m): m for members in candidates.values() for m in members}.values():
-            round_to_float16(member)
+    bytes_per_weight = prepare_candidates(candidates, args.weights_float16)
     setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms, args.max_size_mb,
-                                 args.latency_statistic, 2 if args.weights_float16 else 4)
+                                 args.latency_statistic, bytes_per_weight)
     return setup | {"checkpoint": chosen, "checkpoint_selection": selection,
                     "networks": candidates[setup["members"]],
                     "kept_others": args.ensemble_with[:models_used[setup["members"]]]}
@@ -446,6 +444,7 @@ def main(argv=None):
                                  weight_average_record, write_json)
     from training.ensemble import members_of
     from training.train_age_gender import MARGIN, input_size
+    from training.weights_float16 import storage_label
 
     if args.rescore:
         card = rescore(args)
@@ -519,7 +518,7 @@ def main(argv=None):
             "val_loss_by_candidate": setup["val_loss"],
             "latency_ms_by_candidate": setup["latency_ms"], "max_latency_ms": setup["max_latency_ms"],
             "size_mb_by_members": setup["size_mb"],
-            "weights_stored_as": "float16, read back as float32" if args.weights_float16 else "float32",
+            "weights_stored_as": storage_label(args.weights_float16),
             "age_correction_alpha_beta": setup["age_correction"].tolist(),
             "age_correction_two_fold_check_on_val": setup.get("age_check"),
             "gender_platt_a_c": setup["gender_platt"].tolist(),

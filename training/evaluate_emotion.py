@@ -173,7 +173,7 @@ def main(argv=None):
                                  pick_checkpoint, read_log, read_run, single_face_latency_ms, warm_started_from,
                                  weight_average_record, write_json)
     from training.ensemble import average_models, ensemble_candidates, fold_class_shift, members_of, softmax_with_shift
-    from training.weights_float16 import round_to_float16
+    from training.weights_float16 import prepare_candidates, storage_label
     from training.metrics import classification_report
 
     run = read_run(args.run_dir)     # before anything is scored: the card repeats the run's settings
@@ -189,11 +189,9 @@ def main(argv=None):
     print(f"checkpoints, PublicTest accuracy after BatchNorm re-estimation: {json.dumps(selection)}; "
           f"chosen {chosen}", flush=True)
     candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, data["train"].x))
-    if args.weights_float16:     # score what a float16 file gives back
-        for member in {id(m): m for members in candidates.values() for m in members}.values():
-            round_to_float16(member)
+    bytes_per_weight = prepare_candidates(candidates, args.weights_float16)
     setup = choose_serving_setup(candidates, public, not args.no_prior_correction, args.max_size_mb,
-                                 2 if args.weights_float16 else 4)
+                                 bytes_per_weight)
     kept_others = args.ensemble_with[:models_used[setup["members"]]]     # the --ensemble-with models kept
     members, use_flip, shift = candidates[setup["members"]], setup["flip"], setup["shift"]
     public_acc = setup["public_accuracy_all"]
@@ -252,7 +250,7 @@ def main(argv=None):
             "class_shift_two_fold_check_on_public_test": setup.get("shift_check"),
             "public_test_accuracy_held_out_with_class_shift": setup.get("public_accuracy_held_out_with_shift"),
             "public_test_accuracy_of_the_written_file": file_public,
-            "weights_stored_as": "float16, read back as float32" if args.weights_float16 else "float32",
+            "weights_stored_as": storage_label(args.weights_float16),
             "size_mb_by_members": setup["size_mb"], "max_size_mb": setup["max_size_mb"],
             "other_members": member_summaries(kept_others)},
         "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",

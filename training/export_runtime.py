@@ -38,7 +38,7 @@ def export_one(card_path: Path) -> dict:
     import tf2onnx
 
     from app.pipeline.predict import ModelCard, file_sha256
-    from training.weights_float16 import keras_stores_float16, store_onnx_float16
+    from training.weights_float16 import keras_stores_float16, storage_label, store_onnx_float16
 
     card_json = json.loads(card_path.read_text())
     card = ModelCard.from_dict(card_json)
@@ -68,7 +68,7 @@ def export_one(card_path: Path) -> dict:
         "file": onnx_path.name, "source": card.file, "source_sha256": file_sha256(keras_path),
         "made_by": f"python -m training.export_runtime (tf2onnx {tf2onnx.__version__}, opset {OPSET})",
         "max_abs_diff_to_keras_on_random_inputs": diff,
-        "weights_stored_as": "float16, read back as float32" if halved else "float32"}}
+        "weights_stored_as": storage_label(bool(halved))}}
     card_path.write_text(json.dumps(card_json, indent=2) + "\n")
     return card_json["runtime"]["onnx"]
 

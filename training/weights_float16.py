@@ -25,6 +25,21 @@ def round_to_float16(model) -> None:
                        else w for w in model.get_weights()])
 
 
+def prepare_candidates(candidates: dict, float16: bool) -> int:
+    """For an evaluator's --weights-float16: round every candidate network (once, shared members too) to what
+    a float16 file gives back, so that validation scores what is served. Returns bytes a weight in the file."""
+    if not float16:
+        return 4
+    for member in {id(m): m for members in candidates.values() for m in members}.values():
+        round_to_float16(member)
+    return 2
+
+
+def storage_label(float16: bool) -> str:
+    """What a card says about how its weights are stored."""
+    return "float16, read back as float32" if float16 else "float32"
+
+
 def store_keras_float16(path: Path) -> None:
     """Rewrite the .keras file at `path` with its float32 weight arrays as float16 (Keras 3 loads them back
     into float32 variables)."""
