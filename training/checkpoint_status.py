@@ -30,6 +30,8 @@ def summary(path: Path) -> str:
     if average:
         lines.append(f"  weight average (swa.keras): epochs {average['first_epoch']}-{average['through_epoch']} "
                      f"({average['epochs_averaged']} epochs)")
+    if meta.get("best_epoch"):
+        lines.append(f"  best epoch's weights (best.keras): epoch {meta['best_epoch']}")
     return "\n".join(lines)
 
 

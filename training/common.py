@@ -256,7 +256,8 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                                         initial_value_threshold=best_so_far),
         *([average] if average else []),
-        *([RunCheckpointCallback(run_checkpoint, settings or {}, run_dir, average)] if run_checkpoint else []),
+        *([RunCheckpointCallback(run_checkpoint, settings or {}, run_dir, average, monitor, mode)]
+          if run_checkpoint else []),
         keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
     ]
 
@@ -264,6 +265,7 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
 # --- Stochastic weight averaging over the schedule's tail ----------------------------------------------
 
 AVERAGE_FILE, AVERAGE_RECORD = "swa.keras", "swa.json"
+BEST_FILE = "best.keras"
 
 
 def first_averaged_epoch(share: float, epochs: int) -> int:
@@ -361,6 +363,8 @@ def resume_point(run_dir: Path, checkpoint: Path | None = None, settings: dict |
             write_log(run_dir, meta["log"])
             if meta.get("weight_average") and meta["average_weights"]:
                 save_weight_average(run_dir, model, meta["average_weights"], meta["weight_average"])
+            if meta["best_weights"]:
+                export_inference_model(model, run_dir / BEST_FILE, meta["best_weights"])
             print(f"resuming from {checkpoint} after epoch {meta['epochs_done']} of {meta['settings'].get('epochs')}",
                   flush=True)
             return model, meta["epochs_done"]
@@ -379,30 +383,39 @@ RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "in
 
 
 def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],
-                        average: tuple[list, dict] | None = None) -> int:
+                        average: tuple[list, dict] | None = None, best: tuple[list, int] | None = None) -> int:
     """Write the run's one checkpoint file (weights as float32, the network's definition, the settings
     that define the run and every epoch's log row); replaced atomically so a killed process never
     leaves half a file. No optimizer state: AdamW's two moments would triple the size. `average`: the
     run's weight average so far and its record (WeightAverage), kept as float16 to stay under 10 MB.
-    Returns bytes."""
+    `best`: the best epoch's weights and that epoch (1-based), kept as float16 only while the file stays
+    within MAX_CHECKPOINT_BYTES (the 1.2M-parameter networks' files: yes; the 1.58M ResNets' with an
+    average: no), so that an evaluation on another machine can still offer best.keras. Returns bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "epochs_done": len(log_rows), "log": log_rows,
             "wall_seconds_in_all": float(sum(r.get("epoch_seconds", 0.0) for r in log_rows)),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model_json": model.to_json(), "weight_average": average[1] if average else None}
+            "model_json": model.to_json(), "weight_average": average[1] if average else None, "best_epoch": None}
     arrays = {f"w{i:04d}": np.asarray(w, np.float32) for i, w in enumerate(model.get_weights())}
     if average:
         arrays |= {f"a{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(average[0])}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
-    size = path.stat().st_size
+    best_arrays = {f"b{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(best[0])} if best else {}
+    size = write_checkpoint_file(path, {**meta, "best_epoch": best[1]} if best else meta, arrays | best_arrays)
+    if best and size > MAX_CHECKPOINT_BYTES:     # the best epoch's weights do not fit: keep the rest
+        size = write_checkpoint_file(path, meta, arrays)
     if size > MAX_CHECKPOINT_BYTES:
         print(f"warning: {path} is {size / 2**20:.1f} MB, over the {MAX_CHECKPOINT_BYTES / 2**20:.0f} MB "
               "a committed checkpoint may take", flush=True)
     return size
+
+
+def write_checkpoint_file(path: Path, meta: dict, arrays: dict) -> int:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+    return path.stat().st_size
 
 
 def load_run_checkpoint(path: Path) -> tuple[list, dict]:
@@ -412,6 +425,7 @@ def load_run_checkpoint(path: Path) -> tuple[list, dict]:
             raise ValueError(f"{path}: checkpoint format {meta.get('format')}, this code reads {CHECKPOINT_FORMAT}")
         weights = [z[k] for k in sorted(k for k in z.files if k.startswith("w"))]
         meta["average_weights"] = [z[k].astype(np.float32) for k in sorted(k for k in z.files if k.startswith("a"))]
+        meta["best_weights"] = [z[k].astype(np.float32) for k in sorted(k for k in z.files if k.startswith("b"))]
     return weights, meta
 
 
@@ -437,16 +451,31 @@ def write_log(run_dir: Path, rows: list[dict]) -> None:
 
 class RunCheckpointCallback:
     """After every epoch (validation included), rewrite the run's checkpoint file with this epoch's row
-    (and the weight average so far, when `average`, a WeightAverage callback that runs before it, has one)."""
-    def __new__(cls, path: Path, settings: dict, run_dir: Path, average=None):
+    (and the weight average so far, when `average`, a WeightAverage callback that runs before it, has one;
+    and the weights of the best epoch by `monitor`, carried on from best.keras on a resumed run)."""
+    def __new__(cls, path: Path, settings: dict, run_dir: Path, average=None, monitor: str = "val_loss",
+                mode: str = "min"):
         import keras
 
         class _Checkpoint(keras.callbacks.Callback):
+            best: tuple[list, int] | None = None
+
+            def on_train_begin(self, logs=None):
+                rows = read_log(run_dir) if (run_dir / "log.csv").exists() else []
+                scores = [float(r.get(monitor, "nan")) for r in rows]
+                if scores and not np.all(np.isnan(scores)) and (run_dir / BEST_FILE).exists():
+                    epoch = int(np.nanargmax(scores) if mode == "max" else np.nanargmin(scores)) + 1
+                    self.best = (keras.models.load_model(run_dir / BEST_FILE, compile=False).get_weights(), epoch)
+
             def on_epoch_end(self, epoch, logs=None):
                 rows = read_log(run_dir) if (run_dir / "log.csv").exists() else []
                 rows = rows[:epoch] + [{k: float(v) for k, v in (logs or {}).items()}]
+                *before, now = [float(r.get(monitor, "nan")) for r in rows]
+                better = np.greater if mode == "max" else np.less        # strictly, as ModelCheckpoint
+                if not np.isnan(now) and all(better(now, b) or np.isnan(b) for b in before):
+                    self.best = (self.model.get_weights(), epoch + 1)
                 kept = (average.weights, average.record) if average is not None and average.weights is not None else None
-                size = save_run_checkpoint(path, self.model, settings, rows, kept)
+                size = save_run_checkpoint(path, self.model, settings, rows, kept, self.best)
                 print(f"checkpoint {path}: epoch {epoch + 1}, {size / 2**20:.1f} MB", flush=True)
         return _Checkpoint()
 

@@ -158,6 +158,34 @@ def test_weight_average_of_the_last_epochs_continues_from_the_checkpoint_file_on
         assert "swa.keras" in evaluator.parse_args(["--data-dir", "x"]).checkpoints.split(",")
 
 
+def test_best_epochs_weights_travel_in_the_checkpoint_file_while_it_stays_small(tmp_path, monkeypatch):
+    """best.keras can be offered on another machine: the best epoch's weights ride in the run's one file
+    (float16), and are left out of it, not the file refused, when they would take it over the limit."""
+    import keras
+
+    from training import common, train_emotion
+    from training.checkpoint_status import summary
+    ckpt = tmp_path / "emotion.npz"
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["--data-dir", str(DATA / "fer2013"), "--limit", "70", "--batch-size", "16", "--epochs", "3",
+            "--checkpoint", str(ckpt)]
+    train_emotion.main(args + ["--run-dir", str(one), "--stop-after-epoch", "2"])
+    _, meta = common.load_run_checkpoint(ckpt)
+    scores = [row["val_accuracy"] for row in meta["log"]]
+    assert meta["best_epoch"] == int(np.argmax(scores)) + 1 and meta["best_weights"]
+    assert f"best epoch's weights (best.keras): epoch {meta['best_epoch']}" in summary(ckpt)
+
+    train_emotion.main(args + ["--run-dir", str(two), "--stop-after-epoch", "2"])   # another machine, the
+    best_on_one = keras.models.load_model(one / "best.keras", compile=False).get_weights()    # file alone
+    for a, b in zip(keras.models.load_model(two / "best.keras", compile=False).get_weights(), best_on_one):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3)
+
+    monkeypatch.setattr(common, "MAX_CHECKPOINT_BYTES", 1)
+    train_emotion.main(args + ["--run-dir", str(two)])
+    _, meta = common.load_run_checkpoint(ckpt)
+    assert meta["epochs_done"] == 3 and meta["best_epoch"] is None and not meta["best_weights"]
+
+
 def shuffled_test_labels(data_dir: Path, folder: Path) -> Path:
     """A copy of the UTKFace folder (images linked) whose test rows have their labels shuffled among them."""
     folder.mkdir()
