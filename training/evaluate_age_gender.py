@@ -161,7 +161,8 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     all_views = prediction_views(every, val["x"], *tta_settings("flip + shifts", size))  # each model, each view once
     views = {(name, tta): views_of(all_views, len(members), len(every), view_indices(tta, size))
              for name, members in candidates.items() for tta in TTA_CHOICES}
-    losses = {key: objective(*averaged(v), val) for key, v in views.items()}
+    answers = {key: averaged(v) for key, v in views.items()}
+    losses = {key: objective(*answers[key], val) for key in views}
     latency = {(name, tta): setup_latency_ms(candidates[name], size, tta, latency_statistic) for name, tta in views}
     sizes = {name: size_mb(members, bytes_per_weight) for name, members in candidates.items()}
     within = [key for key in views if latency[key] <= max_latency_ms and sizes[key[0]] <= max_size_mb]
@@ -170,6 +171,11 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     ages, logits = [a for a, _ in views[name, tta]], [logit(p) for _, p in views[name, tta]]
     setup = {"members": name, "tta": tta,
              "val_loss": {f"{n}, views: {t}": v for (n, t), v in losses.items()},
+             # before the output corrections, for the record of an evaluation (not used to choose)
+             "val_age_mae": {f"{n}, views: {t}": float(np.abs(a - val["age"]).mean())
+                             for (n, t), (a, _) in answers.items()},
+             "val_gender_accuracy": {f"{n}, views: {t}": float(((p >= 0.5) == (val["gender"] >= 0.5)).mean())
+                                     for (n, t), (_, p) in answers.items()},
              "latency_ms": {f"{n}, views: {t}": v for (n, t), v in latency.items()},
              "size_mb": sizes, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
              "latency_statistic": latency_statistic,
@@ -202,6 +208,35 @@ def select_setup(args, train: dict, val: dict) -> dict:
     return setup | {"checkpoint": chosen, "checkpoint_selection": selection,
                     "networks": candidates[setup["members"]],
                     "kept_others": args.ensemble_with[:models_used[setup["members"]]]}
+
+
+def write_evaluation_record(args, setup: dict, reference: dict | None, val_mae: float, val_gender: float,
+                            over_bar: bool) -> dict:
+    """reports/<run>_evaluation.json: what the evaluation chose and why, on val, written whether or not the
+    setup clears the bar (a run that is not shipped leaves its numbers too). Val only: written before the
+    test split is read."""
+    from training.common import write_json
+    record = {"run": str(args.run_dir), "ensemble_with": [str(p) for p in args.ensemble_with],
+              "bar": {"max_val_age_mae": args.max_val_age_mae, "min_val_gender_accuracy": args.min_val_gender_accuracy,
+                      "max_latency_vs_shipped": args.max_latency_vs_shipped, "max_size_mb": args.max_size_mb,
+                      "weights_float16": args.weights_float16},
+              "shipped_reference": reference,
+              "checkpoint_val_loss": {k: -v for k, v in setup["checkpoint_selection"].items()},
+              "chosen": {"checkpoint": setup["checkpoint"], "members": setup["members"], "networks":
+                         len(setup["networks"]), "views": setup["tta"]},
+              "served_val": {"age_mae": round(val_mae, 4), "gender_accuracy": round(val_gender, 4),
+                             "age_correction_kept": bool(setup.get("age_check", {}).get("gain", 0) > 0),
+                             "gender_platt_kept": bool(setup.get("gender_check", {}).get("gain", 0) > 0)},
+              "over_bar": over_bar,
+              "by_candidate": {key: {"val_loss": round(setup["val_loss"][key], 4),
+                                     "val_age_mae": round(setup["val_age_mae"][key], 3),
+                                     "val_gender_accuracy": round(setup["val_gender_accuracy"][key], 4),
+                                     "latency_ms": round(setup["latency_ms"][key], 2),
+                                     "size_mb": round(setup["size_mb"][key.split(", views: ")[0]], 2)}
+                               for key in setup["val_loss"]},
+              "max_latency_ms": setup["max_latency_ms"]}
+    write_json(args.reports_dir / f"{args.run_dir.name}_evaluation.json", record)
+    return record
 
 
 def served_model(setup: dict, path: Path, float16: bool = False):
@@ -473,7 +508,11 @@ def main(argv=None):
         val_mae = float(np.abs(val_age - val["age"]).mean())
         val_gender = float(((val_female >= 0.5) == (val["gender"] >= 0.5)).mean())
         print(f"served setup on val: age MAE {val_mae:.3f}, gender {val_gender:.4f}", flush=True)
-        if val_mae > args.max_val_age_mae or val_gender < args.min_val_gender_accuracy:
+        over_bar = val_mae <= args.max_val_age_mae and val_gender >= args.min_val_gender_accuracy
+        record = write_evaluation_record(args, setup, reference, val_mae, val_gender, over_bar)
+        print(f"chosen: {record['chosen']}; record in {args.reports_dir / (args.run_dir.name + '_evaluation.json')}",
+              flush=True)
+        if not over_bar:
             print(f"not over the bar (--max-val-age-mae {args.max_val_age_mae}, --min-val-gender-accuracy "
                   f"{args.min_val_gender_accuracy}): not shipped, test split not read")
             return

@@ -287,6 +287,10 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
                               "--models-dir", str(tmp_path / "barred"), "--reports-dir", str(tmp_path / "barred_reports"),
                               "--max-latency-ms", "1e9", "--min-val-gender-accuracy", "1.01"])
     assert read == [("train", "val")] and not (tmp_path / "barred").exists()
+    record = json.loads((tmp_path / "barred_reports" / f"{run.name}_evaluation.json").read_text())
+    assert record["over_bar"] is False and record["bar"]["min_val_gender_accuracy"] == 1.01   # the numbers stay
+    assert record["served_val"]["gender_accuracy"] < 1.01
+    assert {"val_age_mae", "val_gender_accuracy", "latency_ms"} <= set(record["by_candidate"]["checkpoint, views: none"])
 
     # The steadiness bar: the same setup again is not steadier than itself shipped (same val faces, same
     # moved copies): the shipped card stays as it was and the test split is not read.
