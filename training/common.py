@@ -379,7 +379,7 @@ CHECKPOINT_FORMAT = 1
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
 # Settings that fix what the run is: resuming with other values would be a different run.
 RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "input_size", "crops", "seed",
-                "group_balance", "age_balance", "backgrounds", "consistency", "consistency_gap")
+                "group_balance", "age_balance", "backgrounds", "consistency", "consistency_gap", "age_head")
 
 
 def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],

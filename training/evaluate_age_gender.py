@@ -572,6 +572,7 @@ def main(argv=None):
                  "age_balance": run.get("age_balance"), "train_backgrounds": run.get("backgrounds"), "distill_from": run.get("distill_from"),
                  "distill_weight": run.get("distill_weight")},
         "architecture": {"name": model.name, "arch": run.get("arch"), "parameters": int(model.count_params()),
+                         "age_head": run.get("age_head", "regression"),
                          "summary": "see training/models.py (build_age_gender_model / build_age_gender_baseline)"},
         "training": {"epochs_run": len(log), "epochs_planned": run.get("epochs"), "shipped_epoch": shipped_epoch,
                      "warm_started_from": warm_started_from(args.run_dir, run),

@@ -6,6 +6,7 @@ serving; the seed designs are kept as `*_baseline` (trainable with --arch baseli
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -98,31 +99,47 @@ def build_emotion_baseline(size=48, n_classes=7):
 AGE_OFFSET, AGE_SCALE = 33.0, 20.0
 
 
-def age_gender_heads(features):
+# --age-head distribution: one class per year of age, 0 to AGE_BINS - 1 (UTKFace's few older faces are
+# trained toward the last bin; the L1 term still sees their true age).
+AGE_BINS = 101
+
+
+def age_gender_heads(features, age_head: str = "regression"):
+    """age in years and P(female). age_head "distribution": age is the expectation of a softmax over
+    one-year bins (named age_bins, which training also fits to a label distribution: DLDL-v2, Gao et al.
+    2018); the served outputs stay the same two, and the final Rescaling keeps the place where the
+    evaluation folds its linear age correction."""
     x = layers.Dense(128, activation="relu")(features)
     x = layers.Dropout(0.3)(x)
-    age = layers.Dense(1)(x)
-    age = layers.Rescaling(AGE_SCALE, offset=AGE_OFFSET, name="age")(age)
+    if age_head == "distribution":
+        bins = layers.Dense(AGE_BINS, activation="softmax", name="age_bins")(x)
+        years = keras.initializers.Constant(np.arange(AGE_BINS, dtype="float32")[:, None])
+        age = layers.Dense(1, use_bias=False, kernel_initializer=years, trainable=False, name="age_expectation")(bins)
+        age = layers.Rescaling(1.0, offset=0.0, name="age")(age)
+    else:
+        age = layers.Dense(1)(x)
+        age = layers.Rescaling(AGE_SCALE, offset=AGE_OFFSET, name="age")(age)
     gender = layers.Dense(1, activation="sigmoid", name="gender")(x)   # P(female)
     return {"age": age, "gender": gender}
 
 
-def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2), stem_stride=2):
+def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2), stem_stride=2,
+                           age_head: str = "regression"):
     """One trunk, two heads: age in years (regression) and P(female)."""
     inputs = keras.Input((size, size, 1), name="face")
     features = vgg_trunk(inputs, widths, reps, dropout_step=0.05, stem_stride=stem_stride)
-    return keras.Model(inputs, age_gender_heads(features), name="visage_age_gender")
+    return keras.Model(inputs, age_gender_heads(features, age_head), name="visage_age_gender")
 
 
-def build_age_gender_resnet(size=128, widths=(48, 96, 192), blocks=(2, 2, 2), stem=32):
+def build_age_gender_resnet(size=128, widths=(48, 96, 192), blocks=(2, 2, 2), stem=32, age_head: str = "regression"):
     """The emotion ResNet's trunk for the 128-px faces of the original design: a stride-2 stem, so its
     stages work at 32, 16 and 8 px (about 1.8x the emotion net's compute per face), and the two heads."""
     inputs = keras.Input((size, size, 1), name="face")
     features = resnet_trunk(inputs, widths, blocks, stem, stem_stride=2)
-    return keras.Model(inputs, age_gender_heads(features), name="visage_age_gender_res")
+    return keras.Model(inputs, age_gender_heads(features, age_head), name="visage_age_gender_res")
 
 
-def build_age_gender_baseline(size=128):
+def build_age_gender_baseline(size=128, age_head: str = "regression"):
     """The seed 'Age Prediction Model' trunk (Conv 32-64-128 → dense head), with the same two heads."""
     inputs = keras.Input((size, size, 1), name="face")
     x = inputs
@@ -132,7 +149,7 @@ def build_age_gender_baseline(size=128):
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
-    return keras.Model(inputs, age_gender_heads(x), name="age_baseline")
+    return keras.Model(inputs, age_gender_heads(x, age_head), name="age_baseline")
 
 
 # --arch choices. "wide" (emotion: 4/3 the channels, ~1.8x the compute) and "hires" (age/gender: no stride
@@ -146,7 +163,7 @@ EMOTION_ARCHS = {
 }
 AGE_GENDER_ARCHS = {
     "visage": build_age_gender_model,
-    "hires": lambda size: build_age_gender_model(size, stem_stride=1),
+    "hires": lambda size, **heads: build_age_gender_model(size, stem_stride=1, **heads),
     "res": build_age_gender_resnet,
     "baseline": build_age_gender_baseline,
 }

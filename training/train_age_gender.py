@@ -21,6 +21,10 @@ AGE_LOSS_WEIGHT = 0.1  # age L1 in years vs. gender cross-entropy
 # --consistency's jitter: up to 2% of the side each way and ±2% of scale, as bench/steadiness.py moves
 # faces (0-2 px at 120 px, ±2%); about 2 px at a 96-px input.
 STEADY_JITTER = 0.02
+# --age-head distribution: the label's spread over the age bins (DLDL's sigma), and the weight of that
+# distribution's cross-entropy, equal to the L1 term's as in DLDL-v2 (which weighs KL and L1 1:1).
+AGE_SIGMA = 2.0
+AGE_BINS_LOSS_WEIGHT = AGE_LOSS_WEIGHT
 
 
 def parse_args(argv=None):
@@ -64,6 +68,10 @@ def parse_args(argv=None):
                         "what the teacher gives in several")
     p.add_argument("--distill-weight", type=float, default=0.5,
                    help="share of the teacher in each target (age and P(female)); the rest is the label")
+    p.add_argument("--age-head", choices=["regression", "distribution"], default="regression",
+                   help="distribution: age read as the expectation of a softmax over one-year bins, trained also "
+                        f"toward a Gaussian of sigma {AGE_SIGMA:g} years around the label (label distribution learning, "
+                        "DLDL-v2); the served network keeps its two outputs")
     p.add_argument("--consistency", type=float, default=0.0,
                    help="also train the network to answer the same for a face and a copy of it moved and rescaled "
                         f"by up to {STEADY_JITTER:.0%} (a box a pixel or two off): this weight times the age and "
@@ -116,6 +124,22 @@ def teacher_answers(model_path: Path, x: np.ndarray, run_dir: Path, batch: int =
     return out
 
 
+def age_distribution_targets(age: np.ndarray, bins: int, sigma: float = AGE_SIGMA) -> np.ndarray:
+    """Each age as a Gaussian over the one-year bins 0..bins-1 (ages past the last bin sit on it), summing to 1."""
+    centres = np.arange(bins, dtype=np.float32)
+    d = centres[None, :] - np.minimum(np.asarray(age, np.float32), bins - 1)[:, None]
+    t = np.exp(-0.5 * (d / sigma) ** 2)
+    return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def distribution_trainer(network):
+    """The network with its age_bins softmax as a third output (the same layers and weights), so that it can
+    be fitted to the label distribution; only the two-output network is ever saved (training.common.OnNetwork)."""
+    import keras
+    return keras.Model(network.inputs, {**network.output, "age_bins": network.get_layer("age_bins").output},
+                       name=f"{network.name}_bins")
+
+
 def consistency_trainer(network, served_gap: bool = True):
     """The network on a face and on a jittered copy of it, with shared weights: its answers on the face
     are trained against the labels, the gaps between the two answers (steady_age, steady_gender) against
@@ -151,6 +175,8 @@ def input_size(arch: str, requested: int = 0) -> int:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.consistency and args.age_head == "distribution":
+        raise SystemExit("--consistency and --age-head distribution each train through their own wrapper: pick one")
     from training.common import configure_threads, set_seeds
     configure_threads(args.threads)
     set_seeds(args.seed)
@@ -175,10 +201,10 @@ def main(argv=None):
                 "epochs": args.epochs, "peak_lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                 "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit,
                 "backgrounds": args.backgrounds, "consistency": args.consistency,
-                "consistency_gap": args.consistency_gap}
+                "consistency_gap": args.consistency_gap, "age_head": args.age_head}
     model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
-        model = models.AGE_GENDER_ARCHS[args.arch](size)
+        model = models.AGE_GENDER_ARCHS[args.arch](size, age_head=args.age_head)
         if args.init_from:
             warm_start(model, args.init_from, args.run_dir)
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
@@ -191,7 +217,12 @@ def main(argv=None):
         model = consistency_trainer(network, args.consistency_gap == "served")
         losses |= {"steady_age": keras.losses.MeanAbsoluteError(), "steady_gender": keras.losses.MeanAbsoluteError()}
         loss_weights |= {"steady_age": args.consistency * AGE_LOSS_WEIGHT, "steady_gender": args.consistency}
-    if args.consistency or not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
+    by_bins = args.age_head == "distribution"
+    if by_bins:                # trained through a three-output view of the network, with a fresh optimizer
+        model = distribution_trainer(network)
+        losses |= {"age_bins": keras.losses.CategoricalCrossentropy()}
+        loss_weights |= {"age_bins": AGE_BINS_LOSS_WEIGHT}
+    if args.consistency or by_bins or not getattr(model, "compiled", False):   # new, or rebuilt from the checkpoint
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4), loss=losses,
                       loss_weights=loss_weights, metrics={"age": ["mae"], "gender": ["accuracy"]}, jit_compile=args.jit)
 
@@ -205,8 +236,15 @@ def main(argv=None):
               f"{np.abs(teacher['age'][:, 0] - train['age']).mean():.2f}, gender accuracy "
               f"{((teacher['gender'][:, 0] > 0.5) == (train['gender'] > 0.5)).mean():.4f}", flush=True)
     val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
+    if by_bins:
+        bins = int(network.get_layer("age_bins").units)
+        targets["age_bins"] = age_distribution_targets(train["age"], bins)
+        val_data[1]["age_bins"] = age_distribution_targets(val["age"], bins)
     callbacks = checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"],
                                      run_checkpoint=args.checkpoint, settings=settings, average_last=args.average_last)
+    if args.consistency or by_bins:     # the schedule acts on the trainer; the rest see the network alone
+        assert isinstance(callbacks[0], keras.callbacks.LearningRateScheduler)
+        callbacks = [callbacks[0], OnNetwork(callbacks[1:], network)]
     if args.consistency:
         def with_gaps(n: int, labels: dict) -> dict:
             return labels | {"steady_age": np.zeros((n, 1), np.float32), "steady_gender": np.zeros((n, 1), np.float32)}
@@ -214,9 +252,6 @@ def main(argv=None):
                                   make_jitter(STEADY_JITTER, args.seed + 7), args.seed + done)
         # Val faces go in twice unmoved: their gaps are 0, and val_loss ranks epochs as without --consistency.
         val_data = ((val["x"], val["x"]), with_gaps(len(val["x"]), val_data[1]))
-        # The learning-rate schedule acts on the wrapper's optimizer; the rest save, average and recalibrate the network.
-        assert isinstance(callbacks[0], keras.callbacks.LearningRateScheduler)
-        callbacks = [callbacks[0], OnNetwork(callbacks[1:], network)]
     else:
         ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
     t0 = time.time()
@@ -225,7 +260,7 @@ def main(argv=None):
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
         "age_balance": not args.no_age_balance, "group_balance": args.group_balance, "backgrounds": args.backgrounds,
-        "consistency": args.consistency, "epochs": args.epochs, "batch_size": args.batch_size,
+        "consistency": args.consistency, "age_head": args.age_head, "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
         "crop_stats": data["crop_stats"], "data_dir": str(args.data_dir),
         "init_from": str(args.init_from) if args.init_from else None,

@@ -324,6 +324,35 @@ def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
     assert keras.saving.load_model(tmp_path / "models" / "age_gender.keras").input_shape == (None, 80, 80, 1)
 
 
+def test_age_distribution_head_trains_resumes_elsewhere_and_ships_two_outputs_with_an_onnx_copy(tmp_path):
+    """--age-head distribution: trained through its three-output view, continued on another machine from the
+    run's file, evaluated and exported like any other age/gender network; the card names the head."""
+    import keras
+
+    from training import evaluate_age_gender, export_runtime, train_age_gender
+    ckpt = tmp_path / "bins.npz"
+    args = ["--data-dir", str(DATA / "utkface"), "--limit", "30", "--epochs", "2", "--batch-size", "16",
+            "--input-size", "64", "--age-head", "distribution", "--checkpoint", str(ckpt)]
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "one"), "--stop-after-epoch", "1"])
+    run = tmp_path / "two"
+    train_age_gender.main(args + ["--run-dir", str(run)])
+    log = (run / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and "val_age_bins_loss" in log[0]
+    assert json.loads((run / "run.json").read_text())["age_head"] == "distribution"
+    with pytest.raises(SystemExit, match="different run"):           # the head defines the run
+        train_age_gender.main([a for a in args if a not in ("--age-head", "distribution")] +
+                              ["--run-dir", str(tmp_path / "three")])
+
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+    card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
+    assert card["architecture"]["age_head"] == "distribution"
+    served = keras.saving.load_model(tmp_path / "models" / "age_gender.keras", compile=False)
+    assert set(served.output) == {"age", "gender"}
+    assert export_runtime.main([str(tmp_path / "models"), "--models", "age_gender"]) == 0
+    assert json.loads((tmp_path / "models" / "age_gender.json").read_text())["runtime"]["onnx"]["file"]
+
+
 def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
     """--rescore: the shipped networks, views and corrections unchanged (same file, same serving setup),
     the card's numbers measured again through the app's default path (BlazeFace, faces turned upright)."""
