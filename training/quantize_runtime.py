@@ -159,7 +159,17 @@ def quantize(float_path: Path, out_path: Path, input_name: str, calibration: np.
         onnx.save(proto, str(float32_path))
         quant_pre_process(str(float32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=kept_in_float(onnx.load(str(prepared))))
+
+
+# An age read from one-year bins (--age-head distribution) is a sum of 101 probabilities times 0-100 years:
+# int8 would round each year to steps of 0.79 and each probability to steps of 1/255. Those nodes stay float.
+FLOAT_ONLY_LAYERS = ("/age_bins", "/age_expectation")
+
+
+def kept_in_float(proto) -> list[str]:
+    return [n.name for n in proto.graph.node if any(layer in n.name for layer in FLOAT_ONLY_LAYERS)]
 
 
 def one_face_ms(model, size: int, calls: int = 200) -> float:

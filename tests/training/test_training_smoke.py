@@ -350,7 +350,21 @@ def test_age_distribution_head_trains_resumes_elsewhere_and_ships_two_outputs_wi
     served = keras.saving.load_model(tmp_path / "models" / "age_gender.keras", compile=False)
     assert set(served.output) == {"age", "gender"}
     assert export_runtime.main([str(tmp_path / "models"), "--models", "age_gender"]) == 0
-    assert json.loads((tmp_path / "models" / "age_gender.json").read_text())["runtime"]["onnx"]["file"]
+    onnx_file = json.loads((tmp_path / "models" / "age_gender.json").read_text())["runtime"]["onnx"]["file"]
+
+    # Its int8 copy keeps the bins' softmax and the expectation in float (int8 would round the years).
+    import onnx
+
+    from training.quantize_runtime import kept_in_float, quantize
+    faces = np.random.default_rng(0).uniform(0, 1, (32, 64, 64, 1)).astype(np.float32)
+    quantize(tmp_path / "models" / onnx_file, tmp_path / "int8.onnx", "face", faces)
+    int8 = onnx.load(str(tmp_path / "int8.onnx"))
+    dequantized = {o for n in int8.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    kept = [n for n in int8.graph.node if n.name in kept_in_float(int8)]
+    assert {n.op_type for n in kept} >= {"Softmax", "MatMul"}
+    after_features = [n for n in kept if n.op_type == "Softmax" or "/age_expectation" in n.name]
+    assert not [i for n in after_features for i in n.input if i in dequantized]
+    assert any(n.op_type == "DequantizeLinear" for n in int8.graph.node)       # the rest is int8
 
 
 def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
