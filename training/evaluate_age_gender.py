@@ -76,6 +76,10 @@ def parse_args(argv=None):
                         "or two, the chosen setup as served (views and corrections) must spread its ages less (median "
                         "per-face std) and change fewer gender labels than the shipped model in --models-dir measured "
                         "the same way in the same run; else stop before the test split is read")
+    p.add_argument("--choose-only", action="store_true",
+                   help="choose the setup on val and write reports/<run>_evaluation.json (with whether it clears "
+                        "the bars), then stop: nothing shipped, the test split not read (a run's served val numbers "
+                        "without shipping it yet)")
     p.add_argument("--steady-copies", type=int, default=3,
                    help="moved copies of each val face for --steadier-than-shipped (training.common.make_jitter)")
     return p.parse_args(argv)
@@ -512,6 +516,9 @@ def main(argv=None):
         record = write_evaluation_record(args, setup, reference, val_mae, val_gender, over_bar)
         print(f"chosen: {record['chosen']}; record in {args.reports_dir / (args.run_dir.name + '_evaluation.json')}",
               flush=True)
+        if args.choose_only:
+            print(f"{'over' if over_bar else 'not over'} the bar; --choose-only: not shipped, test split not read")
+            return
         if not over_bar:
             print(f"not over the bar (--max-val-age-mae {args.max_val_age_mae}, --min-val-gender-accuracy "
                   f"{args.min_val_gender_accuracy}): not shipped, test split not read")

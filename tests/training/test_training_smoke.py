@@ -292,6 +292,15 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     assert record["served_val"]["gender_accuracy"] < 1.01
     assert {"val_age_mae", "val_gender_accuracy", "latency_ms"} <= set(record["by_candidate"]["checkpoint, views: none"])
 
+    # --choose-only: the same choice and record over a bar it clears, and still nothing shipped or tested.
+    read.clear()
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+                              "--models-dir", str(tmp_path / "chosen"), "--reports-dir", str(tmp_path / "chosen_reports"),
+                              "--max-latency-ms", "1e9", "--choose-only"])
+    chosen = json.loads((tmp_path / "chosen_reports" / f"{run.name}_evaluation.json").read_text())
+    assert read == [("train", "val")] and not (tmp_path / "chosen").exists()
+    assert chosen["over_bar"] is True and chosen["served_val"] == record["served_val"]
+
     # The steadiness bar: the same setup again is not steadier than itself shipped (same val faces, same
     # moved copies): the shipped card stays as it was and the test split is not read.
     read.clear()
