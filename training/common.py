@@ -480,22 +480,76 @@ class RunCheckpointCallback:
         return _Checkpoint()
 
 
-def warm_start_weights(path: Path) -> list:
-    """Weights of the model at `path`; of a shipped ensemble, its first (newest) network's."""
+def warm_start_network(path: Path):
+    """The model at `path`; of a shipped ensemble, its first (newest) network."""
     import keras
     from training.ensemble import members_of
-    return members_of(keras.models.load_model(path, compile=False))[0].get_weights()
+    return members_of(keras.models.load_model(path, compile=False))[0]
+
+
+def warm_start_weights(path: Path) -> list:
+    return warm_start_network(path).get_weights()
+
+
+def bins_from_regression(kernel: np.ndarray, bias: np.ndarray, scale: float, offset: float, bins: int,
+                         sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of a softmax over one-year bins that answers a Gaussian of `sigma` years around the age a
+    regression head reads (a = scale * (h @ kernel + bias) + offset). Its logits k*a/sigma^2 - k^2/(2 sigma^2)
+    drop the a^2 term that every bin shares, so they are linear in h: the distribution head starts where
+    the regression stood instead of from noise that would shake the trained trunk."""
+    k = np.arange(bins, dtype=np.float64)
+    new_kernel = np.outer(kernel[:, 0] * scale, k) / sigma ** 2
+    new_bias = k * (scale * bias[0] + offset) / sigma ** 2 - k ** 2 / (2 * sigma ** 2)
+    return new_kernel.astype(np.float32), new_bias.astype(np.float32)
+
+
+def transfer_weights(source, model, sigma: float | None = None) -> list[str]:
+    """Copy `source`'s weights into `model`: all of them when the two are the same network; else the trunk
+    (the weighted layers the two share from the input on, shape for shape), the layers both name alike
+    (gender), and a regression age head turned into `model`'s one-year bins (bins_from_regression).
+    Returns the names of `model`'s layers that start fresh."""
+    mine = [layer for layer in model.layers if layer.weights]
+    theirs = [layer for layer in source.layers if layer.weights]
+    shapes = lambda layer: [tuple(w.shape) for w in layer.weights]
+    if [shapes(a) for a in mine] == [shapes(b) for b in theirs]:
+        model.set_weights(source.get_weights())
+        return []
+    pairs = {}
+    for a, b in zip(mine, theirs):
+        if shapes(a) != shapes(b):
+            break
+        pairs[a.name] = b
+    names = {layer.name: layer for layer in theirs}
+    pairs |= {a.name: names[a.name] for a in mine if a.name in names and shapes(a) == shapes(names[a.name])
+              and a.name not in pairs}
+    for a in mine:
+        if a.name in pairs:
+            a.set_weights(pairs[a.name].get_weights())
+    if "age_bins" in [a.name for a in mine] and "age_bins" not in pairs:
+        # the regression's Dense(1): the one weighted layer of the source left over (the Rescaling named
+        # "age" after it holds no weights, and carries any linear correction an evaluation folded in)
+        left = [b for b in theirs if all(b is not p for p in pairs.values())]
+        if sigma is None or len(left) != 1 or tuple(left[0].weights[0].shape)[-1] != 1:
+            raise SystemExit(f"cannot start one-year age bins from {source.name}: no single regression head")
+        age_dense, rescale = left[0], source.get_layer("age")
+        kernel, bias = age_dense.get_weights()
+        bins = model.get_layer("age_bins")
+        bins.set_weights(list(bins_from_regression(kernel, bias, float(rescale.scale), float(rescale.offset),
+                                                   int(bins.units), sigma)))
+        pairs["age_bins"] = age_dense
+    return [a.name for a in mine if a.name not in pairs and a.trainable_weights]
 
 
 WARM_START_RECORD = "warm_start.json"
 
 
-def warm_start(model, path: Path, run_dir: Path) -> None:
-    """Start `model` from the weights at `path`, and record in the run folder what that model's card says
+def warm_start(model, path: Path, run_dir: Path, sigma: float | None = None) -> None:
+    """Start `model` from the weights at `path` (transfer_weights; sigma: the width of a one-year-bins age head
+    started from a regression one), and record in the run folder what that model's card says
     now: the card beside it may be replaced (e.g. by shipping this very run) before the run is evaluated."""
-    model.set_weights(warm_start_weights(path))
+    fresh = transfer_weights(warm_start_network(path), model, sigma)
     write_json(run_dir / WARM_START_RECORD, member_summaries([path]))
-    print(f"warm start from {path}", flush=True)
+    print(f"warm start from {path}" + (f"; starting fresh: {', '.join(fresh)}" if fresh else ""), flush=True)
 
 
 def warm_started_from(run_dir: Path, run: dict) -> dict:

@@ -206,7 +206,7 @@ def main(argv=None):
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size, age_head=args.age_head)
         if args.init_from:
-            warm_start(model, args.init_from, args.run_dir)
+            warm_start(model, args.init_from, args.run_dir, sigma=AGE_SIGMA)
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
     else:
         print(f"resuming {args.run_dir} after epoch {done}", flush=True)

@@ -46,3 +46,30 @@ def test_consistency_and_distribution_head_are_refused_together():
     from training import train_age_gender
     with pytest.raises(SystemExit, match="pick one"):
         train_age_gender.main(["--data-dir", "x", "--consistency", "1", "--age-head", "distribution"])
+
+
+def test_warm_start_from_a_regression_network_keeps_its_answers():
+    """A one-year-bins network started from a shipped regression one answers as it did (its trunk and gender
+    copied, its bins a Gaussian around the regression's age), instead of starting its age from noise."""
+    from training import models
+    from training.common import transfer_weights
+    from training.ensemble import fold_linear_age
+    source = models.AGE_GENDER_ARCHS["visage"](64)
+    fold_linear_age(source, "age", np.array([0.9, 1.5]))              # a correction folded in travels too
+    target = models.AGE_GENDER_ARCHS["visage"](64, age_head="distribution")
+    assert transfer_weights(source, target, sigma=2.0) == []          # nothing left to start from noise
+    faces = np.random.default_rng(1).uniform(0, 1, (8, 64, 64, 1)).astype(np.float32)
+    before, after = source(faces), target(faces)
+    np.testing.assert_allclose(np.asarray(after["gender"]), np.asarray(before["gender"]), rtol=1e-6)
+    # Within the bins (0-100 years, away from their ends) the expectation is the regression's age.
+    np.testing.assert_allclose(np.asarray(after["age"]), np.asarray(before["age"]), atol=0.05)
+    assert 10 < float(np.asarray(before["age"]).min()) and float(np.asarray(before["age"]).max()) < 90
+
+
+def test_warm_start_into_bins_needs_their_width():
+    from training import models
+    from training.common import transfer_weights
+    source = models.AGE_GENDER_ARCHS["visage"](64)
+    target = models.AGE_GENDER_ARCHS["visage"](64, age_head="distribution")
+    with pytest.raises(SystemExit, match="one-year age bins"):
+        transfer_weights(source, target)
