@@ -238,7 +238,7 @@ def main(argv=None):
     val_data = (val["x"], {"age": val["age"][:, None], "gender": val["gender"][:, None]})
     if by_bins:
         bins = int(network.get_layer("age_bins").units)
-        targets["age_bins"] = age_distribution_targets(train["age"], bins)
+        targets["age_bins"] = age_distribution_targets(targets["age"][:, 0], bins)   # around the teacher's blend, if any
         val_data[1]["age_bins"] = age_distribution_targets(val["age"], bins)
     callbacks = checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"],
                                      run_checkpoint=args.checkpoint, settings=settings, average_last=args.average_last)
