@@ -376,6 +376,23 @@ def test_age_distribution_head_trains_resumes_elsewhere_and_ships_two_outputs_wi
     assert any(n.op_type == "DequantizeLinear" for n in int8.graph.node)       # the rest is int8
 
 
+def test_shipped_network_warm_starts_a_bins_head_and_distils_from_its_own_views(tmp_path, capsys):
+    """age_gender_bins_kd's command, in small: the shipped regression network goes into a bins network with
+    nothing left to start from noise, and the shipped model's multi-view answers are blended into its targets."""
+    from training import train_age_gender
+    run, shipped = tmp_path / "kd", Path(__file__).resolve().parents[2] / "models" / "age_gender.keras"
+    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--limit", "30", "--epochs", "1", "--batch-size", "16",
+                           "--input-size", "96", "--age-head", "distribution", "--init-from", str(shipped),
+                           "--distill-from", str(shipped), "--run-dir", str(run)])
+    out = capsys.readouterr().out
+    assert f"warm start from {shipped}\n" in out                      # no layer named as starting fresh
+    assert f"distilling from {shipped} (weight 0.5)" in out
+    with np.load(run / "teacher.npz") as teacher:
+        assert teacher["age"].shape == teacher["gender"].shape and 0 < len(teacher["age"]) < 100   # --limit: about 30 faces
+        assert 0 < float(teacher["age"].min()) and float(teacher["gender"].max()) <= 1
+    assert "val_age_bins_loss" in (run / "log.csv").read_text().splitlines()[0]
+
+
 def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
     """--rescore: the shipped networks, views and corrections unchanged (same file, same serving setup),
     the card's numbers measured again through the app's default path (BlazeFace, faces turned upright)."""
