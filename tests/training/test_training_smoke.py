@@ -436,6 +436,27 @@ def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
     assert {"val_age_mae", "val_gender_accuracy"} <= set(meta["log"][1])
 
 
+def test_evaluation_reestimates_batchnorm_on_the_faces_each_network_was_trained_on(tmp_path, monkeypatch):
+    """A --backgrounds run's checkpoints get their BatchNorm statistics from its faces on backgrounds (as its
+    training re-estimated them every epoch), the --ensemble-with networks from edge-framed faces."""
+    from training import common, data_utk, evaluate_age_gender, train_age_gender
+    run = tmp_path / "run"
+    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--limit", "30", "--batch-size", "16", "--epochs", "1",
+                           "--backgrounds", "--run-dir", str(run)])
+    seen, original = [], common.recalibrate_batchnorm
+    monkeypatch.setattr(common, "recalibrate_batchnorm", lambda model, x, **k: (seen.append(x), original(model, x, **k)))
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+                              "--checkpoints", "last.keras", "--ensemble-with", str(run / "last.keras"), "--choose-only",
+                              "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
+    on_backgrounds = data_utk.detected_only(data_utk.load_utk(DATA / "utkface", train_age_gender.INPUT_SIZE, train_age_gender.MARGIN, "app",
+                                                              None, 30, ("train",), backgrounds=True)["train"])["x"]
+    framed = data_utk.detected_only(data_utk.load_utk(DATA / "utkface", train_age_gender.INPUT_SIZE, train_age_gender.MARGIN, "app",
+                                                      None, 30, ("train",))["train"])["x"]
+    assert len(seen) == 2 and not np.array_equal(on_backgrounds, framed)
+    np.testing.assert_array_equal(seen[0], on_backgrounds)         # the run's checkpoint
+    np.testing.assert_array_equal(seen[1], framed)                 # the other network
+
+
 def test_age_gender_consistency_run_saves_the_network_alone_and_continues_from_its_checkpoint(tmp_path):
     """--consistency trains the network inside a two-input wrapper (a face and a jittered copy of it);
     what is saved, averaged and carried over to another machine is the network itself, one input."""
