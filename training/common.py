@@ -780,17 +780,29 @@ def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_sc
     return best[0], best[1], scores
 
 
-def load_other_members(paths, x_train: np.ndarray) -> list[list]:
+def trained_on_backgrounds(path) -> bool:
+    """Whether the network at `path` learnt from faces set on backgrounds (--backgrounds): its card beside it
+    says so (data.train_backgrounds), or the run.json of the run folder it sits in."""
+    path = Path(path)
+    card, run = path.with_suffix(".json"), path.parent / "run.json"
+    if card.exists() and "train_backgrounds" in json.loads(card.read_text()).get("data", {}):
+        return bool(json.loads(card.read_text())["data"]["train_backgrounds"])
+    return bool(run.exists() and json.loads(run.read_text()).get("backgrounds"))
+
+
+def load_other_members(paths, x_train: np.ndarray, x_train_backgrounds: np.ndarray | None = None) -> list[list]:
     """For --ensemble-with: each model's single networks, smallest first (a shipped ensemble joins as its
-    networks, so that every network is one averaged view), BatchNorm re-estimated like the checkpoint's."""
+    networks, so that every network is one averaged view), BatchNorm re-estimated like the checkpoint's, on
+    the kind of faces each learnt from (x_train_backgrounds for a network trained on backgrounds)."""
     import keras
     from training.ensemble import members_of
     # smallest network first: ensemble_candidates adds them in this order, so a size budget keeps the small ones
     others = [sorted(members_of(keras.models.load_model(path, compile=False)), key=lambda net: net.count_params())
               for path in paths]
-    for networks in others:
+    for path, networks in zip(paths, others):
+        on_backgrounds = x_train_backgrounds is not None and trained_on_backgrounds(path)
         for net in networks:
-            recalibrate_batchnorm(net, x_train)
+            recalibrate_batchnorm(net, x_train_backgrounds if on_backgrounds else x_train)
     return others
 
 

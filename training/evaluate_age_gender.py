@@ -202,20 +202,22 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     return setup
 
 
-def select_setup(args, train: dict, val: dict, others_train: dict | None = None) -> dict:
+def select_setup(args, train: dict, val: dict, framed: dict | None = None, on_backgrounds: dict | None = None) -> dict:
     """Everything the evaluation chooses, from train and val (faces the app detects) alone: the checkpoint,
     the ensemble members, the test-time views, the output corrections.
 
     BatchNorm is re-estimated on each network's own kind of training faces: the run's checkpoints on `train`
     (the faces it was trained on: on their backgrounds for a --backgrounds run, as its training re-estimated
-    them every epoch), the --ensemble-with networks on `others_train` (edge-framed, as they were trained)."""
+    them every epoch), each --ensemble-with network on the edge-framed training faces (`framed`) or, if it
+    was trained on backgrounds (training.common.trained_on_backgrounds), on `on_backgrounds`."""
     from training.common import load_other_members, pick_checkpoint
     from training.ensemble import ensemble_candidates
     from training.weights_float16 import prepare_candidates
     model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), train["x"],
                                                lambda m: -validation_loss(m, val))
-    others_x = (train if others_train is None else others_train)["x"]
-    candidates, models_used = ensemble_candidates(model, load_other_members(args.ensemble_with, others_x))
+    others = load_other_members(args.ensemble_with, (train if framed is None else framed)["x"],
+                                on_backgrounds["x"] if on_backgrounds is not None else None)
+    candidates, models_used = ensemble_candidates(model, others)
     bytes_per_weight = prepare_candidates(candidates, args.weights_float16)
     setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms, args.max_size_mb,
                                  args.latency_statistic, bytes_per_weight)
@@ -492,8 +494,8 @@ def main(argv=None):
     import keras
     from app.pipeline.preprocess import test_time_offsets
     from training import data_utk
-    from training.common import (chosen_epoch, member_summaries, read_log, read_run, warm_started_from,
-                                 weight_average_record, write_json)
+    from training.common import (chosen_epoch, member_summaries, read_log, read_run, trained_on_backgrounds,
+                                 warm_started_from, weight_average_record, write_json)
     from training.ensemble import members_of
     from training.train_age_gender import MARGIN, input_size
     from training.weights_float16 import storage_label
@@ -517,10 +519,13 @@ def main(argv=None):
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train", "val"))
     # A --backgrounds run was trained (and its BatchNorm re-estimated) on faces on backgrounds: re-estimating
     # it on edge-framed faces instead read val 0.25 years worse for the same file (age_gender_bins_ws, one view).
-    run_train = (data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train",),
-                                   backgrounds=True)["train"] if run.get("backgrounds") else data["train"])
-    setup = select_setup(args, data_utk.detected_only(run_train), data_utk.detected_only(data["val"]),
-                         data_utk.detected_only(data["train"]))
+    framed = data_utk.detected_only(data["train"])
+    on_backgrounds = None
+    if run.get("backgrounds") or any(trained_on_backgrounds(m) for m in args.ensemble_with):
+        on_backgrounds = data_utk.detected_only(data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir,
+                                                                  args.limit, splits=("train",), backgrounds=True)["train"])
+    setup = select_setup(args, on_backgrounds if run.get("backgrounds") else framed, data_utk.detected_only(data["val"]),
+                         framed, on_backgrounds)
     flip, shift_px = tta_settings(setup["tta"], size)
     with tempfile.TemporaryDirectory() as tmp:
         model = served_model(setup, Path(tmp) / "age_gender.keras", args.weights_float16)

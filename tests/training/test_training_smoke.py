@@ -438,23 +438,27 @@ def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
 
 def test_evaluation_reestimates_batchnorm_on_the_faces_each_network_was_trained_on(tmp_path, monkeypatch):
     """A --backgrounds run's checkpoints get their BatchNorm statistics from its faces on backgrounds (as its
-    training re-estimated them every epoch), the --ensemble-with networks from edge-framed faces."""
+    training re-estimated them every epoch); each --ensemble-with network from the kind of faces it learnt from."""
     from training import common, data_utk, evaluate_age_gender, train_age_gender
-    run = tmp_path / "run"
-    train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--limit", "30", "--batch-size", "16", "--epochs", "1",
-                           "--backgrounds", "--run-dir", str(run)])
+    run, framed_run = tmp_path / "run", tmp_path / "framed"
+    for folder, extra in ((run, ["--backgrounds"]), (framed_run, [])):
+        train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--limit", "30", "--batch-size", "16",
+                               "--epochs", "1", "--run-dir", str(folder)] + extra)
+    assert common.trained_on_backgrounds(run / "last.keras") and not common.trained_on_backgrounds(framed_run / "last.keras")
     seen, original = [], common.recalibrate_batchnorm
     monkeypatch.setattr(common, "recalibrate_batchnorm", lambda model, x, **k: (seen.append(x), original(model, x, **k)))
     evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
-                              "--checkpoints", "last.keras", "--ensemble-with", str(run / "last.keras"), "--choose-only",
+                              "--checkpoints", "last.keras", "--choose-only",
+                              "--ensemble-with", str(framed_run / "last.keras"), str(run / "last.keras"),
                               "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
     on_backgrounds = data_utk.detected_only(data_utk.load_utk(DATA / "utkface", train_age_gender.INPUT_SIZE, train_age_gender.MARGIN, "app",
                                                               None, 30, ("train",), backgrounds=True)["train"])["x"]
     framed = data_utk.detected_only(data_utk.load_utk(DATA / "utkface", train_age_gender.INPUT_SIZE, train_age_gender.MARGIN, "app",
                                                       None, 30, ("train",))["train"])["x"]
-    assert len(seen) == 2 and not np.array_equal(on_backgrounds, framed)
+    assert len(seen) == 3 and not np.array_equal(on_backgrounds, framed)
     np.testing.assert_array_equal(seen[0], on_backgrounds)         # the run's checkpoint
-    np.testing.assert_array_equal(seen[1], framed)                 # the other network
+    np.testing.assert_array_equal(seen[1], framed)                 # a network trained on edge-framed faces
+    np.testing.assert_array_equal(seen[2], on_backgrounds)         # one trained on backgrounds
 
 
 def test_age_gender_consistency_run_saves_the_network_alone_and_continues_from_its_checkpoint(tmp_path):
