@@ -785,8 +785,9 @@ def trained_on_backgrounds(path) -> bool:
     says so (data.train_backgrounds), or the run.json of the run folder it sits in."""
     path = Path(path)
     card, run = path.with_suffix(".json"), path.parent / "run.json"
-    if card.exists() and "train_backgrounds" in json.loads(card.read_text()).get("data", {}):
-        return bool(json.loads(card.read_text())["data"]["train_backgrounds"])
+    data = json.loads(card.read_text()).get("data", {}) if card.exists() else {}
+    if "train_backgrounds" in data:
+        return bool(data["train_backgrounds"])
     return bool(run.exists() and json.loads(run.read_text()).get("backgrounds"))
 
 
