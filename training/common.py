@@ -487,10 +487,6 @@ def warm_start_network(path: Path):
     return members_of(keras.models.load_model(path, compile=False))[0]
 
 
-def warm_start_weights(path: Path) -> list:
-    return warm_start_network(path).get_weights()
-
-
 def bins_from_regression(kernel: np.ndarray, bias: np.ndarray, scale: float, offset: float, bins: int,
                          sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Weights of a softmax over one-year bins that answers a Gaussian of `sigma` years around the age a

@@ -202,20 +202,21 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     return setup
 
 
-def select_setup(args, train: dict, val: dict, framed: dict | None = None, on_backgrounds: dict | None = None) -> dict:
+def select_setup(args, val: dict, framed: dict, on_backgrounds: dict | None, run_on_backgrounds: bool) -> dict:
     """Everything the evaluation chooses, from train and val (faces the app detects) alone: the checkpoint,
     the ensemble members, the test-time views, the output corrections.
 
-    BatchNorm is re-estimated on each network's own kind of training faces: the run's checkpoints on `train`
-    (the faces it was trained on: on their backgrounds for a --backgrounds run, as its training re-estimated
-    them every epoch), each --ensemble-with network on the edge-framed training faces (`framed`) or, if it
-    was trained on backgrounds (training.common.trained_on_backgrounds), on `on_backgrounds`."""
+    BatchNorm is re-estimated on each network's own kind of training faces: edge-framed (`framed`) or on
+    random backgrounds (`on_backgrounds`), for the run's checkpoints as its training re-estimated them every
+    epoch (`run_on_backgrounds`: a --backgrounds run), for each --ensemble-with network as its card or
+    run.json says (training.common.trained_on_backgrounds)."""
     from training.common import load_other_members, pick_checkpoint
     from training.ensemble import ensemble_candidates
     from training.weights_float16 import prepare_candidates
-    model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), train["x"],
+    run_faces = on_backgrounds if run_on_backgrounds else framed
+    model, chosen, selection = pick_checkpoint(args.run_dir, args.checkpoints.split(","), run_faces["x"],
                                                lambda m: -validation_loss(m, val))
-    others = load_other_members(args.ensemble_with, (train if framed is None else framed)["x"],
+    others = load_other_members(args.ensemble_with, framed["x"],
                                 on_backgrounds["x"] if on_backgrounds is not None else None)
     candidates, models_used = ensemble_candidates(model, others)
     bytes_per_weight = prepare_candidates(candidates, args.weights_float16)
@@ -524,8 +525,7 @@ def main(argv=None):
     if run.get("backgrounds") or any(trained_on_backgrounds(m) for m in args.ensemble_with):
         on_backgrounds = data_utk.detected_only(data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir,
                                                                   args.limit, splits=("train",), backgrounds=True)["train"])
-    setup = select_setup(args, on_backgrounds if run.get("backgrounds") else framed, data_utk.detected_only(data["val"]),
-                         framed, on_backgrounds)
+    setup = select_setup(args, data_utk.detected_only(data["val"]), framed, on_backgrounds, bool(run.get("backgrounds")))
     flip, shift_px = tta_settings(setup["tta"], size)
     with tempfile.TemporaryDirectory() as tmp:
         model = served_model(setup, Path(tmp) / "age_gender.keras", args.weights_float16)

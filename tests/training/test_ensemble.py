@@ -144,13 +144,13 @@ def test_ensemble_candidates_add_the_other_networks_one_at_a_time():
 
 
 def test_warm_start_takes_the_first_network_of_a_shipped_ensemble(tmp_path):
-    from training.common import warm_start_weights
+    from training.common import warm_start_network
     a, b = tiny_softmax_model(1), tiny_softmax_model(2)
     export_inference_model(average_models([a, b], "shipped"), tmp_path / "shipped.keras")
     export_inference_model(b, tmp_path / "single.keras")
-    for got, want in zip(warm_start_weights(tmp_path / "shipped.keras"), a.get_weights()):
+    for got, want in zip(warm_start_network(tmp_path / "shipped.keras").get_weights(), a.get_weights()):
         np.testing.assert_array_equal(got, want)
-    for got, want in zip(warm_start_weights(tmp_path / "single.keras"), b.get_weights()):
+    for got, want in zip(warm_start_network(tmp_path / "single.keras").get_weights(), b.get_weights()):
         np.testing.assert_array_equal(got, want)
 
 
