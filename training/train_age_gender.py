@@ -2,8 +2,8 @@
 
     python -m training.train_age_gender --data-dir ../shared/data/utkface --epochs 50
 
-Faces are cut the way the app cuts them (Haar box + margin on the padded chip,
-see training/data_utk.py) unless --crops chip. Checkpoints every epoch into
+Faces are cut the way the app's default path cuts them (BlazeFace, turned upright,
+see training/data_utk.py) unless --crops haar or chip. Checkpoints every epoch into
 --run-dir (last.keras, best.keras by validation loss, log.csv); the same command
 resumes. Then `python -m training.evaluate_age_gender` scores and ships it.
 """
@@ -74,7 +74,7 @@ def parse_args(argv=None):
                         "DLDL-v2); the served network keeps its two outputs")
     p.add_argument("--consistency", type=float, default=0.0,
                    help="also train the network to answer the same for a face and a copy of it moved and rescaled "
-                        f"by up to {STEADY_JITTER:.0%} (a box a pixel or two off): this weight times the age and "
+                        f"by up to {STEADY_JITTER * 100:.0f}%% (a box a pixel or two off): this weight times the age and "
                         "P(female) gaps between the two is added to the loss (0: off). Each step runs the network "
                         "on twice the faces")
     p.add_argument("--consistency-gap", choices=["served", "training"], default="served",
