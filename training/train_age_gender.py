@@ -132,6 +132,14 @@ def age_distribution_targets(age: np.ndarray, bins: int, sigma: float = AGE_SIGM
     return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def same_side_of_half(y_true, y_pred):
+    """Gender accuracy that also holds for soft (distilled) targets: whether P(female) falls on the same side
+    of 0.5 as the target. Keras's "accuracy" compares the rounded answer with the target itself, and so read
+    0 for targets such as 0.8."""
+    import keras
+    return keras.ops.cast(keras.ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
+
+
 def distribution_trainer(network):
     """The network with its age_bins softmax as a third output (the same layers and weights), so that it can
     be fitted to the label distribution; only the two-output network is ever saved (training.common.OnNetwork)."""
@@ -202,6 +210,9 @@ def main(argv=None):
                 "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit,
                 "backgrounds": args.backgrounds, "consistency": args.consistency,
                 "consistency_gap": args.consistency_gap, "age_head": args.age_head}
+    # Registered before a compiled last.keras is read back, which names this metric.
+    gender_accuracy = keras.metrics.MeanMetricWrapper(
+        keras.saving.register_keras_serializable("visage")(same_side_of_half), name="accuracy")
     model, done = resume_point(args.run_dir, args.checkpoint, settings)
     if model is None:
         model = models.AGE_GENDER_ARCHS[args.arch](size, age_head=args.age_head)
@@ -224,7 +235,7 @@ def main(argv=None):
         loss_weights |= {"age_bins": AGE_BINS_LOSS_WEIGHT}
     if args.consistency or by_bins or not getattr(model, "compiled", False):   # new, or rebuilt from the checkpoint
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4), loss=losses,
-                      loss_weights=loss_weights, metrics={"age": ["mae"], "gender": ["accuracy"]}, jit_compile=args.jit)
+                      loss_weights=loss_weights, metrics={"age": ["mae"], "gender": [gender_accuracy]}, jit_compile=args.jit)
 
     augment = make_augmenter(rotation_deg=10, shift=0.08, zoom=0.1, seed=args.seed)
     targets = {"age": train["age"][:, None], "gender": train["gender"][:, None]}

@@ -393,6 +393,21 @@ def test_shipped_network_warm_starts_a_bins_head_and_distils_from_its_own_views(
     assert "val_age_bins_loss" in (run / "log.csv").read_text().splitlines()[0]
 
 
+def test_distilled_regression_run_logs_gender_accuracy_and_resumes_its_compiled_file(tmp_path):
+    """Soft (distilled) gender targets: the logged training accuracy is the share on the right side of 0.5
+    (Keras's own "accuracy" read 0 for them), and last.keras, compiled with that metric, reads back to resume."""
+    from training import train_age_gender
+    from training.common import read_log
+    run, shipped = tmp_path / "kd", Path(__file__).resolve().parents[2] / "models" / "age_gender.keras"
+    args = ["--data-dir", str(DATA / "utkface"), "--limit", "30", "--epochs", "2", "--batch-size", "16",
+            "--input-size", "96", "--init-from", str(shipped), "--distill-from", str(shipped), "--run-dir", str(run)]
+    train_age_gender.main(args + ["--stop-after-epoch", "1"])
+    train_age_gender.main(args)
+    rows = read_log(run)
+    assert len(rows) == 2
+    assert all(float(r["gender_accuracy"]) > 0.5 for r in rows)    # warm-started from the shipped network
+
+
 def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
     """--rescore: the shipped networks, views and corrections unchanged (same file, same serving setup),
     the card's numbers measured again through the app's default path (BlazeFace, faces turned upright)."""
