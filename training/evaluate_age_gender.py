@@ -29,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The webcam page analyses every frame; timed on an otherwise idle machine. Not applied under a budget relative
+# to the shipped setup: on a busy machine day the shipped setup itself took 38 ms (2026-12-05).
+DEFAULT_MAX_LATENCY_MS = 30.0
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,9 +51,10 @@ def parse_args(argv=None):
                    help="other trained age/gender models to average with the chosen checkpoint, kept if val says so")
     p.add_argument("--no-corrections", action="store_true",
                    help="do not fit the linear age correction and gender Platt scaling on val")
-    p.add_argument("--max-latency-ms", type=float, default=30.0,
+    p.add_argument("--max-latency-ms", type=float, default=None,
                    help="serving setups (members x test-time views) slower than this per face are scored but "
-                        "not chosen: the webcam page analyses every frame (time it on an otherwise idle machine)")
+                        "not chosen: the webcam page analyses every frame (time it on an otherwise idle machine; "
+                        f"default {DEFAULT_MAX_LATENCY_MS:g} ms, none when --max-latency-vs-shipped sets the budget)")
     p.add_argument("--latency-statistic", choices=["median", "p10"], default="median",
                    help="which single-face time the budget applies to: median (on an idle machine), or the "
                         "fastest tenth of the calls (p10: nearer the idle cost when other jobs share the CPU)")
@@ -70,7 +75,7 @@ def parse_args(argv=None):
     p.add_argument("--max-latency-vs-shipped", type=float, default=0.0,
                    help="a latency budget as a share of the shipped model's own accurate setup (--models-dir, its "
                         "card's views), timed in the same run with the same statistic: machines differ 2-3x from day "
-                        "to day, a ratio does not (0: off; the tighter of this and --max-latency-ms applies)")
+                        "to day, a ratio does not (0: off; given with --max-latency-ms, the tighter applies)")
     p.add_argument("--steadier-than-shipped", action="store_true",
                    help="a bar fixed before the run: on val faces and --steady-copies copies of each moved by a pixel "
                         "or two, the chosen setup as served (views and corrections) must spread its ages less (median "
@@ -514,9 +519,12 @@ def main(argv=None):
     # 1. Choose, on train and val only (the test split is not loaded yet).
     reference = shipped_reference_ms(args)
     if reference:
-        args.max_latency_ms = min(args.max_latency_ms, reference["budget_ms"])
+        given = args.max_latency_ms if args.max_latency_ms is not None else float("inf")
+        args.max_latency_ms = min(given, reference["budget_ms"])
         print(f"latency budget: {args.max_latency_ms:.2f} ms ({reference['share']} x the shipped "
               f"{reference['version']}'s {reference['ms']:.2f} ms, {args.latency_statistic})", flush=True)
+    elif args.max_latency_ms is None:
+        args.max_latency_ms = DEFAULT_MAX_LATENCY_MS
     data = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, args.cache_dir, args.limit, splits=("train", "val"))
     # A --backgrounds run was trained (and its BatchNorm re-estimated) on faces on backgrounds: re-estimating
     # it on edge-framed faces instead read val 0.25 years worse for the same file (age_gender_bins_ws, one view).
