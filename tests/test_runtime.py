@@ -30,7 +30,7 @@ def assert_same_answers(onnx_model: LoadedModel, keras_model: LoadedModel, batch
         for name, spec in onnx_model.card.outputs.items():
             # years for age, else probability (weights stored as float16 are rounded again after tf2onnx
             # folds BatchNorm into the convolutions: training/export_runtime.py)
-            tolerance = 0.05 if spec["kind"] == "regression" else copy_tolerance(float16)
+            tolerance = copy_tolerance(float16, in_years=spec.get("unit") == "years")
             np.testing.assert_allclose(got[name], want[name], rtol=0, atol=tolerance, err_msg=f"{name} ({profile})")
 
 

@@ -23,11 +23,17 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 OPSET = 17
-TOLERANCE = 1e-4   # largest difference to Keras accepted on the check inputs (probabilities; years for age)
+TOLERANCE = 1e-4   # largest difference to Keras accepted on the check inputs (probabilities)
 # With float16 weights: tf2onnx folds each BatchNorm into its convolution, and the folded weights are rounded
 # to float16 again (the 3-network emotion model on PublicTest's 3,589 faces, both views: largest difference
 # 1.4e-3 in a probability, every label the same; 2.9e-4 on the random check inputs).
 TOLERANCE_FLOAT16 = 5e-3
+# Age in years: a one-year-bins head reads the age as the sum of 101 probabilities times 0-100 years, which
+# scales their rounding up to a hundredfold. The 3-network float16 model of 2026-12-05 (one view): 0.0073
+# years on the check inputs; on UTKFace's 2,044 val faces at most 0.165 years, mean 0.016, p99 0.078, and
+# val MAE 5.0983 against Keras's 5.0986 (P(female): at most 0.0045, no label changed). The app shows whole years.
+TOLERANCE_YEARS = 0.01
+TOLERANCE_YEARS_FLOAT16 = 0.25
 
 
 def export_one(card_path: Path) -> dict:
@@ -57,24 +63,30 @@ def export_one(card_path: Path) -> dict:
     want = {k: np.asarray(v) for k, v in want.items()} if isinstance(want, dict) else {card.file: np.asarray(want)}
     if len(want) == 1:
         want = {list(card.outputs)[0]: next(iter(want.values()))}
-    diff = max(float(np.max(np.abs(got[k] - want[k]))) for k in card.outputs)
-    tolerance = copy_tolerance(halved)
-    if not diff <= tolerance:
-        raise SystemExit(f"{keras_path}: the ONNX copy differs from Keras by {diff:.2g} (> {tolerance}); not written")
+    diffs = {k: float(np.max(np.abs(got[k] - want[k]))) for k in card.outputs}
+    for k, diff in diffs.items():
+        tolerance = copy_tolerance(bool(halved), in_years=card.outputs[k].get("unit") == "years")
+        if not diff <= tolerance:
+            raise SystemExit(f"{keras_path}: the ONNX copy's {k} differs from Keras by {diff:.2g} (> {tolerance}); "
+                             "not written")
 
     onnx_path = keras_path.with_suffix(".onnx")
     onnx_path.write_bytes(proto.SerializeToString())
     card_json["runtime"] = {"onnx": {
         "file": onnx_path.name, "source": card.file, "source_sha256": file_sha256(keras_path),
         "made_by": f"python -m training.export_runtime (tf2onnx {tf2onnx.__version__}, opset {OPSET})",
-        "max_abs_diff_to_keras_on_random_inputs": diff,
+        "max_abs_diff_to_keras_on_random_inputs": max(diffs.values()),
+        "max_abs_diff_to_keras_on_random_inputs_by_output": diffs,
         "weights_stored_as": storage_label(bool(halved))}}
     card_path.write_text(json.dumps(card_json, indent=2) + "\n")
     return card_json["runtime"]["onnx"]
 
 
-def copy_tolerance(float16: bool) -> float:
-    """The largest difference to Keras an ONNX copy may have (its weights stored as float16 or not)."""
+def copy_tolerance(float16: bool, in_years: bool = False) -> float:
+    """The largest difference to Keras an ONNX copy may have in an output (a probability, or an age in years),
+    its weights stored as float16 or not."""
+    if in_years:
+        return TOLERANCE_YEARS_FLOAT16 if float16 else TOLERANCE_YEARS
     return TOLERANCE_FLOAT16 if float16 else TOLERANCE
 
 
