@@ -776,27 +776,34 @@ def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_sc
     return best[0], best[1], scores
 
 
+def is_shipped(path) -> bool:
+    """Whether `path` is a shipped model (or one network of it, training.split_ensemble): a card with a
+    serving setup beside it."""
+    card = Path(path).with_suffix(".json")
+    return card.exists() and "serving_setup" in json.loads(card.read_text())
+
+
 def trained_on_backgrounds(path) -> bool:
-    """Whether the network at `path` learnt from faces set on backgrounds (--backgrounds): its card beside it
-    says so (data.train_backgrounds), or the run.json of the run folder it sits in."""
-    path = Path(path)
-    card, run = path.with_suffix(".json"), path.parent / "run.json"
-    data = json.loads(card.read_text()).get("data", {}) if card.exists() else {}
-    if "train_backgrounds" in data:
-        return bool(data["train_backgrounds"])
+    """Whether the run checkpoint at `path` learnt from faces set on backgrounds (--backgrounds), as the
+    run.json of the run folder it sits in says."""
+    run = Path(path).parent / "run.json"
     return bool(run.exists() and json.loads(run.read_text()).get("backgrounds"))
 
 
 def load_other_members(paths, x_train: np.ndarray, x_train_backgrounds: np.ndarray | None = None) -> list[list]:
     """For --ensemble-with: each model's single networks, smallest first (a shipped ensemble joins as its
-    networks, so that every network is one averaged view), BatchNorm re-estimated like the checkpoint's, on
-    the kind of faces each learnt from (x_train_backgrounds for a network trained on backgrounds)."""
+    networks, so that every network is one averaged view). A run's checkpoint gets its BatchNorm statistics
+    re-estimated like the run's own, on the kind of faces it learnt from (x_train_backgrounds for a run on
+    backgrounds). A shipped model's networks keep theirs: each was re-estimated on its own kind of faces when
+    it was evaluated, and one card cannot say which network of a mixed ensemble learnt from which."""
     import keras
     from training.ensemble import members_of
     # smallest network first: ensemble_candidates adds them in this order, so a size budget keeps the small ones
     others = [sorted(members_of(keras.models.load_model(path, compile=False)), key=lambda net: net.count_params())
               for path in paths]
     for path, networks in zip(paths, others):
+        if is_shipped(path):
+            continue
         on_backgrounds = x_train_backgrounds is not None and trained_on_backgrounds(path)
         for net in networks:
             recalibrate_batchnorm(net, x_train_backgrounds if on_backgrounds else x_train)

@@ -213,8 +213,8 @@ def select_setup(args, val: dict, framed: dict, on_backgrounds: dict | None, run
 
     BatchNorm is re-estimated on each network's own kind of training faces: edge-framed (`framed`) or on
     random backgrounds (`on_backgrounds`), for the run's checkpoints as its training re-estimated them every
-    epoch (`run_on_backgrounds`: a --backgrounds run), for each --ensemble-with network as its card or
-    run.json says (training.common.trained_on_backgrounds)."""
+    epoch (`run_on_backgrounds`: a --backgrounds run), for each --ensemble-with run checkpoint as its run.json
+    says; a shipped model's networks keep their own (training.common.load_other_members)."""
     from training.common import load_other_members, pick_checkpoint
     from training.ensemble import ensemble_candidates
     from training.weights_float16 import prepare_candidates

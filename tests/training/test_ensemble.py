@@ -264,3 +264,29 @@ def test_split_ensemble_saves_each_network_with_a_card_that_says_which_it_is(tmp
     assert card["member_of"] | {"note": None} == {"model": str(tmp_path / "age_gender.keras"), "version": "v1",
                                                  "network": 2, "of": 2, "note": None}
     assert member_summaries([second])[str(second)]["networks"] == 1     # one network when --ensemble-with offers it
+
+
+def test_a_shipped_models_networks_keep_their_batchnorm_statistics(tmp_path, monkeypatch):
+    """Offered with --ensemble-with, the shipped age/gender model (networks trained on backgrounds and one
+    trained on edge-framed faces, under one card) joins as it is served; a run's checkpoint is re-estimated."""
+    import shutil
+    from pathlib import Path
+
+    from training import common
+    models = Path(__file__).resolve().parents[2] / "models"
+    shipped = tmp_path / "shipped" / "age_gender.keras"
+    shipped.parent.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(models / f"age_gender{suffix}", shipped.with_suffix(suffix))
+    run_checkpoint = tmp_path / "run" / "last.keras"
+    run_checkpoint.parent.mkdir()
+    shutil.copy(shipped, run_checkpoint)                       # the same file, but as a run's checkpoint
+    seen = []
+    monkeypatch.setattr(common, "recalibrate_batchnorm", lambda model, x, **k: seen.append(model.name))
+    x = np.zeros((4, 96, 96, 1), np.float32)
+    others = common.load_other_members([shipped, run_checkpoint], x)
+    assert common.is_shipped(shipped) and not common.is_shipped(run_checkpoint)
+    assert len(others[0]) == len(others[1]) >= 2
+    assert seen == [net.name for net in others[1]]              # only the run's networks
+    for got, want in zip(others[0][0].get_weights(), others[1][0].get_weights()):
+        np.testing.assert_array_equal(got, want)
