@@ -783,6 +783,18 @@ def is_shipped(path) -> bool:
     return card.exists() and "serving_setup" in json.loads(card.read_text())
 
 
+def shipped_from_run(run_dir: Path, card_path: Path) -> str | None:
+    """The version of the shipped model (its card at `card_path`) that already serves a checkpoint of the run
+    in `run_dir`, or None. Evaluating such a run again would offer it beside itself (the shipped model as
+    --ensemble-with holds the run's own network) and could ship that twice over."""
+    if not card_path.exists():
+        return None
+    card = json.loads(card_path.read_text())
+    members = card.get("serving_setup", {}).get("members", [])
+    run = Path(run_dir).resolve()
+    return card.get("version") if any(Path(m).resolve().parent == run for m in members) else None
+
+
 def trained_on_backgrounds(path) -> bool:
     """Whether the run checkpoint at `path` learnt from faces set on backgrounds (--backgrounds), as the
     run.json of the run folder it sits in says."""

@@ -177,6 +177,10 @@ def main(argv=None):
     from training.metrics import classification_report
 
     run = read_run(args.run_dir)     # before anything is scored: the card repeats the run's settings
+    from training.common import shipped_from_run
+    if version := shipped_from_run(args.run_dir, args.models_dir / "emotion.json"):
+        print(f"{args.run_dir} already serves in the shipped emotion model {version}: nothing to evaluate")
+        return None
 
     # 1. Choose, on PublicTest only (PrivateTest is not loaded yet).
     cache_dir = None if args.limit else args.cache_dir
