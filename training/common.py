@@ -783,16 +783,26 @@ def is_shipped(path) -> bool:
     return card.exists() and "serving_setup" in json.loads(card.read_text())
 
 
-def shipped_from_run(run_dir: Path, card_path: Path) -> str | None:
-    """The version of the shipped model (its card at `card_path`) that already serves a checkpoint of the run
-    in `run_dir`, or None. Evaluating such a run again would offer it beside itself (the shipped model as
-    --ensemble-with holds the run's own network) and could ship that twice over."""
+def shipped_from_run(run_dir: Path, model_path: Path) -> str | None:
+    """The version of the shipped model at `model_path` (its card beside it) if it already serves a checkpoint
+    of the run in `run_dir`, else None. Offered with --ensemble-with, such a model would put the run beside
+    itself, and could ship its network twice over."""
+    card_path = Path(model_path).with_suffix(".json")
     if not card_path.exists():
         return None
     card = json.loads(card_path.read_text())
     members = card.get("serving_setup", {}).get("members", [])
     run = Path(run_dir).resolve()
     return card.get("version") if any(Path(m).resolve().parent == run for m in members) else None
+
+
+def run_offered_beside_itself(run_dir: Path, ensemble_with) -> str | None:
+    """A message if one of the --ensemble-with models already serves the run (make models evaluates each
+    model's latest run beside the shipped model, which holds that run's network once it has shipped)."""
+    for path in ensemble_with:
+        if version := shipped_from_run(run_dir, path):
+            return f"{run_dir} already serves in {path} (version {version}): not offered beside itself, nothing to evaluate"
+    return None
 
 
 def trained_on_backgrounds(path) -> bool:

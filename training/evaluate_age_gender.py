@@ -515,9 +515,9 @@ def main(argv=None):
 
     run = read_run(args.run_dir)
     size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
-    from training.common import shipped_from_run
-    if (version := shipped_from_run(args.run_dir, args.models_dir / "age_gender.json")) and not args.choose_only:
-        print(f"{args.run_dir} already serves in the shipped age/gender model {version}: nothing to evaluate")
+    from training.common import run_offered_beside_itself
+    if message := run_offered_beside_itself(args.run_dir, args.ensemble_with):
+        print(message)
         return
 
     # 1. Choose, on train and val only (the test split is not loaded yet).

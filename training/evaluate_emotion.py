@@ -177,9 +177,9 @@ def main(argv=None):
     from training.metrics import classification_report
 
     run = read_run(args.run_dir)     # before anything is scored: the card repeats the run's settings
-    from training.common import shipped_from_run
-    if version := shipped_from_run(args.run_dir, args.models_dir / "emotion.json"):
-        print(f"{args.run_dir} already serves in the shipped emotion model {version}: nothing to evaluate")
+    from training.common import run_offered_beside_itself
+    if message := run_offered_beside_itself(args.run_dir, args.ensemble_with):
+        print(message)
         return None
 
     # 1. Choose, on PublicTest only (PrivateTest is not loaded yet).

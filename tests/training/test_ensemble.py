@@ -292,27 +292,29 @@ def test_a_shipped_models_networks_keep_their_batchnorm_statistics(tmp_path, mon
         np.testing.assert_array_equal(got, want)
 
 
-def test_a_run_already_in_the_shipped_model_is_not_evaluated_again(tmp_path, capsys):
-    """make models evaluates each model's latest run: once that run ships, the shipped model (offered with
-    --ensemble-with) holds the run's own network, and evaluating again would offer it beside itself."""
+def test_a_run_is_not_evaluated_beside_a_shipped_model_that_already_holds_it(tmp_path, capsys):
+    """make models evaluates each model's latest run beside the shipped model: once that run ships, the
+    shipped model holds the run's own network, and evaluating again would offer it beside itself."""
     import json
-    from pathlib import Path
 
     from training import evaluate_age_gender, evaluate_emotion
     from training.common import shipped_from_run
     run = tmp_path / "runs" / "r"
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"arch": "visage", "input_size": 96}))
+    shipped = {}
     for name in ("emotion", "age_gender"):
-        (tmp_path / f"{name}.json").write_text(json.dumps(
+        shipped[name] = tmp_path / "shipped" / f"{name}.keras"
+        shipped[name].parent.mkdir(exist_ok=True)
+        shipped[name].with_suffix(".json").write_text(json.dumps(
             {"version": "v9", "serving_setup": {"members": [str(run / "best.keras"), "runs/shipped/x.keras"]}}))
-    assert shipped_from_run(run, tmp_path / "age_gender.json") == "v9"
-    assert shipped_from_run(tmp_path / "runs" / "other", tmp_path / "age_gender.json") is None
-    assert shipped_from_run(run, tmp_path / "missing.json") is None
-    common = ["--run-dir", str(run), "--models-dir", str(tmp_path), "--data-dir", str(tmp_path / "no-data")]
-    evaluate_age_gender.main(common)
-    evaluate_emotion.main(common)
+    assert shipped_from_run(run, shipped["age_gender"]) == "v9"
+    assert shipped_from_run(tmp_path / "runs" / "other", shipped["age_gender"]) is None
+    assert shipped_from_run(run, tmp_path / "missing.keras") is None
+    common = ["--run-dir", str(run), "--models-dir", str(tmp_path / "models"), "--data-dir", str(tmp_path / "no-data")]
+    evaluate_age_gender.main(common + ["--ensemble-with", str(shipped["age_gender"])])
+    evaluate_emotion.main(common + ["--ensemble-with", str(shipped["emotion"])])
     out = capsys.readouterr().out
-    assert f"{run} already serves in the shipped age/gender model v9: nothing to evaluate" in out
-    assert f"{run} already serves in the shipped emotion model v9: nothing to evaluate" in out
-    assert json.loads((tmp_path / "emotion.json").read_text())["version"] == "v9"
+    for name in ("age_gender", "emotion"):
+        assert f"{run} already serves in {shipped[name]} (version v9): not offered beside itself" in out
+    assert not (tmp_path / "models").exists()
