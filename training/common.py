@@ -776,21 +776,23 @@ def pick_checkpoint(run_dir: Path, names: list[str], x_train: np.ndarray, val_sc
     return best[0], best[1], scores
 
 
+def card_beside(model_path) -> dict:
+    """The model card (<model>.json) beside a model file, or {} where there is none."""
+    card_path = Path(model_path).with_suffix(".json")
+    return json.loads(card_path.read_text()) if card_path.exists() else {}
+
+
 def is_shipped(path) -> bool:
     """Whether `path` is a shipped model (or one network of it, training.split_ensemble): a card with a
     serving setup beside it."""
-    card = Path(path).with_suffix(".json")
-    return card.exists() and "serving_setup" in json.loads(card.read_text())
+    return "serving_setup" in card_beside(path)
 
 
 def shipped_from_run(run_dir: Path, model_path: Path) -> str | None:
     """The version of the shipped model at `model_path` (its card beside it) if it already serves a checkpoint
     of the run in `run_dir`, else None. Offered with --ensemble-with, such a model would put the run beside
     itself, and could ship its network twice over."""
-    card_path = Path(model_path).with_suffix(".json")
-    if not card_path.exists():
-        return None
-    card = json.loads(card_path.read_text())
+    card = card_beside(model_path)
     members = card.get("serving_setup", {}).get("members", [])
     run = Path(run_dir).resolve()
     return card.get("version") if any(Path(m).resolve().parent == run for m in members) else None
@@ -836,14 +838,13 @@ def member_summaries(paths) -> dict:
     """For models averaged into an ensemble: what their own cards (<model>.json beside them) say about them."""
     out = {}
     for path in paths:
-        card_path = Path(path).with_suffix(".json")
-        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        card = card_beside(path)
         training = card.get("training", {})
         # That model may itself continue an earlier one: count its whole lineage too.
         earlier = list(training.get("warm_started_from", {}).values())
         setup = card.get("serving_setup", {})
         networks = setup.get("networks", len(setup.get("members", [])) or 1)
-        out[str(path)] = {"card": str(card_path) if card else None, "version": card.get("version"),
+        out[str(path)] = {"card": str(Path(path).with_suffix(".json")) if card else None, "version": card.get("version"),
                           "networks": networks,
                           "epochs_run": training.get("epochs_run"),
                           "wall_time_seconds": training.get("wall_time_seconds"),

@@ -500,8 +500,8 @@ def main(argv=None):
     import keras
     from app.pipeline.preprocess import test_time_offsets
     from training import data_utk
-    from training.common import (chosen_epoch, member_summaries, read_log, read_run, trained_on_backgrounds,
-                                 warm_started_from, weight_average_record, write_json)
+    from training.common import (chosen_epoch, member_summaries, read_log, read_run, run_offered_beside_itself,
+                                 trained_on_backgrounds, warm_started_from, weight_average_record, write_json)
     from training.ensemble import members_of
     from training.train_age_gender import MARGIN, input_size
     from training.weights_float16 import storage_label
@@ -515,7 +515,6 @@ def main(argv=None):
 
     run = read_run(args.run_dir)
     size = input_size(run.get("arch", "visage"), run.get("input_size", 0))
-    from training.common import run_offered_beside_itself
     if message := run_offered_beside_itself(args.run_dir, args.ensemble_with):
         print(message)
         return

@@ -170,14 +170,14 @@ def main(argv=None):
     from app.pipeline.predict import profile_augmentation
     from training import data_fer
     from training.common import (chosen_epoch, export_inference_model, load_other_members, member_summaries,
-                                 pick_checkpoint, read_log, read_run, single_face_latency_ms, warm_started_from,
+                                 pick_checkpoint, read_log, read_run, run_offered_beside_itself,
+                                 single_face_latency_ms, warm_started_from,
                                  weight_average_record, write_json)
     from training.ensemble import average_models, ensemble_candidates, fold_class_shift, members_of, softmax_with_shift
     from training.weights_float16 import prepare_candidates, storage_label
     from training.metrics import classification_report
 
     run = read_run(args.run_dir)     # before anything is scored: the card repeats the run's settings
-    from training.common import run_offered_beside_itself
     if message := run_offered_beside_itself(args.run_dir, args.ensemble_with):
         print(message)
         return None
