@@ -383,14 +383,16 @@ RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "in
 
 
 def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],
-                        average: tuple[list, dict] | None = None, best: tuple[list, int] | None = None) -> int:
+                        average: tuple[list, dict] | None = None, best: tuple[list, int] | None = None
+                        ) -> tuple[int, bool]:
     """Write the run's one checkpoint file (weights as float32, the network's definition, the settings
     that define the run and every epoch's log row); replaced atomically so a killed process never
     leaves half a file. No optimizer state: AdamW's two moments would triple the size. `average`: the
     run's weight average so far and its record (WeightAverage), kept as float16 to stay under 10 MB.
     `best`: the best epoch's weights and that epoch (1-based), kept as float16 only while the file stays
     within MAX_CHECKPOINT_BYTES (the 1.2M-parameter networks' files: yes; the 1.58M ResNets' with an
-    average: no), so that an evaluation on another machine can still offer best.keras. Returns bytes."""
+    average: no), so that an evaluation on another machine can still offer best.keras. Returns the file's
+    bytes and whether the best epoch's weights are in it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "epochs_done": len(log_rows), "log": log_rows,
@@ -402,12 +404,13 @@ def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],
         arrays |= {f"a{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(average[0])}
     best_arrays = {f"b{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(best[0])} if best else {}
     size = write_checkpoint_file(path, {**meta, "best_epoch": best[1]} if best else meta, arrays | best_arrays)
+    best_kept = bool(best)
     if best and size > MAX_CHECKPOINT_BYTES:     # the best epoch's weights do not fit: keep the rest
-        size = write_checkpoint_file(path, meta, arrays)
+        size, best_kept = write_checkpoint_file(path, meta, arrays), False
     if size > MAX_CHECKPOINT_BYTES:
         print(f"warning: {path} is {size / 2**20:.1f} MB, over the {MAX_CHECKPOINT_BYTES / 2**20:.0f} MB "
               "a committed checkpoint may take", flush=True)
-    return size
+    return size, best_kept
 
 
 def write_checkpoint_file(path: Path, meta: dict, arrays: dict) -> int:
@@ -459,6 +462,7 @@ class RunCheckpointCallback:
 
         class _Checkpoint(keras.callbacks.Callback):
             best: tuple[list, int] | None = None
+            best_fits = True        # once the best weights did not fit, later epochs' files are written once
 
             def on_train_begin(self, logs=None):
                 rows = read_log(run_dir) if (run_dir / "log.csv").exists() else []
@@ -475,7 +479,9 @@ class RunCheckpointCallback:
                 if not np.isnan(now) and all(better(now, b) or np.isnan(b) for b in before):
                     self.best = (self.model.get_weights(), epoch + 1)
                 kept = (average.weights, average.record) if average is not None and average.weights is not None else None
-                size = save_run_checkpoint(path, self.model, settings, rows, kept, self.best)
+                offered = self.best if self.best_fits else None
+                size, best_kept = save_run_checkpoint(path, self.model, settings, rows, kept, offered)
+                self.best_fits = best_kept or offered is None
                 print(f"checkpoint {path}: epoch {epoch + 1}, {size / 2**20:.1f} MB", flush=True)
         return _Checkpoint()
 

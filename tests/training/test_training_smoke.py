@@ -186,6 +186,30 @@ def test_best_epochs_weights_travel_in_the_checkpoint_file_while_it_stays_small(
     assert meta["epochs_done"] == 3 and meta["best_epoch"] is None and not meta["best_weights"]
 
 
+def test_a_checkpoint_whose_best_weights_do_not_fit_is_written_once_an_epoch_after_the_first_miss(tmp_path,
+                                                                                               monkeypatch):
+    """Once the best epoch's weights have been left out for size, later epochs do not try them again
+    (each try writes the whole compressed file)."""
+    import keras
+
+    from training import common
+    writes = []
+    write = common.write_checkpoint_file
+    monkeypatch.setattr(common, "write_checkpoint_file", lambda path, meta, arrays: writes.append(
+        meta["best_epoch"]) or write(path, meta, arrays))
+    monkeypatch.setattr(common, "MAX_CHECKPOINT_BYTES", 1)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    callback = common.RunCheckpointCallback(tmp_path / "run.npz", {"task": "t"}, tmp_path)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_end(0, {"val_loss": 1.0})
+    assert writes == [1, None]                        # offered with the best weights, then written without
+    callback.on_epoch_end(1, {"val_loss": 0.5})       # a better epoch: its weights are not offered again
+    assert writes == [1, None, None]
+    assert common.load_run_checkpoint(tmp_path / "run.npz")[1]["best_epoch"] is None
+
+
 def shuffled_test_labels(data_dir: Path, folder: Path) -> Path:
     """A copy of the UTKFace folder (images linked) whose test rows have their labels shuffled among them."""
     folder.mkdir()
