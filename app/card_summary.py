@@ -35,13 +35,24 @@ def lineage(members: list[dict]) -> tuple[int, float]:
 
 
 def how_trained(card: dict, selected_on: str) -> str:
-    """Epochs and CPU time, for one network (maybe warm-started) or for an ensemble (training/ensemble.py)."""
+    """Epochs and CPU time, for one network (maybe warm-started) or for an ensemble (training/ensemble.py).
+    Earlier training behind several members (two networks warm-started from one model) is counted once."""
     t = card["training"]
     minutes = t["wall_time_seconds"] / 60
     setup = card.get("serving_setup", {})
     others = setup.get("other_members", {})
     earlier = t.get("warm_started_from", {})
-    behind = lineage(list((earlier | others).values()))[1]      # earlier training, each model counted once
+    # Other members: another run's checkpoint (training.common.member_summaries names its run), an earlier
+    # model with a card, or, with neither, a checkpoint saved earlier in this same run (training in `minutes`).
+    runs = {path: m for path, m in others.items() if m.get("run")}
+    carded = {path: m for path, m in others.items() if path not in runs and (m.get("card") or m.get("epochs_run"))}
+    snapshots = [f"`{Path(path).name}`" for path in others if path not in runs and path not in carded]
+    behind_models = {}
+    for path, m in [*earlier.items(), *carded.items(),
+                    *(item for r in runs.values() for item in r.get("warm_started_from", {}).items())]:
+        behind_models.setdefault(m.get("version") or path, m)
+    behind = (lineage(list(behind_models.values()))[1]
+              + sum(m.get("wall_time_seconds") or 0 for m in runs.values()) / 60)
     if earlier:
         e_epochs, e_minutes = lineage(list(earlier.values()))
         this_run = (f"a network warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min) and "
@@ -51,14 +62,16 @@ def how_trained(card: dict, selected_on: str) -> str:
                     f"({t['epochs_run']} epochs, best chosen on {selected_on}, {minutes:.0f} min)")
     if others:
         networks = setup.get("networks", 1 + sum(m.get("networks") or 1 for m in others.values()))
-        # A member with no card and no epochs is a checkpoint saved earlier in this same run (training in `minutes`).
-        carded = {path: m for path, m in others.items() if m.get("card") or m.get("epochs_run")}
-        snapshots = [f"`{Path(path).name}`" for path in others if path not in carded]
         parts = [this_run]
+        for path, m in runs.items():
+            start = "warm-started from earlier training" if m.get("warm_started_from") else "from scratch"
+            parts.append(f"a network of the run `{m['run']}` ({m['epochs_run']} epochs {start}, its "
+                         f"`{Path(path).name}`, {(m.get('wall_time_seconds') or 0) / 60:.0f} min)")
         if carded:
             o_epochs, o_minutes = lineage(list(carded.values()))
-            parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}"
-                         f"{' itself' if set(carded) <= set(earlier) else ''} "
+            itself = {m.get("version") or p for p, m in carded.items()} <= {m.get("version") or p
+                                                                            for p, m in earlier.items()}
+            parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}{' itself' if itself else ''} "
                          f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
                          f"{'them' if len(carded) > 1 else 'it'})")
         if snapshots:

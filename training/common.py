@@ -840,18 +840,26 @@ def load_other_members(paths, x_train: np.ndarray, x_train_backgrounds: np.ndarr
     return others
 
 
-def member_summaries(paths) -> dict:
-    """For models averaged into an ensemble: what their own cards (<model>.json beside them) say about them."""
+def member_summaries(paths, this_run: Path | None = None) -> dict:
+    """For models averaged into an ensemble (or warmed from): what their own cards (<model>.json beside them)
+    say about them. A checkpoint of another run (no card; the run's log.csv beside it) is summed up from
+    that run: its name, its epochs and their seconds, and what it was warm-started from. A checkpoint of
+    `this_run` (the run being evaluated) is an earlier snapshot of the same training: no epochs of its own."""
     out = {}
     for path in paths:
         card = card_beside(path)
+        folder = Path(path).parent
+        if not card and (folder / "log.csv").exists() and (this_run is None or
+                                                            folder.resolve() != Path(this_run).resolve()):
+            out[str(path)] = run_summary(folder)
+            continue
         training = card.get("training", {})
         # That model may itself continue an earlier one: count its whole lineage too.
         earlier = list(training.get("warm_started_from", {}).values())
         setup = card.get("serving_setup", {})
         networks = setup.get("networks", len(setup.get("members", [])) or 1)
-        out[str(path)] = {"card": str(Path(path).with_suffix(".json")) if card else None, "version": card.get("version"),
-                          "networks": networks,
+        out[str(path)] = {"card": str(Path(path).with_suffix(".json")) if card else None,
+                          "version": card.get("version"), "networks": networks,
                           "epochs_run": training.get("epochs_run"),
                           "wall_time_seconds": training.get("wall_time_seconds"),
                           "epochs_in_all": (training.get("epochs_run") or 0) +
@@ -859,3 +867,17 @@ def member_summaries(paths) -> dict:
                           "wall_time_seconds_in_all": (training.get("wall_time_seconds") or 0) +
                           sum(m.get("wall_time_seconds_in_all", m.get("wall_time_seconds")) or 0 for m in earlier)}
     return out
+
+
+def run_summary(run_dir: Path) -> dict:
+    """member_summaries' entry for one network of a run folder: the run's epochs and seconds from its
+    log.csv, and its warm start as recorded when it began (warm_start.json)."""
+    rows = read_log(run_dir)
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    earlier = warm_started_from(run_dir, run)
+    seconds = float(sum(r.get("epoch_seconds", 0.0) for r in rows))
+    epochs_before = sum(m.get("epochs_in_all", m.get("epochs_run")) or 0 for m in earlier.values())
+    seconds_before = sum(m.get("wall_time_seconds_in_all", m.get("wall_time_seconds")) or 0 for m in earlier.values())
+    return {"card": None, "version": None, "run": run_dir.name, "networks": 1, "epochs_run": len(rows),
+            "wall_time_seconds": seconds, "warm_started_from": earlier,
+            "epochs_in_all": len(rows) + epochs_before, "wall_time_seconds_in_all": seconds + seconds_before}

@@ -603,7 +603,7 @@ def main(argv=None):
             "gender_platt_a_c": setup["gender_platt"].tolist(),
             "gender_platt_two_fold_check_on_val": setup.get("gender_check"),
             "steadiness_on_val_against_shipped": steadiness,
-            "other_members": member_summaries(kept_others)},
+            "other_members": member_summaries(kept_others, this_run=args.run_dir)},
         "data": {"dataset": "UTKFace (aligned & cropped, cleaned copy)", "split": "splits.csv: train/val/test",
                  "selection": "val (best epoch by validation loss)", "benchmark": "test",
                  "train_images": run.get("train_images"), "crops": run.get("crops"), "measured_with_crops": args.crops,

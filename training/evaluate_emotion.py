@@ -256,7 +256,7 @@ def main(argv=None):
             "public_test_accuracy_of_the_written_file": file_public,
             "weights_stored_as": storage_label(args.weights_float16),
             "size_mb_by_members": setup["size_mb"], "max_size_mb": setup["max_size_mb"],
-            "other_members": member_summaries(kept_others)},
+            "other_members": member_summaries(kept_others, this_run=args.run_dir)},
         "data": {"dataset": "FER2013 (ICML 2013)", "train": "Training (pixel copies of test images removed)",
                  "selection": "PublicTest (best epoch by accuracy)", "benchmark": "PrivateTest (original labels)",
                  "train_images": run.get("train_images"), "dropped_test_copies": data["dropped_duplicates"],

@@ -98,6 +98,27 @@ def test_member_summaries_count_the_whole_warm_start_lineage(tmp_path):
     assert member_summaries([tmp_path / "missing.keras"])[str(tmp_path / "missing.keras")]["card"] is None
 
 
+def test_member_summaries_sum_up_another_runs_checkpoint_from_its_run_and_not_this_runs_own(tmp_path):
+    """A network of another run (no card beside it) counts that run's epochs, seconds and warm start; a
+    checkpoint of the run being evaluated is a snapshot of the same training."""
+    import json
+
+    from training.common import member_summaries, write_log
+    (tmp_path / "shipped.json").write_text(json.dumps({"version": "v1", "training": {"epochs_run": 40,
+                                                                                      "wall_time_seconds": 900}}))
+    other, this = tmp_path / "other", tmp_path / "this"
+    for folder in (other, this):
+        folder.mkdir()
+        write_log(folder, [{"epoch_seconds": 60.0, "val_loss": 1.0}, {"epoch_seconds": 90.0, "val_loss": 0.9}])
+    (other / "warm_start.json").write_text(json.dumps(member_summaries([tmp_path / "shipped.keras"])))
+    summary = member_summaries([other / "best.keras", this / "swa.keras"], this_run=this)
+    run = summary[str(other / "best.keras")]
+    assert run["run"] == "other" and run["epochs_run"] == 2 and run["wall_time_seconds"] == 150
+    assert run["warm_started_from"][str(tmp_path / "shipped.keras")]["version"] == "v1"
+    assert run["epochs_in_all"] == 42 and run["wall_time_seconds_in_all"] == 1050
+    assert summary[str(this / "swa.keras")]["epochs_run"] is None and "run" not in summary[str(this / "swa.keras")]
+
+
 def test_candidate_views_are_the_members_prefix_and_their_mirrored_views():
     from training.ensemble import candidate_views
     all_views = ["m1", "m2", "m3", "m1 mirrored", "m2 mirrored", "m3 mirrored"]

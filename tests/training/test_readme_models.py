@@ -42,6 +42,24 @@ def test_an_earlier_checkpoint_of_the_same_run_adds_no_training_time():
     assert "earlier model" not in text and "100 min of training in all" in text
 
 
+def test_two_networks_warm_started_from_one_model_count_its_training_once():
+    """The shipped way: this run and another run each warm-started from a network of the same earlier model
+    (one version), averaged with that model itself: the earlier model's minutes count once."""
+    start = {"version": "v1", "networks": 2, "epochs_run": 18, "wall_time_seconds": 600, "epochs_in_all": 200,
+             "wall_time_seconds_in_all": 30000}
+    other_run = {"card": None, "version": None, "run": "bins_ws", "networks": 1, "epochs_run": 30,
+                 "wall_time_seconds": 1800, "warm_started_from": {"shipped/model.keras": start},
+                 "epochs_in_all": 230, "wall_time_seconds_in_all": 31800}
+    text = how_trained(card({"epochs_run": 30, "wall_time_seconds": 2400,
+                             "warm_started_from": {"shipped/model_member2.keras": start}},
+                            {"networks": 3, "other_members": {"runs/bins_ws/best.keras": other_run,
+                                                              "shipped/model.keras": start}}), "val")
+    assert ("a network of the run `bins_ws` (30 epochs warm-started from earlier training, its `best.keras`, "
+            "30 min)") in text
+    assert "the earlier model itself (200 epochs" in text and "same run" not in text
+    assert "570 min of training in all" in text          # 500 + 30 + 40
+
+
 def test_the_readme_models_block_is_what_the_shipped_cards_write():
     """README.md's generated section must be regenerated (python -m training.readme_models) whenever a card changes."""
     from training.readme_models import ROOT, models_block
