@@ -47,10 +47,12 @@ def how_trained(card: dict, selected_on: str) -> str:
     runs = {path: m for path, m in others.items() if m.get("run")}
     carded = {path: m for path, m in others.items() if path not in runs and (m.get("card") or m.get("epochs_run"))}
     snapshots = [f"`{Path(path).name}`" for path in others if path not in runs and path not in carded]
+    def model_of(path, m):      # one earlier model, whichever of its files a member names
+        return m.get("version") or path
     behind_models = {}
     for path, m in [*earlier.items(), *carded.items(),
                     *(item for r in runs.values() for item in r.get("warm_started_from", {}).items())]:
-        behind_models.setdefault(m.get("version") or path, m)
+        behind_models.setdefault(model_of(path, m), m)
     behind = (lineage(list(behind_models.values()))[1]
               + sum(m.get("wall_time_seconds") or 0 for m in runs.values()) / 60)
     if earlier:
@@ -69,8 +71,7 @@ def how_trained(card: dict, selected_on: str) -> str:
                          f"`{Path(path).name}`, {(m.get('wall_time_seconds') or 0) / 60:.0f} min)")
         if carded:
             o_epochs, o_minutes = lineage(list(carded.values()))
-            itself = {m.get("version") or p for p, m in carded.items()} <= {m.get("version") or p
-                                                                            for p, m in earlier.items()}
+            itself = {model_of(*item) for item in carded.items()} <= {model_of(*item) for item in earlier.items()}
             parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}{' itself' if itself else ''} "
                          f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
                          f"{'them' if len(carded) > 1 else 'it'})")

@@ -855,18 +855,23 @@ def member_summaries(paths, this_run: Path | None = None) -> dict:
             continue
         training = card.get("training", {})
         # That model may itself continue an earlier one: count its whole lineage too.
-        earlier = list(training.get("warm_started_from", {}).values())
+        epochs_before, seconds_before = training_behind(training.get("warm_started_from", {}))
         setup = card.get("serving_setup", {})
         networks = setup.get("networks", len(setup.get("members", [])) or 1)
         out[str(path)] = {"card": str(Path(path).with_suffix(".json")) if card else None,
                           "version": card.get("version"), "networks": networks,
                           "epochs_run": training.get("epochs_run"),
                           "wall_time_seconds": training.get("wall_time_seconds"),
-                          "epochs_in_all": (training.get("epochs_run") or 0) +
-                          sum(m.get("epochs_in_all", m.get("epochs_run")) or 0 for m in earlier),
-                          "wall_time_seconds_in_all": (training.get("wall_time_seconds") or 0) +
-                          sum(m.get("wall_time_seconds_in_all", m.get("wall_time_seconds")) or 0 for m in earlier)}
+                          "epochs_in_all": (training.get("epochs_run") or 0) + epochs_before,
+                          "wall_time_seconds_in_all": (training.get("wall_time_seconds") or 0) + seconds_before}
     return out
+
+
+def training_behind(earlier: dict) -> tuple[int, float]:
+    """Epochs and seconds of training in all behind the models a network started from (member_summaries
+    entries, each with its own lineage)."""
+    return (sum(m.get("epochs_in_all", m.get("epochs_run")) or 0 for m in earlier.values()),
+            sum(m.get("wall_time_seconds_in_all", m.get("wall_time_seconds")) or 0 for m in earlier.values()))
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -876,8 +881,7 @@ def run_summary(run_dir: Path) -> dict:
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     earlier = warm_started_from(run_dir, run)
     seconds = float(sum(r.get("epoch_seconds", 0.0) for r in rows))
-    epochs_before = sum(m.get("epochs_in_all", m.get("epochs_run")) or 0 for m in earlier.values())
-    seconds_before = sum(m.get("wall_time_seconds_in_all", m.get("wall_time_seconds")) or 0 for m in earlier.values())
+    epochs_before, seconds_before = training_behind(earlier)
     return {"card": None, "version": None, "run": run_dir.name, "networks": 1, "epochs_run": len(rows),
             "wall_time_seconds": seconds, "warm_started_from": earlier,
             "epochs_in_all": len(rows) + epochs_before, "wall_time_seconds_in_all": seconds + seconds_before}
