@@ -1,6 +1,7 @@
 """How steady the age and gender estimates are when nothing about the face changes, through the app's path.
 
     python bench/steadiness.py --data-dir ../shared/data/utkface [--faces 150] [--detector blazeface]
+        [--models-dir DIR] [--keras-float]
 
 UTKFace val faces (a fixed sample; the test split is not read) are pasted into 640x480 scenes and sent
 through `run_pipeline` with the app's default options (or --detector), as an upload would be:
@@ -83,6 +84,9 @@ def main(argv=None):
     p.add_argument("--detector", default="", help="default: the app's default detector")
     p.add_argument("--profile", default="accurate")
     p.add_argument("--models-dir", default="")
+    p.add_argument("--keras-float", action="store_true",
+                   help="serve the models' .keras files, not their ONNX/int8 copies (as a candidate that has not "
+                        "shipped is served: evaluate_age_gender --keep-chosen)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
@@ -95,7 +99,13 @@ def main(argv=None):
 
     cfg = settings.from_environment()
     detector = args.detector or cfg["VISAGE_DEFAULT_DETECTOR"]
-    predictor = load_predictor(args.models_dir or cfg["VISAGE_MODELS_DIR"])
+    models_dir = args.models_dir or cfg["VISAGE_MODELS_DIR"]
+    if args.keras_float:
+        import tempfile
+
+        from training.candidate_models import keras_only_copy
+        models_dir = keras_only_copy(models_dir, Path(tempfile.mkdtemp(prefix="visage_keras_")))
+    predictor = load_predictor(models_dir)
 
     def analyse(data: bytes) -> dict:
         return run_pipeline(data, predictor, detector=detector, profile=args.profile,
@@ -123,6 +133,7 @@ def main(argv=None):
     spreads = [float(np.std(m["ages"])) for m in moved if m["found"] >= 2]
     flips = [len(set(m["female"])) > 1 for m in moved if m["found"] >= 2]
     report = {"detector": detector, "profile": args.profile, "faces": len(items), "split": "val",
+              "served_as": "keras files" if args.keras_float else "as the app serves them",
               "models": dict(predictor.versions),
               "moved": {"frames_per_face": len(FRAMES), "face_px": 120, "moves_px": "0-2", "scales": SCALES,
                         "found_share": round(sum(m["found"] for m in moved) / sum(m["frames"] for m in moved), 4),

@@ -101,15 +101,20 @@ def compiled_augmenter(augment, generators: list):
     return compiled
 
 
-def train_dataset(x, targets, weights, batch_size: int, augment, seed: int):
-    """Shuffled, augmented, prefetched batches. `targets` may be an array or a dict of arrays."""
+def train_dataset(x, targets, weights, batch_size: int, augment, seed: int, mix=None):
+    """Shuffled, augmented, prefetched batches. `targets` may be an array or a dict of arrays. `mix`: a
+    function of an augmented batch (images, targets, weights) that blends its examples (mixup)."""
     import keras
     if keras.backend.backend() != "tensorflow":
+        if mix is not None:
+            raise SystemExit("mixup runs only on the TensorFlow backend")
         return ShuffledBatches(x, targets, weights, batch_size, augment, seed)
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((x, targets, weights))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda a, b, c: (augment(a), b, c), num_parallel_calls=tf.data.AUTOTUNE)
+    if mix is not None:
+        ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -379,7 +384,7 @@ CHECKPOINT_FORMAT = 1
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
 # Settings that fix what the run is: resuming with other values would be a different run.
 RUN_DEFINING = ("task", "arch", "epochs", "peak_lr", "batch_size", "labels", "input_size", "crops", "seed",
-                "group_balance", "age_balance", "backgrounds", "consistency", "consistency_gap", "age_head")
+                "group_balance", "age_balance", "backgrounds", "consistency", "consistency_gap", "age_head", "mixup")
 
 
 def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],

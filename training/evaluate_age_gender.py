@@ -85,6 +85,10 @@ def parse_args(argv=None):
                    help="choose the setup on val and write reports/<run>_evaluation.json (with whether it clears "
                         "the bars), then stop: nothing shipped, the test split not read (a run's served val numbers "
                         "without shipping it yet)")
+    p.add_argument("--keep-chosen", type=Path, metavar="DIR",
+                   help="also write the chosen setup, shipped or not, as a models folder the app loads (Keras files, "
+                        "beside the shipped emotion model), to measure it through the app's path: "
+                        "bench/steadiness.py --models-dir DIR")
     p.add_argument("--steady-copies", type=int, default=3,
                    help="moved copies of each val face for --steadier-than-shipped (training.common.make_jitter)")
     return p.parse_args(argv)
@@ -549,6 +553,12 @@ def main(argv=None):
         record = write_evaluation_record(args, setup, reference, val_mae, val_gender, over_bar)
         print(f"chosen: {record['chosen']}; record in {evaluation_record_path(args)}",
               flush=True)
+        if args.keep_chosen:
+            from training.candidate_models import write_age_gender_candidate
+            label = f"{args.run_dir.name} {setup['checkpoint']}, {record['chosen']['networks']} networks"
+            write_age_gender_candidate(args.keep_chosen, Path(tmp) / "age_gender.keras", args.models_dir, size, MARGIN,
+                                       flip, shift_px, label)
+            print(f"the chosen setup as a models folder: {args.keep_chosen}", flush=True)
         if args.choose_only:
             print(f"{'over' if over_bar else 'not over'} the bar; --choose-only: not shipped, test split not read")
             return

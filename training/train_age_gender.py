@@ -81,6 +81,10 @@ def parse_args(argv=None):
                    help="served (default): the gap between the two answers as the app would give them (dropout off), "
                         "one more pass a step; training: between the training-mode answers, whose independent dropout "
                         "makes most of the gap (docs/training.md)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="blend each training face with the face of the nearest age in its batch (C-Mixup: partners "
+                        "of close labels, so that a blend's age stays an age), the share drawn from Beta(ALPHA, "
+                        "ALPHA) per face; images, targets and sample weights blend alike (0: off)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
@@ -140,6 +144,31 @@ def same_side_of_half(y_true, y_pred):
     return keras.ops.cast(keras.ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
 
 
+def mixup_close_ages(alpha: float, seed: int):
+    """A tf.data map over augmented batches (images, targets, weights): each face blended with its
+    neighbour in the batch's age order (pairs 1-2, 3-4, ... of the sorted ages swap partners), the face's
+    share lam ~ Beta(alpha, alpha). Plain mixup between random faces would train the ages of faces no
+    one has (a child blended with an 80-year-old "is" 40); partners of close labels keep a blend's age
+    believable (C-Mixup, Yao et al. 2022), while genders still blend into soft targets."""
+    import tensorflow as tf
+
+    def mix(images, targets, weights):
+        n = tf.shape(images)[0]          # batches are whole (drop_remainder) and even
+        order = tf.argsort(targets["age"][:, 0])
+        swapped = tf.reshape(tf.reverse(tf.reshape(order, (-1, 2)), axis=[1]), (-1,))
+        partner = tf.gather(swapped, tf.math.invert_permutation(order))
+        g1 = tf.random.gamma((n,), alpha, seed=seed)
+        g2 = tf.random.gamma((n,), alpha, seed=seed + 1)
+        lam = g1 / tf.maximum(g1 + g2, 1e-12)
+
+        def blend(a):
+            a = tf.cast(a, tf.float32)
+            shaped = tf.reshape(lam, [-1] + [1] * (len(a.shape) - 1))
+            return shaped * a + (1.0 - shaped) * tf.gather(a, partner)
+        return blend(images), {k: blend(v) for k, v in targets.items()}, blend(weights)
+    return mix
+
+
 def distribution_trainer(network):
     """The network with its age_bins softmax as a third output (the same layers and weights), so that it can
     be fitted to the label distribution; only the two-output network is ever saved (training.common.OnNetwork)."""
@@ -183,6 +212,8 @@ def input_size(arch: str, requested: int = 0) -> int:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mixup and args.consistency:
+        raise SystemExit("--mixup and --consistency: pick one (a blend has no moved copy)")
     if args.consistency and args.age_head == "distribution":
         raise SystemExit("--consistency and --age-head distribution each train through their own wrapper: pick one")
     from training.common import configure_threads, set_seeds
@@ -209,7 +240,7 @@ def main(argv=None):
                 "epochs": args.epochs, "peak_lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                 "group_balance": args.group_balance, "age_balance": not args.no_age_balance, "limit": args.limit,
                 "backgrounds": args.backgrounds, "consistency": args.consistency,
-                "consistency_gap": args.consistency_gap, "age_head": args.age_head}
+                "consistency_gap": args.consistency_gap, "age_head": args.age_head, "mixup": args.mixup}
     # Registered before a compiled last.keras is read back, which names this metric.
     gender_accuracy = keras.metrics.MeanMetricWrapper(
         keras.saving.register_keras_serializable("visage")(same_side_of_half), name="accuracy")
@@ -264,14 +295,15 @@ def main(argv=None):
         # Val faces go in twice unmoved: their gaps are 0, and val_loss ranks epochs as without --consistency.
         val_data = ((val["x"], val["x"]), with_gaps(len(val["x"]), val_data[1]))
     else:
-        ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done)
+        mix = mixup_close_ages(args.mixup, args.seed + done) if args.mixup else None
+        ds = train_dataset(train["x"], targets, weights, args.batch_size, augment, args.seed + done, mix)
     t0 = time.time()
     model.fit(ds, validation_data=val_data, epochs=min(args.epochs, args.stop_after_epoch or args.epochs),
               initial_epoch=done, callbacks=callbacks, verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "age_gender", "arch": args.arch, "crops": args.crops, "input_size": size, "margin": MARGIN,
         "age_balance": not args.no_age_balance, "group_balance": args.group_balance, "backgrounds": args.backgrounds,
-        "consistency": args.consistency, "age_head": args.age_head, "epochs": args.epochs, "batch_size": args.batch_size,
+        "consistency": args.consistency, "age_head": args.age_head, "mixup": args.mixup, "epochs": args.epochs, "batch_size": args.batch_size,
         "peak_lr": args.lr, "seed": args.seed, "limit": args.limit, "train_images": int(len(train["age"])),
         "crop_stats": data["crop_stats"], "data_dir": str(args.data_dir),
         "init_from": str(args.init_from) if args.init_from else None,

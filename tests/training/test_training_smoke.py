@@ -328,6 +328,29 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     assert read == [("train", "val")] and not (tmp_path / "chosen").exists()
     assert chosen["over_bar"] is True and chosen["served_val"] == record["served_val"]
 
+    # --keep-chosen: the chosen setup as a models folder the app serves from its Keras file, beside the shipped
+    # emotion model, so that it can be measured through the app's path before (or without) shipping.
+    import cv2
+    from skimage import data as skdata
+
+    from app.pipeline.analyze import run_pipeline
+    from app.pipeline.predict import load_predictor
+    from training.candidate_models import keras_only_copy
+    shipped = keras_only_copy(Path(__file__).resolve().parents[2] / "models", tmp_path / "shipped")
+    shipped_card = (shipped / "age_gender.json").read_text()
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+                              "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "kept_reports"),
+                              "--max-latency-ms", "1e9", "--choose-only", "--keep-chosen", str(tmp_path / "kept")])
+    assert (shipped / "age_gender.json").read_text() == shipped_card          # nothing shipped
+    kept = json.loads((tmp_path / "kept" / "age_gender.json").read_text())
+    assert kept["version"].startswith(f"candidate {run.name} ") and "runtime" not in kept
+    assert kept["input"]["size"] == 64 and kept["candidate"]["not_shipped"] is True
+    predictor = load_predictor(tmp_path / "kept")
+    assert {m.card.name: m.runtime for m in predictor.models} == {"age_gender": "keras", "emotion": "keras"}
+    photo = cv2.imencode(".jpg", cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    faces = run_pipeline(photo, predictor, max_bytes=10 << 20, max_pixels=50_000_000)[0]["faces"]
+    assert len(faces) == 1 and 0 < faces[0]["age"] < 100
+
     # The steadiness bar: the same setup again is not steadier than itself shipped (same val faces, same
     # moved copies): the shipped card stays as it was and the test split is not read.
     read.clear()
