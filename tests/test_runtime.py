@@ -126,9 +126,19 @@ def test_shipped_int8_copies_are_fresh(name):
     assert set(entry["val"]) == set(entry["test"]) == {"float32", "int8"}
 
 
-def test_shipped_int8_copies_answer_close_to_the_float_copies(astronaut):
-    """On real face crops the int8 copy answers within a year of age and 0.05 of each probability."""
+def test_shipped_int8_copies_answer_close_to_the_float_copies(astronaut, tmp_path, monkeypatch):
+    """On real face crops the int8 copy answers within a year of age and 0.05 of each probability, on CPUs
+    where the app serves it. On x86 without VNNI, ONNX Runtime's int8 arithmetic can saturate (the emotion
+    copy read the astronaut's happiness 0.86 against 0.99 on such a CPU), and there the app serves the float
+    copies instead: that is checked."""
     import onnxruntime as ort
+
+    from app.pipeline.predict import cpu_reads_int8_as_checked
+    if not cpu_reads_int8_as_checked():
+        monkeypatch.setenv("VISAGE_INT8_MODELS", "auto")
+        shutil.copytree(MODELS, tmp_path / "models")
+        assert set(runtimes(tmp_path / "models").values()) == {"onnxruntime"}
+        pytest.skip("this x86 CPU has no VNNI: the app serves the float copies here (checked), int8 is not compared")
     for name in MODEL_NAMES:
         card_json = json.loads((MODELS / f"{name}.json").read_text())
         entry = card_json.get("runtime", {}).get("onnx_int8")
