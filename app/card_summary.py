@@ -34,27 +34,45 @@ def lineage(members: list[dict]) -> tuple[int, float]:
     return epochs, minutes
 
 
+def members_by_kind(card: dict) -> tuple[dict, dict, list]:
+    """A card's other ensemble members by what they are: another run's checkpoint (training.common.
+    member_summaries names its run), an earlier model with a card, or, with neither, a checkpoint saved
+    earlier in this same run (whose training is the card's own)."""
+    others = card.get("serving_setup", {}).get("other_members", {})
+    runs = {path: m for path, m in others.items() if m.get("run")}
+    carded = {path: m for path, m in others.items() if path not in runs and (m.get("card") or m.get("epochs_run"))}
+    snapshots = [path for path in others if path not in runs and path not in carded]
+    return runs, carded, snapshots
+
+
+def training_in_all(card: dict) -> tuple[int, float]:
+    """Epochs and seconds of training behind a whole model: its own network's, the other runs' networks
+    averaged with it, and every earlier model they started from or include. An earlier model behind
+    several members (two networks warm-started from one model) is counted once."""
+    t = card["training"]
+    runs, carded, _ = members_by_kind(card)
+    behind_models = {}
+    for path, m in [*t.get("warm_started_from", {}).items(), *carded.items(),
+                    *(item for r in runs.values() for item in r.get("warm_started_from", {}).items())]:
+        behind_models.setdefault(m.get("version") or path, m)
+    epochs, minutes = lineage(list(behind_models.values()))
+    return (int(t.get("epochs_run") or 0) + epochs + sum(m.get("epochs_run") or 0 for m in runs.values()),
+            float(t.get("wall_time_seconds") or 0) + 60 * minutes
+            + sum(m.get("wall_time_seconds") or 0 for m in runs.values()))
+
+
 def how_trained(card: dict, selected_on: str) -> str:
-    """Epochs and CPU time, for one network (maybe warm-started) or for an ensemble (training/ensemble.py).
-    Earlier training behind several members (two networks warm-started from one model) is counted once."""
+    """Epochs and CPU time, for one network (maybe warm-started) or for an ensemble (training/ensemble.py)."""
     t = card["training"]
     minutes = t["wall_time_seconds"] / 60
     setup = card.get("serving_setup", {})
     others = setup.get("other_members", {})
     earlier = t.get("warm_started_from", {})
-    # Other members: another run's checkpoint (training.common.member_summaries names its run), an earlier
-    # model with a card, or, with neither, a checkpoint saved earlier in this same run (training in `minutes`).
-    runs = {path: m for path, m in others.items() if m.get("run")}
-    carded = {path: m for path, m in others.items() if path not in runs and (m.get("card") or m.get("epochs_run"))}
-    snapshots = [f"`{Path(path).name}`" for path in others if path not in runs and path not in carded]
+    runs, carded, snapshots = members_by_kind(card)
+    snapshots = [f"`{Path(path).name}`" for path in snapshots]
     def model_of(path, m):      # one earlier model, whichever of its files a member names
         return m.get("version") or path
-    behind_models = {}
-    for path, m in [*earlier.items(), *carded.items(),
-                    *(item for r in runs.values() for item in r.get("warm_started_from", {}).items())]:
-        behind_models.setdefault(model_of(path, m), m)
-    behind = (lineage(list(behind_models.values()))[1]
-              + sum(m.get("wall_time_seconds") or 0 for m in runs.values()) / 60)
+    in_all = training_in_all(card)[1] / 60
     if earlier:
         e_epochs, e_minutes = lineage(list(earlier.values()))
         this_run = (f"a network warm-started from earlier training ({e_epochs} epochs, {e_minutes:.0f} min) and "
@@ -78,9 +96,9 @@ def how_trained(card: dict, selected_on: str) -> str:
         if snapshots:
             parts.append(f"an earlier checkpoint of the same run ({', '.join(snapshots)})")
         return (f"the average of {networks} networks, kept because it scored better on {selected_on}: "
-                f"{', and '.join(parts)}; {behind + minutes:.0f} min of training in all on a 2-core CPU")
+                f"{', and '.join(parts)}; {in_all:.0f} min of training in all on a 2-core CPU")
     if earlier:
-        return f"{this_run}; {behind + minutes:.0f} min of training in all on a 2-core CPU"
+        return f"{this_run}; {in_all:.0f} min of training in all on a 2-core CPU"
     return f"{this_run} on a 2-core CPU"
 
 

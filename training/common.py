@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.card_summary import training_in_all
+
 
 def set_seeds(seed: int) -> None:
     import keras
@@ -859,16 +861,15 @@ def member_summaries(paths, this_run: Path | None = None) -> dict:
             out[str(path)] = run_summary(folder)
             continue
         training = card.get("training", {})
-        # That model may itself continue an earlier one: count its whole lineage too.
-        epochs_before, seconds_before = training_behind(training.get("warm_started_from", {}))
+        # That model may itself continue an earlier one and average several networks: count all of it.
+        epochs_in_all, seconds_in_all = training_in_all(card) if training else (0, 0.0)
         setup = card.get("serving_setup", {})
         networks = setup.get("networks", len(setup.get("members", [])) or 1)
         out[str(path)] = {"card": str(Path(path).with_suffix(".json")) if card else None,
                           "version": card.get("version"), "networks": networks,
                           "epochs_run": training.get("epochs_run"),
                           "wall_time_seconds": training.get("wall_time_seconds"),
-                          "epochs_in_all": (training.get("epochs_run") or 0) + epochs_before,
-                          "wall_time_seconds_in_all": (training.get("wall_time_seconds") or 0) + seconds_before}
+                          "epochs_in_all": epochs_in_all, "wall_time_seconds_in_all": seconds_in_all}
     return out
 
 

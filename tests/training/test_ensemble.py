@@ -119,6 +119,32 @@ def test_member_summaries_sum_up_another_runs_checkpoint_from_its_run_and_not_th
     assert summary[str(this / "swa.keras")]["epochs_run"] is None and "run" not in summary[str(this / "swa.keras")]
 
 
+def test_member_summaries_count_every_network_of_an_earlier_ensemble_once(tmp_path):
+    """An earlier model that itself averages networks (its first warm-started from model v1, a second of
+    another run warm-started from v1 too, and v1 itself) brings all of their training, v1's once."""
+    import json
+
+    from app.card_summary import how_trained
+    from training.common import member_summaries
+    (tmp_path / "v1.json").write_text(json.dumps({"version": "v1", "training": {"epochs_run": 40,
+                                                                                 "wall_time_seconds": 900}}))
+    v1 = member_summaries([tmp_path / "v1.keras"])
+    other_run = {"card": None, "run": "ws", "networks": 1, "epochs_run": 30, "wall_time_seconds": 600,
+                 "warm_started_from": v1, "epochs_in_all": 70, "wall_time_seconds_in_all": 1500}
+    v2 = {"version": "v2", "training": {"epochs_run": 30, "wall_time_seconds": 300, "warm_started_from": v1},
+          "serving_setup": {"networks": 3, "other_members": {"runs/ws/best.keras": other_run,
+                                                              str(tmp_path / "v1.keras"): v1[str(tmp_path / "v1.keras")]}}}
+    (tmp_path / "v2.json").write_text(json.dumps(v2))
+    summary = member_summaries([tmp_path / "v2.keras"])[str(tmp_path / "v2.keras")]
+    assert summary["networks"] == 3 and summary["epochs_run"] == 30
+    assert summary["epochs_in_all"] == 40 + 30 + 30 and summary["wall_time_seconds_in_all"] == 900 + 300 + 600
+    v3 = {"version": "v3", "architecture": {"arch": "visage"},
+          "training": {"epochs_run": 100, "wall_time_seconds": 6000},
+          "serving_setup": {"networks": 4, "other_members": {str(tmp_path / "v2.keras"): summary}}}
+    assert "the earlier model (100 epochs, 30 min of training behind it)" in how_trained(v3, "val")
+    assert how_trained(v3, "val").endswith(f"{(6000 + 1800) / 60:.0f} min of training in all on a 2-core CPU")
+
+
 def test_candidate_views_are_the_members_prefix_and_their_mirrored_views():
     from training.ensemble import candidate_views
     all_views = ["m1", "m2", "m3", "m1 mirrored", "m2 mirrored", "m3 mirrored"]
