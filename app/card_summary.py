@@ -90,9 +90,10 @@ def how_trained(card: dict, selected_on: str) -> str:
         if carded:
             o_epochs, o_minutes = lineage(list(carded.values()))
             itself = {model_of(*item) for item in carded.items()} <= {model_of(*item) for item in earlier.items()}
+            left_out = " without" in str(setup.get("chosen_candidate", ""))   # the new network took one's place
             parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}{' itself' if itself else ''} "
                          f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
-                         f"{'them' if len(carded) > 1 else 'it'})")
+                         f"{'them' if len(carded) > 1 else 'it'}{'; one of its networks left out' if left_out else ''})")
         if snapshots:
             parts.append(f"an earlier checkpoint of the same run ({', '.join(snapshots)})")
         return (f"the average of {networks} networks, kept because it scored better on {selected_on}: "

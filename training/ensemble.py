@@ -48,13 +48,18 @@ def members_of(model) -> list:
     return [leaf for m in inner for leaf in members_of(m)] if inner else [model]
 
 
-def ensemble_candidates(model, others: list[list]) -> tuple[dict, dict]:
+def ensemble_candidates(model, others: list[list], replace_one: bool = False) -> tuple[dict, dict]:
     """The checkpoint alone, then with the other models' networks added one network at a time.
 
     `others[i]` holds the single networks of the i-th other model (members_of; load_other_members puts
     each model's smallest first), so that a size budget can keep part of a shipped ensemble. Returns
-    ({name: members}, {name: how many of the other models it draws on}); each member list is a prefix
-    of the next, so every network predicts each image once (candidate_views)."""
+    ({name: members}, {name: how many of the other models it draws on}); each member list but the
+    replacements is a prefix of the next, and every candidate is a subset of the longest, so every
+    network predicts each image once (member_positions).
+
+    replace_one: also the checkpoint beside all the other networks but one, each network of a several-
+    network model left out in turn: where a size budget has room for no more networks, the new one can
+    take the place of whichever the validation set values least, not only of the last."""
     candidates, used, members = {"checkpoint": [model]}, {"checkpoint": 0}, [model]
     total = sum(len(networks) for networks in others)
     for i, networks in enumerate(others, 1):
@@ -63,7 +68,23 @@ def ensemble_candidates(model, others: list[list]) -> tuple[dict, dict]:
             added = len(members) - 1
             name = "ensemble" if added == total else f"ensemble with the first {added} of {total} other networks"
             candidates[name], used[name] = members, i
+    if replace_one and total >= 2:
+        position = 0
+        for networks in others:
+            for net in networks:
+                position += 1
+                # a model left out whole would still be counted among the kept ones (used): not offered;
+                # leaving out the last network is the prefix above
+                if len(networks) >= 2 and position < total:
+                    name = f"ensemble without other network {position} of {total}"
+                    candidates[name] = [m for m in members if m is not net]
+                    used[name] = len(others)
     return candidates, used
+
+
+def member_positions(members: list, every: list) -> list[int]:
+    """Where each of `members` sits in `every` (the longest candidate), found by identity."""
+    return [next(i for i, m in enumerate(every) if m is member) for member in members]
 
 
 def size_mb(members: list, bytes_per_weight: int = 4) -> float:
@@ -81,7 +102,12 @@ def candidate_views(all_views: list, n_members: int, n_total: int, flip: bool) -
 def views_of(all_views: list, n_members: int, n_total: int, input_views: list[int]) -> list:
     """The first `n_members` members' predictions on the chosen input views, out of predictions laid out
     view by view: [m1..mN on view 0] + [m1..mN on view 1] + ..."""
-    return [all_views[v * n_total + i] for v in input_views for i in range(n_members)]
+    return views_at(all_views, list(range(n_members)), n_total, input_views)
+
+
+def views_at(all_views: list, positions: list[int], n_total: int, input_views: list[int]) -> list:
+    """views_of for any members, given by their positions among the N (member_positions)."""
+    return [all_views[v * n_total + i] for v in input_views for i in positions]
 
 
 # ---- output corrections ------------------------------------------------------------------------

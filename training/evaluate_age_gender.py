@@ -49,6 +49,10 @@ def parse_args(argv=None):
                         "haar = around Haar boxes (how the card of the 2026-11-30 model was measured)")
     p.add_argument("--ensemble-with", type=Path, nargs="*", default=[],
                    help="other trained age/gender models to average with the chosen checkpoint, kept if val says so")
+    p.add_argument("--replace-one", action="store_true",
+                   help="also offer the checkpoint in place of each network of a shipped ensemble in turn (all "
+                        "its other networks kept), so that a size budget with no room for one more network "
+                        "can still take the new one where val values the old one least")
     p.add_argument("--no-corrections", action="store_true",
                    help="do not fit the linear age correction and gender Platt scaling on val")
     p.add_argument("--max-latency-ms", type=float, default=None,
@@ -172,18 +176,24 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
                          bytes_per_weight: int = 4) -> dict:
     """Members and test-time views by val objective among the setups within the latency and size budgets;
     then each output correction kept only if it helps on held-out halves of val. `candidates` maps a name
-    to members, each list a prefix of the longest. Takes no test data: nothing here can depend on it."""
-    from training.ensemble import (fit_linear_age, fit_platt, linear_age, logit, sigmoid_with_platt, size_mb,
-                                   two_fold_gain, views_of)
+    to members, each list a subset of the longest. Takes no test data: nothing here can depend on it."""
+    from training.ensemble import (fit_linear_age, fit_platt, linear_age, logit, member_positions,
+                                   sigmoid_with_platt, size_mb, two_fold_gain, views_at)
     every = max(candidates.values(), key=len)
     size = int(val["x"].shape[1])
     all_views = prediction_views(every, val["x"], *tta_settings("flip + shifts", size))  # each model, each view once
-    views = {(name, tta): views_of(all_views, len(members), len(every), view_indices(tta, size))
+    views = {(name, tta): views_at(all_views, member_positions(members, every), len(every), view_indices(tta, size))
              for name, members in candidates.items() for tta in TTA_CHOICES}
     answers = {key: averaged(v) for key, v in views.items()}
     losses = {key: objective(*answers[key], val) for key in views}
     numbers = {key: mae_and_accuracy(*answers[key], val) for key in views}
-    latency = {(name, tta): setup_latency_ms(candidates[name], size, tta, latency_statistic) for name, tta in views}
+    timed = {}      # networks of the same sizes on the same views take the same time: timed once
+    for name, tta in views:
+        shape = (tuple(sorted(int(m.count_params()) for m in candidates[name])), tta)
+        if shape not in timed:
+            timed[shape] = setup_latency_ms(candidates[name], size, tta, latency_statistic)
+    latency = {(name, tta): timed[tuple(sorted(int(m.count_params()) for m in candidates[name])), tta]
+               for name, tta in views}
     sizes = {name: size_mb(members, bytes_per_weight) for name, members in candidates.items()}
     within = [key for key in views if latency[key] <= max_latency_ms and sizes[key[0]] <= max_size_mb]
     allowed = within or [min(latency, key=latency.get)]
@@ -227,7 +237,7 @@ def select_setup(args, val: dict, framed: dict, on_backgrounds: dict | None, run
                                                lambda m: -validation_loss(m, val))
     others = load_other_members(args.ensemble_with, framed["x"],
                                 on_backgrounds["x"] if on_backgrounds is not None else None)
-    candidates, models_used = ensemble_candidates(model, others)
+    candidates, models_used = ensemble_candidates(model, others, replace_one=args.replace_one)
     bytes_per_weight = prepare_candidates(candidates, args.weights_float16)
     setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms, args.max_size_mb,
                                  args.latency_statistic, bytes_per_weight)
@@ -603,6 +613,7 @@ def main(argv=None):
                         "fixed": "by the command line, before evaluation", "met": setup["within_budgets"]},
             "networks": len(members_of(model)),
             "members": [str(args.run_dir / chosen)] + [str(p) for p in kept_others],
+            "chosen_candidate": setup["members"],
             "views": len(test_time_offsets(flip, shift_px)),
             "val_loss_by_candidate": setup["val_loss"],
             "latency_ms_by_candidate": setup["latency_ms"], "max_latency_ms": setup["max_latency_ms"],

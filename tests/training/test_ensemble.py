@@ -143,6 +143,8 @@ def test_member_summaries_count_every_network_of_an_earlier_ensemble_once(tmp_pa
           "serving_setup": {"networks": 4, "other_members": {str(tmp_path / "v2.keras"): summary}}}
     assert "the earlier model (100 epochs, 30 min of training behind it)" in how_trained(v3, "val")
     assert how_trained(v3, "val").endswith(f"{(6000 + 1800) / 60:.0f} min of training in all on a 2-core CPU")
+    v3["serving_setup"]["chosen_candidate"] = "ensemble without other network 2 of 3"   # --replace-one's choice
+    assert "30 min of training behind it; one of its networks left out)" in how_trained(v3, "val")
 
 
 def test_candidate_views_are_the_members_prefix_and_their_mirrored_views():
@@ -188,6 +190,43 @@ def test_ensemble_candidates_add_the_other_networks_one_at_a_time():
     assert used == {"checkpoint": 0, "ensemble with the first 1 of 3 other networks": 1,
                     "ensemble with the first 2 of 3 other networks": 2, "ensemble": 2}
     assert ensemble_candidates("new", []) == ({"checkpoint": ["new"]}, {"checkpoint": 0})
+
+
+def test_replace_one_offers_the_checkpoint_in_place_of_each_network_of_a_several_network_model():
+    from training.ensemble import ensemble_candidates, member_positions, views_at
+    candidates, used = ensemble_candidates("new", [["solo"], ["a", "b", "c"]], replace_one=True)
+    assert candidates["ensemble without other network 2 of 4"] == ["new", "solo", "b", "c"]
+    assert candidates["ensemble without other network 3 of 4"] == ["new", "solo", "a", "c"]
+    # "solo" is a model of its own (left out, it would still be counted as kept); leaving out "c" is a prefix
+    assert "ensemble without other network 1 of 4" not in candidates
+    assert "ensemble without other network 4 of 4" not in candidates
+    assert used["ensemble without other network 2 of 4"] == 2
+    assert set(candidates) - {"ensemble without other network 2 of 4", "ensemble without other network 3 of 4"} \
+        == set(ensemble_candidates("new", [["solo"], ["a", "b", "c"]])[0])
+    every = candidates["ensemble"]
+    assert member_positions(["new", "a", "c"], every) == [0, 2, 4]
+    all_views = [f"{m} on v{v}" for v in range(2) for m in every]
+    assert views_at(all_views, [0, 4], len(every), [1]) == ["new on v1", "c on v1"]
+
+
+def test_the_new_network_takes_the_place_of_the_network_val_values_least():
+    """Room for three networks: the checkpoint beside two of three shipped ones. Val's answers are those of
+    the checkpoint with the first and third shipped networks, so replacing the second, not the last, wins."""
+    from training.ensemble import ensemble_candidates
+    from training.evaluate_age_gender import choose_serving_setup, predict
+    new, shipped = tiny_age_gender_model(0), [tiny_age_gender_model(seed) for seed in (1, 2, 3)]
+    x = np.random.default_rng(0).random((64, 16, 16, 1), np.float32)
+    kept = [predict(m, x) for m in (new, shipped[0], shipped[2])]
+    val = {"x": x, "age": np.mean([a for a, _ in kept], axis=0), "gender": (np.mean([p for _, p in kept], axis=0)
+                                                                           >= 0.5).astype(np.float32)}
+    candidates, _ = ensemble_candidates(new, [shipped], replace_one=True)
+    three = 3 * new.count_params() * 4 / 1e6
+    setup = choose_serving_setup(candidates, val, corrections=False, max_latency_ms=float("inf"),
+                                 max_size_mb=three * 1.01)
+    assert setup["members"] == "ensemble without other network 2 of 3" and setup["tta"] == "none"
+    assert setup["size_mb"]["ensemble"] > three * 1.01 and setup["within_budgets"]
+    assert setup["latency_ms"]["ensemble without other network 2 of 3, views: none"] == \
+        setup["latency_ms"]["ensemble with the first 2 of 3 other networks, views: none"]
 
 
 def test_warm_start_takes_the_first_network_of_a_shipped_ensemble(tmp_path):
