@@ -46,12 +46,18 @@ def compare(paths: list[Path], columns: list[str], window: int) -> dict:
             "means": {c: {p: window_means(rows, c, window) for p, rows in curves.items()} for c in columns}}
 
 
+def run_name(path: str) -> str:
+    """runs/<name>/log.csv is named by its folder, a checkpoint or a saved log by its file."""
+    path = Path(path)
+    return path.parent.name if path.name == "log.csv" else path.stem
+
+
 def table(result: dict) -> str:
     lines = []
     names = list(result["epochs_done"])
     for column, by_run in result["means"].items():
         lines.append(f"{column} (means over {result['window']} epochs)")
-        lines.append("epochs".ljust(10) + "".join(Path(n).stem.rjust(22) for n in names))
+        lines.append("epochs".ljust(10) + "".join(run_name(n).rjust(22) for n in names))
         longest = max(len(w) for w in by_run.values())
         for i in range(longest):
             first = i * result["window"] + 1
