@@ -581,7 +581,12 @@ def read_run(run_dir: Path) -> dict:
 
 
 def read_log(run_dir: Path) -> list[dict]:
-    with open(run_dir / "log.csv") as f:
+    return read_log_file(run_dir / "log.csv")
+
+
+def read_log_file(path: Path) -> list[dict]:
+    """A log.csv's rows as numbers (a run's own, or a copy under reports/training_logs/)."""
+    with open(path) as f:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 
 

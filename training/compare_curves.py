@@ -12,7 +12,6 @@ runs' docs (docs/training.md) decide on these means, not on single epochs.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -21,21 +20,20 @@ DEFAULT_COLUMNS = {"age_gender": ["val_age_mae", "val_gender_accuracy"], "emotio
 
 def read_curve(path: Path) -> list[dict]:
     """One dict of numbers per finished epoch, in order (epoch 1 first)."""
+    from training.common import load_run_checkpoint, read_log_file
     if path.suffix == ".npz":
-        from training.common import load_run_checkpoint
         return [dict(row) for row in load_run_checkpoint(path)[1]["log"]]
-    with open(path) as f:
-        rows = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
-    return sorted(rows, key=lambda r: r.get("epoch", 0))
+    return sorted(read_log_file(path), key=lambda r: r.get("epoch", 0))
 
 
 def window_means(rows: list[dict], column: str, window: int) -> list[dict]:
     """Mean of `column` over epochs 1..window, window+1..2*window, ...; the last window may be partial."""
     out = []
     for start in range(0, len(rows), window):
-        values = [r[column] for r in rows[start:start + window] if column in r]
+        block = rows[start:start + window]
+        values = [r[column] for r in block if column in r]
         if values:
-            out.append({"epochs": [start + 1, start + len(rows[start:start + window])],
+            out.append({"epochs": [start + 1, start + len(block)],
                         "mean": sum(values) / len(values), "complete": len(values) == window})
     return out
 

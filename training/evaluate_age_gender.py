@@ -187,13 +187,13 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     answers = {key: averaged(v) for key, v in views.items()}
     losses = {key: objective(*answers[key], val) for key in views}
     numbers = {key: mae_and_accuracy(*answers[key], val) for key in views}
-    timed = {}      # networks of the same sizes on the same views take the same time: timed once
+    # networks of the same sizes on the same views take the same time: each such setup timed once
+    shapes = {name: tuple(sorted(int(m.count_params()) for m in members)) for name, members in candidates.items()}
+    timed = {}
     for name, tta in views:
-        shape = (tuple(sorted(int(m.count_params()) for m in candidates[name])), tta)
-        if shape not in timed:
-            timed[shape] = setup_latency_ms(candidates[name], size, tta, latency_statistic)
-    latency = {(name, tta): timed[tuple(sorted(int(m.count_params()) for m in candidates[name])), tta]
-               for name, tta in views}
+        if (shapes[name], tta) not in timed:
+            timed[shapes[name], tta] = setup_latency_ms(candidates[name], size, tta, latency_statistic)
+    latency = {(name, tta): timed[shapes[name], tta] for name, tta in views}
     sizes = {name: size_mb(members, bytes_per_weight) for name, members in candidates.items()}
     within = [key for key in views if latency[key] <= max_latency_ms and sizes[key[0]] <= max_size_mb]
     allowed = within or [min(latency, key=latency.get)]
