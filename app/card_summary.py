@@ -516,6 +516,9 @@ def age_gender_summary(card: dict, s: dict) -> None:
     if "gender_platt_a_c" in setup:
         served.append(f"Platt scaling of P(female) fitted on val: "
                       f"{'yes' if setup['gender_platt_a_c'] != [1, 0] else 'no'}")
+    if balance := setup.get("gender_balance_check_on_val"):
+        served.append("gender threshold moved on val so that women and men are read equally well: "
+                      + (f"yes (logit {balance['offset']:+.2f})" if balance.get("kept") else "no"))
     s["served"] = "; ".join(served)
     s["trained"] = safe_how_trained(card, "val")
     s["failure_modes"] += age_gender_weak_spots(metrics, splits.get(bench_key) or {})

@@ -168,6 +168,43 @@ def two_fold_gain(fit, apply, identity, views: list[np.ndarray], y: np.ndarray, 
             "gain": float(np.mean(after) - np.mean(before))}
 
 
+def gender_accuracy_gap(p_female: np.ndarray, y: np.ndarray) -> float:
+    """Women's gender accuracy minus men's (`y`: 1 = female; each face labelled at P(female) >= 0.5)."""
+    female = y >= 0.5
+    correct = (p_female >= 0.5) == female
+    return float(correct[female].mean() - correct[~female].mean())
+
+
+def fit_gender_balance(logits: list[np.ndarray], y: np.ndarray, step: float = 0.01, limit: float = 2.0) -> float:
+    """The offset added to every view's gender logit that brings women's and men's accuracy on `y` closest
+    together (equal recall for both; the smallest offset among equals). It moves the label's threshold
+    off the one the likelihood calibrates: P(female) then reads a little high or low on average."""
+    offsets = np.arange(-limit, limit + step / 2, step)
+    offsets = offsets[np.argsort(np.abs(offsets), kind="stable")]
+    gaps = [abs(gender_accuracy_gap(sigmoid_with_platt(logits, np.array([1.0, d])), y)) for d in offsets]
+    return float(offsets[int(np.argmin(gaps))])
+
+
+def gender_balance_check(logits: list[np.ndarray], y: np.ndarray, min_gap_cut: float = 0.005,
+                         max_accuracy_cost: float = 0.003) -> dict:
+    """fit_gender_balance judged on held-out halves (fit on one half, score the other, both ways): kept
+    only if it cuts the women/men accuracy gap by at least `min_gap_cut` and costs overall accuracy at
+    most `max_accuracy_cost` (rule fixed 2026-12-05, before it was first scored: docs/training.md)."""
+    halves = [np.arange(len(y)) % 2 == k for k in (0, 1)]
+    rows = {"gap_without": [], "gap_with": [], "accuracy_without": [], "accuracy_with": []}
+    for fit_on, score_on in (halves, halves[::-1]):
+        offset = fit_gender_balance([z[fit_on] for z in logits], y[fit_on])
+        for label, d in (("without", 0.0), ("with", offset)):
+            p = sigmoid_with_platt([z[score_on] for z in logits], np.array([1.0, d]))
+            rows[f"gap_{label}"].append(abs(gender_accuracy_gap(p, y[score_on])))
+            rows[f"accuracy_{label}"].append(float(((p >= 0.5) == (y[score_on] >= 0.5)).mean()))
+    check = {k: float(np.mean(v)) for k, v in rows.items()}
+    kept = (check["gap_without"] - check["gap_with"] >= min_gap_cut
+            and check["accuracy_without"] - check["accuracy_with"] <= max_accuracy_cost)
+    return check | {"rule": {"min_gap_cut": min_gap_cut, "max_accuracy_cost": max_accuracy_cost},
+                    "kept": bool(kept), "offset": fit_gender_balance(logits, y) if kept else 0.0}
+
+
 def fold_class_shift(model, layer_name: str, shift: np.ndarray) -> None:
     """Add `shift` to the bias of the softmax Dense layer `layer_name` of every member (in place)."""
     for member in members_of(model):

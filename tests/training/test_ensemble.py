@@ -83,6 +83,56 @@ def test_fit_platt_recovers_scale_and_offset():
     assert a == pytest.approx(0.5, abs=0.1) and c == pytest.approx(0.8, abs=0.15)
 
 
+def labels_with_women_read_as_men(n: int, shift: float, share_female: float = 0.5, seed: int = 0):
+    """Gender logits (positive = female) of a classifier whose women's logits sit `shift` lower than men's
+    sit higher: at the 0.5 threshold women are read less well than men."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < share_female).astype(float)
+    z = np.where(y == 1, 1.5 - shift, -1.5) + rng.normal(size=n)
+    return [z, z + 0.2 * rng.normal(size=n)], y     # two views of each face
+
+
+def test_gender_balance_offset_reads_women_and_men_equally_well():
+    from training.ensemble import fit_gender_balance, gender_accuracy_gap, gender_balance_check
+    logits, y = labels_with_women_read_as_men(6000, shift=1.0)
+    before = gender_accuracy_gap(sigmoid_with_platt(logits, [1.0, 0.0]), y)
+    offset = fit_gender_balance(logits, y)
+    after = gender_accuracy_gap(sigmoid_with_platt(logits, [1.0, offset]), y)
+    assert before < -0.1 and offset > 0 and abs(after) < 0.01
+    check = gender_balance_check(logits, y)
+    assert check["kept"] and check["offset"] == offset and check["gap_with"] < check["gap_without"] - 0.05
+
+
+def test_gender_balance_is_not_kept_without_a_gap_or_when_it_costs_too_much_accuracy():
+    from training.ensemble import gender_balance_check
+    even = gender_balance_check(*labels_with_women_read_as_men(6000, shift=0.0))
+    assert not even["kept"] and even["offset"] == 0.0
+    # few women, read worse: equal accuracy would cost many men their label
+    costly = gender_balance_check(*labels_with_women_read_as_men(6000, shift=1.0, share_female=0.1))
+    assert costly["gap_with"] < costly["gap_without"] - 0.05
+    assert costly["accuracy_without"] - costly["accuracy_with"] > 0.003
+    assert not costly["kept"] and costly["offset"] == 0.0
+
+
+def test_balanced_shipped_model_is_written_with_its_offset_folded_in(tmp_path):
+    """evaluate_age_gender --rescore --balance-gender: the offset val keeps, folded into every network's
+    gender layer of the file the app loads (here men read as women below a logit of t)."""
+    from types import SimpleNamespace
+    from training.evaluate_age_gender import balanced_gender
+    model = average_models([tiny_two_head_model(1), tiny_two_head_model(2)], "ens")
+    x = np.random.default_rng(0).random((600, 8, 8, 1), np.float32)
+    z = logit(model.predict(x, verbose=0)["gender"][:, 0])
+    y = (z > np.quantile(z, 0.7)).astype(float)
+    card = {"file": "age_gender.keras", "serving_setup": {"weights_stored_as": "float32"}}
+    served, check = balanced_gender(model, card, SimpleNamespace(flip_average=False, shift_px=0),
+                                    {"x": x, "gender": y}, tmp_path)
+    assert check["kept"] and check["offset"] < 0 and check["accuracy_with"] > check["accuracy_without"]
+    reloaded = keras.models.load_model(tmp_path / "age_gender.keras", compile=False)
+    p = reloaded.predict(x, verbose=0)["gender"][:, 0]
+    np.testing.assert_allclose(p, served.predict(x, verbose=0)["gender"][:, 0], atol=1e-6)
+    assert abs(((p >= 0.5) == (y == 1)).mean() - 1.0) < 0.05
+
+
 def test_member_summaries_count_the_whole_warm_start_lineage(tmp_path):
     import json
 
