@@ -90,10 +90,12 @@ def how_trained(card: dict, selected_on: str) -> str:
         if carded:
             o_epochs, o_minutes = lineage(list(carded.values()))
             itself = {model_of(*item) for item in carded.items()} <= {model_of(*item) for item in earlier.items()}
-            left_out = " without" in str(setup.get("chosen_candidate", ""))   # the new network took one's place
+            # the new network took one's place; member summaries are per model, so its training still counts
+            left_out = " without" in str(setup.get("chosen_candidate", ""))
+            note = "; one of its networks left out, its training still counted here" if left_out else ""
             parts.append(f"the earlier model{'s' if len(carded) > 1 else ''}{' itself' if itself else ''} "
                          f"({o_epochs} epochs, {o_minutes:.0f} min of training behind "
-                         f"{'them' if len(carded) > 1 else 'it'}{'; one of its networks left out' if left_out else ''})")
+                         f"{'them' if len(carded) > 1 else 'it'}{note})")
         if snapshots:
             parts.append(f"an earlier checkpoint of the same run ({', '.join(snapshots)})")
         return (f"the average of {networks} networks, kept because it scored better on {selected_on}: "
@@ -513,10 +515,12 @@ def age_gender_summary(card: dict, s: dict) -> None:
     if "age_correction_alpha_beta" in setup:
         served.append(f"linear age correction fitted on val: "
                       f"{'yes' if setup['age_correction_alpha_beta'] != [1, 0] else 'no'}")
+    balance = setup.get("gender_balance_check_on_val") or {}
     if "gender_platt_a_c" in setup:
-        served.append(f"Platt scaling of P(female) fitted on val: "
-                      f"{'yes' if setup['gender_platt_a_c'] != [1, 0] else 'no'}")
-    if balance := setup.get("gender_balance_check_on_val"):
+        a, c = setup["gender_platt_a_c"]
+        c -= balance.get("offset", 0.0)      # the balance offset is folded into the same logit (0 where not kept)
+        served.append(f"Platt scaling of P(female) fitted on val: {'yes' if (a, round(c, 9)) != (1, 0) else 'no'}")
+    if balance:
         served.append("gender threshold moved on val so that women and men are read equally well: "
                       + (f"yes (logit {balance['offset']:+.2f})" if balance.get("kept") else "no"))
     s["served"] = "; ".join(served)

@@ -179,6 +179,23 @@ def test_odd_value_types_do_not_crash_the_summary():
         assert summarize("age_gender", broken)["unsuitable_uses"]
 
 
+def test_served_line_tells_the_gender_balance_offset_apart_from_platt_scaling():
+    """Both are folded into the one gender logit (gender_platt_a_c holds their sum)."""
+    card = copy.deepcopy(shipped_card("age_gender"))
+    setup = card["serving_setup"]
+    setup["gender_platt_a_c"] = [1.0, 0.3]
+    setup["gender_balance_check_on_val"] = {"kept": True, "offset": 0.3}
+    served = summarize("age_gender", card)["served"]
+    assert "Platt scaling of P(female) fitted on val: no" in served
+    assert "women and men are read equally well: yes (logit +0.30)" in served
+    setup["gender_platt_a_c"] = [1.2, 0.5]
+    assert "Platt scaling of P(female) fitted on val: yes" in summarize("age_gender", card)["served"]
+    setup["gender_balance_check_on_val"] = {"kept": False, "offset": 0.0}
+    setup["gender_platt_a_c"] = [1.0, 0.0]
+    served = summarize("age_gender", card)["served"]
+    assert "fitted on val: no" in served and "read equally well: no" in served
+
+
 def test_a_card_may_state_its_own_uses_and_failure_modes():
     card = shipped_card("emotion") | {"intended_uses": ["Only this."], "known_failure_modes": ["Hats."]}
     summary = summarize("emotion", card)
