@@ -57,7 +57,7 @@ models: venv
 	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/age_gender_mix \
 		--ensemble-with runs/shipped_age_gender/age_gender.keras --max-val-age-mae 4.85 --min-val-gender-accuracy 0.930 \
 		--max-latency-vs-shipped 1.6 --latency-statistic p10 --max-size-mb 10 --weights-float16 --replace-one \
-		--choose-only --keep-chosen runs/age_gender_mix/chosen
+		--balance-gender --choose-only --keep-chosen runs/age_gender_mix/chosen
 	$(BIN)/python -m training.export_runtime models/
 	$(BIN)/python -m training.quantize_runtime models/ --utk-dir $(DATA)/utkface --fer-dir $(DATA)/fer2013
 	$(BIN)/python -m training.readme_models
