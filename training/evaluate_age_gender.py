@@ -488,9 +488,11 @@ def preprocessing_text(crops: str, size: int) -> str:
             f"resize to {size}x{size}, pixel/255")
 
 
-def rescore(args) -> dict:
-    """The shipped model as it is (networks, views and corrections unchanged), measured again through
-    --crops: the age interval re-estimated on val, the test split scored once. Returns the new card."""
+def rescore(args, workdir: Path) -> tuple[dict, Path | None]:
+    """The shipped model as it is (networks, views and corrections unchanged; with --balance-gender, the
+    gender balance offset where val keeps it), measured again through --crops: the age interval re-estimated
+    on val, the test split scored once. Returns the new card, and the new model file in `workdir` where
+    the model changed (moved over the shipped one only with its card, once everything is measured)."""
     import keras
     from app.pipeline.predict import ModelCard
     from training import data_utk
@@ -501,14 +503,16 @@ def rescore(args) -> dict:
     shipped = ModelCard.from_dict(card)
     size = shipped.size
     val_all = data_utk.load_utk(args.data_dir, size, MARGIN, args.crops, None, args.limit, splits=("val",))["val"]
-    what = "the shipped networks, views and corrections unchanged"
+    what, new_file = "the shipped networks, views and corrections unchanged", None
     if args.balance_gender:
-        model, balance = balanced_gender(model, card, shipped, data_utk.detected_only(val_all), args.models_dir)
+        model, balance = balanced_gender(model, card, shipped, data_utk.detected_only(val_all), workdir)
         card["serving_setup"]["gender_balance_check_on_val"] = balance
         if balance["kept"]:
+            new_file = workdir / card["file"]
             a, c = card["serving_setup"].get("gender_platt_a_c", [1.0, 0.0])
             card["serving_setup"]["gender_platt_a_c"] = [a, c + balance["offset"]]
-            card["version"], card["date"] = card["version"] + "-balanced", dt.date.today().isoformat()
+            card["version"] = card["version"].removesuffix("-balanced") + "-balanced"
+            card["date"] = dt.date.today().isoformat()
             what = (f"the shipped networks and views unchanged, the gender logit offset by {balance['offset']:+.2f} "
                     "(fitted on val so that women and men are read equally well, kept on held-out halves of val)")
     measured = measure(model, args, size, val_all, shipped.flip_average, shipped.shift_px)
@@ -527,12 +531,12 @@ def rescore(args) -> dict:
     # chosen (on an idle machine) rather than re-time them beside whatever else runs now.
     card["metrics"]["latency_ms_single_face"] = before["latency_ms_single_face"]
     card["metrics"]["live_profile"]["latency_ms_single_face"] = before["live_profile"]["latency_ms_single_face"]
-    return card
+    return card, new_file
 
 
-def balanced_gender(model, card: dict, shipped, val: dict, models_dir: Path):
-    """The shipped model with the gender balance offset folded in and written over its file, where held-out
-    halves of val keep it (else the model untouched). Returns (model, the check)."""
+def balanced_gender(model, card: dict, shipped, val: dict, folder: Path):
+    """The shipped model with the gender balance offset folded in and written to `folder` under its file
+    name, where held-out halves of val keep it (else the model untouched). Returns (model, the check)."""
     import keras
     from training.common import export_inference_model
     from training.ensemble import fold_platt, gender_balance_check, logit, members_of
@@ -542,7 +546,7 @@ def balanced_gender(model, card: dict, shipped, val: dict, models_dir: Path):
     if not check["kept"]:
         return model, check
     fold_platt(model, "gender", np.array([1.0, check["offset"]]))
-    path = models_dir / card["file"]
+    path = folder / card["file"]
     float16 = card["serving_setup"].get("weights_stored_as", "").startswith("float16")
     export_inference_model(model, path, float16=float16)
     return keras.models.load_model(path, compile=False), check
@@ -560,7 +564,10 @@ def main(argv=None):
     from training.weights_float16 import storage_label
 
     if args.rescore:
-        card = rescore(args)
+        with tempfile.TemporaryDirectory() as tmp:
+            card, new_file = rescore(args, Path(tmp))
+            if new_file:
+                shutil.copyfile(new_file, args.models_dir / card["file"])
         write_json(args.models_dir / "age_gender.json", card)
         write_json(args.reports_dir / "age_gender_eval.json", card["metrics"])
         print_summary(card["metrics"], card["outputs"]["age"]["interval"])

@@ -484,6 +484,31 @@ def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_i
     assert card["outputs"]["age"]["interval"] != before["outputs"]["age"]["interval"]
 
 
+def test_rescore_with_gender_balance_changes_the_file_and_the_version_together(tmp_path):
+    """--rescore --balance-gender: the check is recorded in the card; where val keeps the offset, the file the
+    app loads and the card's version change with it, and only then (a few faces: either may happen)."""
+    import shutil
+    from training import evaluate_age_gender
+    models_dir = Path(__file__).resolve().parents[2] / "models"
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(models_dir / f"age_gender{suffix}", shipped / f"age_gender{suffix}")
+    before = json.loads((shipped / "age_gender.json").read_text())
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--rescore", "--balance-gender", "--limit", "40",
+                              "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "reports")])
+    card = json.loads((shipped / "age_gender.json").read_text())
+    check = card["serving_setup"]["gender_balance_check_on_val"]
+    assert set(check) >= {"gap_without", "gap_with", "accuracy_without", "accuracy_with", "kept", "offset"}
+    same_file = (shipped / "age_gender.keras").read_bytes() == (models_dir / "age_gender.keras").read_bytes()
+    assert same_file == (not check["kept"])
+    assert card["version"] == (before["version"].removesuffix("-balanced") + "-balanced" if check["kept"]
+                               else before["version"])
+    assert card["metrics"]["rescored"]["what"].startswith(
+        "the shipped networks and views unchanged, the gender logit offset" if check["kept"]
+        else "the shipped networks, views and corrections unchanged")
+
+
 def test_age_gender_run_continues_from_its_checkpoint_file(tmp_path):
     """The long run's setup (--arch res at 128 px, faces on random backgrounds) across two "machines"
     through its one file."""
