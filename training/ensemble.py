@@ -119,7 +119,7 @@ def _softmax(z):
 
 
 def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    return 0.5 * (1.0 + np.tanh(0.5 * z))     # = 1 / (1 + e^-z), without overflow for a far-off Platt step
 
 
 def softmax_with_shift(log_probs: list[np.ndarray], shift: np.ndarray) -> np.ndarray:
