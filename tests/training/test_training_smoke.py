@@ -461,17 +461,22 @@ def test_distilled_regression_run_logs_gender_accuracy_and_resumes_its_compiled_
     assert all(float(r["gender_accuracy"]) > 0.5 for r in rows)    # warm-started from the shipped network
 
 
-def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
-    """--rescore: the shipped networks, views and corrections unchanged (same file, same serving setup),
-    the card's numbers measured again through the app's default path (BlazeFace, faces turned upright)."""
+def copy_of_shipped_age_gender(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """(the repository's models folder, a copy of its age/gender model and card, that card)."""
     import shutil
-    from training import evaluate_age_gender
     models_dir = Path(__file__).resolve().parents[2] / "models"
     shipped = tmp_path / "models"
     shipped.mkdir()
     for suffix in (".keras", ".json"):
         shutil.copy(models_dir / f"age_gender{suffix}", shipped / f"age_gender{suffix}")
-    before = json.loads((shipped / "age_gender.json").read_text())
+    return models_dir, shipped, json.loads((shipped / "age_gender.json").read_text())
+
+
+def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_its_setup(tmp_path):
+    """--rescore: the shipped networks, views and corrections unchanged (same file, same serving setup),
+    the card's numbers measured again through the app's default path (BlazeFace, faces turned upright)."""
+    from training import evaluate_age_gender
+    models_dir, shipped, before = copy_of_shipped_age_gender(tmp_path)
     evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--rescore", "--limit", "30", "--crops", "app",
                               "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "reports"),
                               "--run-dir", str(tmp_path / "no-such-run")])
@@ -490,14 +495,8 @@ def test_rescore_measures_the_shipped_model_through_the_default_path_and_keeps_i
 def test_rescore_with_gender_balance_changes_the_file_and_the_version_together(tmp_path):
     """--rescore --balance-gender: the check is recorded in the card; where val keeps the offset, the file the
     app loads and the card's version change with it, and only then (a few faces: either may happen)."""
-    import shutil
     from training import evaluate_age_gender
-    models_dir = Path(__file__).resolve().parents[2] / "models"
-    shipped = tmp_path / "models"
-    shipped.mkdir()
-    for suffix in (".keras", ".json"):
-        shutil.copy(models_dir / f"age_gender{suffix}", shipped / f"age_gender{suffix}")
-    before = json.loads((shipped / "age_gender.json").read_text())
+    models_dir, shipped, before = copy_of_shipped_age_gender(tmp_path)
     evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--rescore", "--balance-gender", "--limit", "40",
                               "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "reports")])
     card = json.loads((shipped / "age_gender.json").read_text())
