@@ -168,10 +168,19 @@ def two_fold_gain(fit, apply, identity, views: list[np.ndarray], y: np.ndarray, 
             "gain": float(np.mean(after) - np.mean(before))}
 
 
+def gender_correct(p_female: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per face, whether its gender is read right (`y`: 1 = female; labelled female at P(female) >= 0.5)."""
+    return (p_female >= 0.5) == (y >= 0.5)
+
+
+def gender_accuracy(p_female: np.ndarray, y: np.ndarray) -> float:
+    return float(gender_correct(p_female, y).mean())
+
+
 def gender_accuracy_gap(p_female: np.ndarray, y: np.ndarray) -> float:
     """Women's gender accuracy minus men's (`y`: 1 = female; each face labelled at P(female) >= 0.5)."""
     female = y >= 0.5
-    correct = (p_female >= 0.5) == female
+    correct = gender_correct(p_female, y)
     return float(correct[female].mean() - correct[~female].mean())
 
 
@@ -197,7 +206,7 @@ def gender_balance_check(logits: list[np.ndarray], y: np.ndarray, min_gap_cut: f
         for label, d in (("without", 0.0), ("with", offset)):
             p = sigmoid_with_platt([z[score_on] for z in logits], np.array([1.0, d]))
             rows[f"gap_{label}"].append(abs(gender_accuracy_gap(p, y[score_on])))
-            rows[f"accuracy_{label}"].append(float(((p >= 0.5) == (y[score_on] >= 0.5)).mean()))
+            rows[f"accuracy_{label}"].append(gender_accuracy(p, y[score_on]))
     check = {k: float(np.mean(v)) for k, v in rows.items()}
     kept = (check["gap_without"] - check["gap_with"] >= min_gap_cut
             and check["accuracy_without"] - check["accuracy_with"] <= max_accuracy_cost)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.ensemble import gender_accuracy, gender_correct
+
 # The webcam page analyses every frame; timed on an otherwise idle machine. Not applied under a budget relative
 # to the shipped setup: on a busy machine day the shipped setup itself took 38 ms (2026-12-05).
 DEFAULT_MAX_LATENCY_MS = 30.0
@@ -147,7 +149,7 @@ def view_indices(choice: str, size: int) -> list[int]:
 def mae_and_accuracy(age: np.ndarray, p_female: np.ndarray, split: dict) -> tuple[float, float]:
     """Age MAE in years and gender accuracy of answers on a split (P(female) labelled at 0.5)."""
     return (float(np.abs(age - split["age"]).mean()),
-            float(((p_female >= 0.5) == (split["gender"] >= 0.5)).mean()))
+            gender_accuracy(p_female, split["gender"]))
 
 
 def averaged(views) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +220,7 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
         setup["age_check"] = two_fold_gain(fit_linear_age, linear_age, setup["age_correction"], ages, val["age"],
                                            lambda pred, true: -float(np.abs(pred - true).mean()))
         setup["gender_check"] = two_fold_gain(fit_platt, sigmoid_with_platt, setup["gender_platt"], logits,
-                                              val["gender"], lambda p, true: float(((p >= 0.5) == true).mean()))
+                                              val["gender"], gender_accuracy)
         if setup["age_check"]["gain"] > 0:
             setup["age_correction"] = fit_linear_age(ages, val["age"])
         if setup["gender_check"]["gain"] > 0:
@@ -359,7 +361,7 @@ def split_scores(split: dict, age_pred: np.ndarray, p_female: np.ndarray, found:
         images = int(len(found))
         out["detection"] = {"images": images, "detected": int(found.sum()), "missed": int((~found).sum()),
                             "recall": float(found.mean()) if images else 0.0}
-        correct = ((p_female >= 0.5) == (split["gender"] >= 0.5)).sum()
+        correct = gender_correct(p_female, split["gender"]).sum()
         out["per_image"] = {"gender_correct": float(correct / max(1, images)),
                             "age_within_5_years": float(age["cs5"] * age["n"] / max(1, images))}
     return out
