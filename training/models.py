@@ -16,15 +16,30 @@ def conv_bn_relu(x, filters: int, kernel: int = 3, stride: int = 1):
     return layers.ReLU()(x)
 
 
-def vgg_trunk(x, widths, reps, dropout_step: float, stem_stride: int = 1):
+def blur_downsample(x):
+    """Halve the resolution through a [1, 2, 1] x [1, 2, 1] / 16 low-pass: two 2x2 means, the second with
+    stride 2 (Zhang 2019, "Making convolutional networks shift-invariant again"). Plain striding aliases:
+    a face moved by one pixel gives different features. No weights, so a plain network's weights fit."""
+    x = layers.AveragePooling2D(2, strides=1, padding="same")(x)
+    return layers.AveragePooling2D(2, strides=2)(x)
+
+
+def vgg_trunk(x, widths, reps, dropout_step: float, stem_stride: int = 1, anti_alias: bool = False):
     """Blocks of `reps[i]` 3x3 conv-BN-ReLU at `widths[i]` filters, each closed by max-pool + dropout.
 
-    stem_stride=2 halves the resolution in the very first conv (cheap on large inputs).
+    stem_stride=2 halves the resolution in the very first conv (cheap on large inputs). anti_alias:
+    every halving low-passes first (max-pool and the stem conv at stride 1, then blur_downsample).
     """
     for i, (filters, n) in enumerate(zip(widths, reps)):
         for j in range(n):
-            x = conv_bn_relu(x, filters, stride=stem_stride if i == j == 0 else 1)
-        x = layers.MaxPooling2D()(x)
+            stride = stem_stride if i == j == 0 else 1
+            x = conv_bn_relu(x, filters, stride=1 if anti_alias else stride)
+            if anti_alias and stride == 2:
+                x = blur_downsample(x)
+        if anti_alias:
+            x = blur_downsample(layers.MaxPooling2D(2, strides=1, padding="same")(x))
+        else:
+            x = layers.MaxPooling2D()(x)
         x = layers.Dropout(dropout_step * (i + 1))(x)
     return layers.GlobalAveragePooling2D()(x)
 
@@ -124,10 +139,10 @@ def age_gender_heads(features, age_head: str = "regression"):
 
 
 def build_age_gender_model(size=64, widths=(32, 64, 128, 256), reps=(1, 2, 2, 2), stem_stride=2,
-                           age_head: str = "regression"):
+                           age_head: str = "regression", anti_alias: bool = False):
     """One trunk, two heads: age in years (regression) and P(female)."""
     inputs = keras.Input((size, size, 1), name="face")
-    features = vgg_trunk(inputs, widths, reps, dropout_step=0.05, stem_stride=stem_stride)
+    features = vgg_trunk(inputs, widths, reps, dropout_step=0.05, stem_stride=stem_stride, anti_alias=anti_alias)
     return keras.Model(inputs, age_gender_heads(features, age_head), name="visage_age_gender")
 
 
@@ -164,6 +179,7 @@ EMOTION_ARCHS = {
 AGE_GENDER_ARCHS = {
     "visage": build_age_gender_model,
     "hires": lambda size, **heads: build_age_gender_model(size, stem_stride=1, **heads),
+    "visage-aa": lambda size, **heads: build_age_gender_model(size, anti_alias=True, **heads),
     "res": build_age_gender_resnet,
     "baseline": build_age_gender_baseline,
 }

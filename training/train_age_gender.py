@@ -32,8 +32,10 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, required=True, help="folder with UTKFace/ (and optionally splits.csv)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/age_gender"))
     p.add_argument("--cache-dir", type=Path, default=Path("cache"))
-    p.add_argument("--arch", choices=["visage", "hires", "res", "baseline"], default="visage",
-                   help="res: the residual trunk at 128 px (the long run of docs/training.md)")
+    p.add_argument("--arch", choices=["visage", "visage-aa", "hires", "res", "baseline"], default="visage",
+                   help="res: the residual trunk at 128 px (the long run of docs/training.md); visage-aa: visage "
+                        "with every halving low-passed first (anti-aliased, steadier for a face moved a pixel; "
+                        "same weights, so --init-from a visage network fits)")
     p.add_argument("--input-size", type=int, default=0,
                    help="face side in pixels (0 = the arch's default: 64, res and baseline 128); the trunk is fully "
                         "convolutional, so --init-from works across sizes")
