@@ -46,7 +46,8 @@ def served(model, x: np.ndarray) -> dict[str, np.ndarray]:
     """What the app answers for each face (accurate profile): the age in years, P(female), class probabilities."""
     from app.pipeline.predict import interpret
     out = {}
-    parts = [model(x[i:i + 256], "accurate") for i in range(0, len(x), 256)]
+    # 32 faces (320 views) a call: the anti-aliased trunk keeps full-resolution maps, and 256 faces took 20 GB
+    parts = [model(x[i:i + 32], "accurate") for i in range(0, len(x), 32)]
     for name, spec in model.card.outputs.items():
         values = np.concatenate([p[name] for p in parts]).reshape(len(x), -1)
         if spec["kind"] == "regression":
