@@ -87,6 +87,14 @@ models: venv
 		runs/shipped_age_gender/age_gender_member2.keras --max-val-age-mae 4.90 --min-val-gender-accuracy 0.930 \
 		--max-latency-vs-shipped 1.6 --latency-statistic p10 --max-size-mb 10 --weights-float16 --balance-gender \
 		--choose-only --keep-chosen runs/age_gender_aa_ws3/chosen
+	# Two anti-aliased networks of four: aa_ws3, then aa_ws, each in place of one network of the shipped model.
+	for run in age_gender_aa_ws3 age_gender_aa_ws; do \
+		$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/$$run \
+			--ensemble-with runs/shipped_age_gender/age_gender.keras --max-val-age-mae 4.90 \
+			--min-val-gender-accuracy 0.930 --max-latency-vs-shipped 1.6 --latency-statistic p10 --max-size-mb 10 \
+			--weights-float16 --replace-one --balance-gender --choose-only --keep-chosen runs/$$run/chosen_replace_one \
+			|| exit 1; \
+	done
 	# age_gender_aa_long: age_gender_long's recipe in the anti-aliased trunk, from scratch; its bar reads scenes too.
 	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch visage-aa --input-size 96 --crops app \
 		--backgrounds --age-head distribution --seed 11 --epochs 180 --lr 2e-3 --average-last 0.2 \
