@@ -89,7 +89,7 @@ models: venv
 		$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/$$run \
 			--ensemble-with runs/shipped_age_gender/age_gender.keras --max-val-age-mae 4.90 \
 			$(AGE_GENDER_BAR) --replace-one --balance-gender --choose-only --keep-chosen runs/$$run/chosen_replace_one \
-			|| exit 1; \
+			--record-name $${run}_replace_one || exit 1; \
 	done
 	# age_gender_aa_long: age_gender_long's recipe in the anti-aliased trunk, from scratch; its bar reads scenes too.
 	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch visage-aa --input-size 96 --crops app \

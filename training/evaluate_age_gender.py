@@ -96,6 +96,9 @@ def parse_args(argv=None):
                    help="choose the setup on val and write reports/<run>_evaluation.json (with whether it clears "
                         "the bars), then stop: nothing shipped, the test split not read (a run's served val numbers "
                         "without shipping it yet)")
+    p.add_argument("--record-name", metavar="NAME",
+                   help="name the val record reports/NAME_evaluation.json instead of after the run folder, for a "
+                        "second evaluation of the same run (another ensemble, --replace-one) beside the first")
     p.add_argument("--keep-chosen", type=Path, metavar="DIR",
                    help="also write the chosen setup, shipped or not, as a models folder the app loads (Keras files, "
                         "beside the shipped emotion model), to measure it through the app's path: "
@@ -289,7 +292,7 @@ def write_evaluation_record(args, setup: dict, reference: dict | None, val_mae: 
 
 
 def evaluation_record_path(args) -> Path:
-    return args.reports_dir / f"{args.run_dir.name}_evaluation.json"
+    return args.reports_dir / f"{args.record_name or args.run_dir.name}_evaluation.json"
 
 
 def served_model(setup: dict, path: Path, float16: bool = False):

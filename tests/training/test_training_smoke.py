@@ -341,9 +341,11 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
                               "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "kept_reports"),
                               "--max-latency-ms", "1e9", "--choose-only", "--keep-chosen", str(tmp_path / "kept"),
-                              "--balance-gender"])
+                              "--balance-gender", "--record-name", "second_look"])
     assert (shipped / "age_gender.json").read_text() == shipped_card          # nothing shipped
-    balance = json.loads((tmp_path / "kept_reports" / f"{run.name}_evaluation.json").read_text())["served_val"]
+    # --record-name: a second evaluation of the same run keeps its own record beside the first.
+    assert not (tmp_path / "kept_reports" / f"{run.name}_evaluation.json").exists()
+    balance = json.loads((tmp_path / "kept_reports" / "second_look_evaluation.json").read_text())["served_val"]
     assert {"gap_without", "gap_with", "kept", "offset"} <= set(balance["gender_balance"])
     kept = json.loads((tmp_path / "kept" / "age_gender.json").read_text())
     assert kept["version"].startswith(f"candidate {run.name} ") and "runtime" not in kept
