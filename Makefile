@@ -98,6 +98,11 @@ models: venv
 	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/age_gender_aa_long \
 		--ensemble-with runs/shipped_age_gender/age_gender.keras --max-val-age-mae 4.90 $(AGE_GENDER_BAR) --replace-one \
 		--balance-gender --choose-only --keep-chosen runs/age_gender_aa_long/chosen
+	# ... and as the first network of an ensemble that is anti-aliased throughout (with aa_ws, aa_ws2, aa_ws3).
+	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/age_gender_aa_long \
+		--ensemble-with runs/age_gender_aa_ws/best.keras runs/age_gender_aa_ws2/best.keras \
+		runs/age_gender_aa_ws3/best.keras --max-val-age-mae 4.90 $(AGE_GENDER_BAR) --balance-gender --choose-only \
+		--keep-chosen runs/age_gender_aa_long/chosen_all_aa --record-name age_gender_aa_long_all_aa
 	$(BIN)/python -m training.export_runtime models/
 	$(BIN)/python -m training.quantize_runtime models/ --utk-dir $(DATA)/utkface --fer-dir $(DATA)/fer2013
 	$(BIN)/python -m training.readme_models
