@@ -69,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--latency-statistic", choices=["median", "p10"], default="median",
                    help="which single-face time the budget applies to: median (on an idle machine), or the "
                         "fastest tenth of the calls (p10: nearer the idle cost when other jobs share the CPU)")
+    p.add_argument("--latency-calls", type=int, default=100,
+                   help="single-face calls timed for each setup after 20 warm-up calls (the served model's card: "
+                        "twice as many); fewer for a quick run, at the cost of noisier times")
     p.add_argument("--rescore", action="store_true",
                    help="measure the shipped models/age_gender.keras again through --crops (networks, views and "
                         "corrections unchanged; the age interval re-estimated on val; test scored once) and "
@@ -116,7 +119,8 @@ def shipped_reference_ms(args) -> dict | None:
     if args.max_latency_vs_shipped <= 0 or not (card_path.is_file() and model_path.is_file()):
         return None
     card = json.loads(card_path.read_text())
-    ms = single_face_latency_ms(keras.models.load_model(model_path, compile=False), card, calls=100)[args.latency_statistic]
+    ms = single_face_latency_ms(keras.models.load_model(model_path, compile=False), card,
+                                calls=args.latency_calls)[args.latency_statistic]
     return {"version": card.get("version"), "views": card.get("serving_setup", {}).get("views"),
             "ms": ms, "share": args.max_latency_vs_shipped, "budget_ms": args.max_latency_vs_shipped * ms}
 
@@ -171,19 +175,19 @@ def objective(age: np.ndarray, p: np.ndarray, split: dict) -> float:
     return float(AGE_LOSS_WEIGHT * np.abs(age - split["age"]).mean() + bce)
 
 
-def setup_latency_ms(members: list, size: int, choice: str, statistic: str = "median") -> float:
+def setup_latency_ms(members: list, size: int, choice: str, statistic: str = "median", calls: int = 100) -> float:
     """Single-face latency of a serving setup (its median or p10), through the app's own model wrapper."""
     from training.common import single_face_latency_ms
     from training.ensemble import average_models
     flip, shift_px = tta_settings(choice, size)
     card = {"name": "age_gender", "file": "", "version": "", "input": {"size": size, "margin": 0.0},
             "outputs": {}, "test_time_augmentation": {"horizontal_flip": flip, "shift_px": shift_px}}
-    return single_face_latency_ms(average_models(members, "timing"), card, calls=100)[statistic]
+    return single_face_latency_ms(average_models(members, "timing"), card, calls=calls)[statistic]
 
 
 def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_latency_ms: float,
                          max_size_mb: float = float("inf"), latency_statistic: str = "median",
-                         bytes_per_weight: int = 4, balance_gender: bool = False) -> dict:
+                         bytes_per_weight: int = 4, balance_gender: bool = False, latency_calls: int = 100) -> dict:
     """Members and test-time views by val objective among the setups within the latency and size budgets;
     then each output correction kept only if it helps on held-out halves of val. `candidates` maps a name
     to members, each list a subset of the longest. Takes no test data: nothing here can depend on it."""
@@ -202,7 +206,7 @@ def choose_serving_setup(candidates: dict, val: dict, corrections: bool, max_lat
     timed = {}
     for name, tta in views:
         if (shapes[name], tta) not in timed:
-            timed[shapes[name], tta] = setup_latency_ms(candidates[name], size, tta, latency_statistic)
+            timed[shapes[name], tta] = setup_latency_ms(candidates[name], size, tta, latency_statistic, latency_calls)
     latency = {(name, tta): timed[shapes[name], tta] for name, tta in views}
     sizes = {name: size_mb(members, bytes_per_weight) for name, members in candidates.items()}
     within = [key for key in views if latency[key] <= max_latency_ms and sizes[key[0]] <= max_size_mb]
@@ -255,7 +259,7 @@ def select_setup(args, val: dict, framed: dict, on_backgrounds: dict | None, run
     candidates, models_used = ensemble_candidates(model, others, replace_one=args.replace_one)
     bytes_per_weight = prepare_candidates(candidates, args.weights_float16)
     setup = choose_serving_setup(candidates, val, not args.no_corrections, args.max_latency_ms, args.max_size_mb,
-                                 args.latency_statistic, bytes_per_weight, args.balance_gender)
+                                 args.latency_statistic, bytes_per_weight, args.balance_gender, args.latency_calls)
     return setup | {"checkpoint": chosen, "checkpoint_selection": selection,
                     "networks": candidates[setup["members"]],
                     "kept_others": args.ensemble_with[:models_used[setup["members"]]]}
@@ -476,15 +480,15 @@ def measure(model, args, size: int, val_all: dict, flip: bool, shift_px: int, va
     return {"metrics": metrics, "interval": interval, "test_images": int(len(found)), "test_detected": int(found.sum())}
 
 
-def add_latencies(metrics: dict, model, card: dict) -> None:
+def add_latencies(metrics: dict, model, card: dict, calls: int = 200) -> None:
     """Single-face times of the accurate views and of the live profile, through the app's model wrapper."""
     from app.pipeline.predict import ModelCard, profile_augmentation
     from training.common import single_face_latency_ms
     views = ModelCard.from_dict(card)
     live_flip, live_shift = profile_augmentation(views.flip_average, views.shift_px, "live")
     live_card = card | {"test_time_augmentation": {"horizontal_flip": live_flip, "shift_px": live_shift}}
-    metrics["latency_ms_single_face"] = single_face_latency_ms(model, card)
-    metrics["live_profile"]["latency_ms_single_face"] = single_face_latency_ms(model, live_card)
+    metrics["latency_ms_single_face"] = single_face_latency_ms(model, card, calls)
+    metrics["live_profile"]["latency_ms_single_face"] = single_face_latency_ms(model, live_card, calls)
 
 
 def preprocessing_text(crops: str, size: int) -> str:
@@ -700,7 +704,7 @@ def main(argv=None):
                                 "val_gender_accuracy": r["val_gender_accuracy"]} for i, r in enumerate(log)]},
         "metrics": metrics,
     }
-    add_latencies(metrics, model, card)
+    add_latencies(metrics, model, card, 2 * args.latency_calls)
     write_json(args.models_dir / "age_gender.json", card)
     write_json(args.reports_dir / "age_gender_eval.json", metrics)
     print_summary(metrics, interval)

@@ -11,6 +11,10 @@ import pytest
 
 from conftest import SHARED_DATA as DATA
 
+# Evaluations time every candidate setup; five calls each (not 100) keep these runs short, and no assertion
+# here depends on how fast a setup is.
+QUICK_TIMING = ["--latency-calls", "5"]
+
 pytestmark = pytest.mark.skipif(not (DATA / "fer2013").is_dir() or not (DATA / "utkface").is_dir(),
                                 reason=f"datasets not found at {DATA} (see its README)")
 
@@ -24,7 +28,7 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
 
     def evaluate(out: str, *extra) -> dict:
-        evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
+        evaluate_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140", *QUICK_TIMING,
                                "--models-dir", str(tmp_path / out), "--reports-dir", str(tmp_path / out / "reports"),
                                "--ensemble-with", str(run / "last.keras"), *extra])
         return json.loads((tmp_path / out / "emotion.json").read_text())
@@ -244,7 +248,7 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     assert (run / "best.keras").exists()
 
     def evaluate(data_dir: Path, out: str, *extra) -> dict:
-        evaluate_age_gender.main(["--data-dir", str(data_dir), "--run-dir", str(run), "--limit", "60",
+        evaluate_age_gender.main(["--data-dir", str(data_dir), "--run-dir", str(run), "--limit", "60", *QUICK_TIMING,
                                   "--models-dir", str(tmp_path / out), "--reports-dir", str(tmp_path / out / "reports"),
                                   "--ensemble-with", str(run / "last.keras"), *extra])
         return json.loads((tmp_path / out / "age_gender.json").read_text())
@@ -310,7 +314,7 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
         read.append(tuple(splits))
         return real_load(*a, splits=splits, **k)
     monkeypatch.setattr(data_utk, "load_utk", recording_load)
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60", *QUICK_TIMING,
                               "--models-dir", str(tmp_path / "barred"), "--reports-dir", str(tmp_path / "barred_reports"),
                               "--max-latency-ms", "1e9", "--min-val-gender-accuracy", "1.01"])
     assert read == [("train", "val")] and not (tmp_path / "barred").exists()
@@ -321,7 +325,7 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
 
     # --choose-only: the same choice and record over a bar it clears, and still nothing shipped or tested.
     read.clear()
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60", *QUICK_TIMING,
                               "--models-dir", str(tmp_path / "chosen"), "--reports-dir", str(tmp_path / "chosen_reports"),
                               "--max-latency-ms", "1e9", "--choose-only"])
     chosen = json.loads((tmp_path / "chosen_reports" / f"{run.name}_evaluation.json").read_text())
@@ -338,7 +342,7 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     from training.candidate_models import keras_only_copy
     shipped = keras_only_copy(Path(__file__).resolve().parents[2] / "models", tmp_path / "shipped")
     shipped_card = (shipped / "age_gender.json").read_text()
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60",
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "60", *QUICK_TIMING,
                               "--models-dir", str(shipped), "--reports-dir", str(tmp_path / "kept_reports"),
                               "--max-latency-ms", "1e9", "--choose-only", "--keep-chosen", str(tmp_path / "kept"),
                               "--balance-gender", "--record-name", "second_look"])
@@ -379,7 +383,7 @@ def test_age_gender_input_size_flag_reaches_the_card_the_app_reads(tmp_path):
     train_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30", "--epochs", "1",
                            "--batch-size", "16", "--input-size", "80", "--init-from", str(start / "age_gender.keras")])
     (start / "age_gender.json").write_text(json.dumps({"version": "replaced after the warm start"}))
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30", *QUICK_TIMING,
                               "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
     card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
     assert card["input"]["size"] == 80 and "80x80" in card["input"]["preprocessing"]
@@ -407,7 +411,7 @@ def test_age_distribution_head_trains_resumes_elsewhere_and_ships_two_outputs_wi
         train_age_gender.main([a for a in args if a not in ("--age-head", "distribution")] +
                               ["--run-dir", str(tmp_path / "three")])
 
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30", *QUICK_TIMING,
                               "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
     card = json.loads((tmp_path / "models" / "age_gender.json").read_text())
     assert card["architecture"]["age_head"] == "distribution"
@@ -541,7 +545,7 @@ def test_evaluation_reestimates_batchnorm_on_the_faces_each_network_was_trained_
     assert common.trained_on_backgrounds(run / "last.keras") and not common.trained_on_backgrounds(framed_run / "last.keras")
     seen, original = [], common.recalibrate_batchnorm
     monkeypatch.setattr(common, "recalibrate_batchnorm", lambda model, x, **k: (seen.append(x), original(model, x, **k)))
-    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30",
+    evaluate_age_gender.main(["--data-dir", str(DATA / "utkface"), "--run-dir", str(run), "--limit", "30", *QUICK_TIMING,
                               "--checkpoints", "last.keras", "--choose-only",
                               "--ensemble-with", str(framed_run / "last.keras"), str(run / "last.keras"),
                               "--models-dir", str(tmp_path / "models"), "--reports-dir", str(tmp_path / "reports")])
