@@ -1,10 +1,12 @@
 """Training speed of the age/gender network in float32 against Keras' mixed_bfloat16 policy on this CPU.
 
-    .venv/bin/python bench/train_step_precision.py [--steps 30] [--rounds 3] [--out reports/train_step_precision.json]
+    .venv/bin/python bench/train_step_precision.py [--steps 30] [--rounds 3] [--arch visage-aa]
+        [--out reports/train_step_precision_aa.json]
 
 CPUs with AMX (Intel Sapphire Rapids and later) multiply bfloat16 in hardware; older ones emulate it,
-slower than float32. The same network as the long runs (`--arch visage --input-size 96 --age-head
-distribution`), batch 64, random faces (speed only: nothing here is trained toward anything). The two
+slower than float32. The network of the long runs (`--arch visage-aa` or `visage`, `--input-size 96
+--age-head distribution`) trained as train_age_gender trains it, in --mixed-bfloat16's policies (trunk
+bfloat16, heads float32), batch 64, random faces (speed only: nothing here is trained toward anything). The two
 precisions alternate, a fresh model each round, so a machine's load drifts over both alike; the first
 steps of each round (tracing) are not timed. Prints and saves images/s per precision and their ratio.
 """
@@ -34,19 +36,24 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx_vnni")))
 
 
-def images_per_second(policy: str, steps: int, warmup: int = 3) -> float:
+def images_per_second(policy: str, arch: str, steps: int, warmup: int = 3) -> float:
+    """The training step as train_age_gender takes it (the three-output view with the bins' loss), with the
+    trunk in `policy` the way --mixed-bfloat16 sets it (training/precision.py: heads float32)."""
     import keras
     import numpy as np
     from training import models
-    keras.mixed_precision.set_global_policy(policy)
+    from training.precision import mixed_twin
+    from training.train_age_gender import age_distribution_targets, distribution_trainer
     keras.utils.set_random_seed(0)
-    model = models.build_age_gender_model(SIZE, age_head="distribution")
+    network = models.AGE_GENDER_ARCHS[arch](SIZE, age_head="distribution")
+    model = distribution_trainer(mixed_twin(network) if policy == "mixed_bfloat16" else network)
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-4),
-                  loss={"age": "mae", "gender": "binary_crossentropy"})
+                  loss={"age": "mae", "gender": "binary_crossentropy", "age_bins": "categorical_crossentropy"})
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, SIZE, SIZE, 1), np.float32)
-    y = {"age": rng.uniform(1, 90, (BATCH, 1)).astype(np.float32),
-         "gender": rng.integers(0, 2, (BATCH, 1)).astype(np.float32)}
+    age = rng.uniform(1, 90, BATCH).astype(np.float32)
+    y = {"age": age[:, None], "gender": rng.integers(0, 2, (BATCH, 1)).astype(np.float32),
+         "age_bins": age_distribution_targets(age, models.AGE_BINS)}
     for _ in range(warmup):
         model.train_on_batch(x, y)
     start = time.perf_counter()
@@ -60,6 +67,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--arch", choices=("visage", "visage-aa"), default="visage-aa")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     from training.common import configure_threads
@@ -67,10 +75,10 @@ def main(argv=None):
     runs = {"float32": [], "mixed_bfloat16": []}
     for r in range(args.rounds):
         for policy in runs:
-            runs[policy].append(images_per_second(policy, args.steps))
+            runs[policy].append(images_per_second(policy, args.arch, args.steps))
             print(f"round {r + 1}, {policy}: {runs[policy][-1]:.1f} images/s", flush=True)
     best = {k: max(v) for k, v in runs.items()}
-    result = {"network": "visage age/gender, 96 px, one-year-bins age head", "batch": BATCH, "steps": args.steps,
+    result = {"network": f"{args.arch} age/gender, 96 px, one-year-bins age head", "arch": args.arch, "batch": BATCH, "steps": args.steps,
               "threads": args.threads, "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
               "images_per_second": runs, "best": best,
               "bfloat16_vs_float32": round(best["mixed_bfloat16"] / best["float32"], 3)}

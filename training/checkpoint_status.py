@@ -26,6 +26,9 @@ def summary(path: Path) -> str:
         shown = {k: v for k, v in last.items() if k.startswith("val_") or k in ("accuracy", "loss")}
         lines.append("  last: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
         lines.append(f"  best {key}: {scores[best]:.4f} at epoch {best + 1}")
+    precision = settings.get("precision_from_epoch")
+    if precision:
+        lines.append("  precision: " + ", ".join(f"{policy} from epoch {first}" for first, policy in precision.items()))
     average = meta.get("weight_average")
     if average:
         lines.append(f"  weight average (swa.keras): epochs {average['first_epoch']}-{average['through_epoch']} "

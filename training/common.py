@@ -243,14 +243,16 @@ class BatchNormRecalibration:
 
 def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float, epochs: int,
                          x_clean: np.ndarray | None = None, run_checkpoint: Path | None = None,
-                         settings: dict | None = None, average_last: float = 0.0):
+                         settings: dict | None = None, average_last: float = 0.0, float32_files: bool = False):
     """Per-epoch checkpoints: last.keras (for resume, with optimizer state), best.keras (by `monitor`),
     with `average_last` > 0 swa.keras (the mean of the weights of that share of the schedule's last
     epochs: WeightAverage), and with `run_checkpoint` the run's one committable file (save_run_checkpoint).
 
     With `x_clean` (un-augmented training images) BatchNorm statistics are re-estimated before each
-    validation, so `monitor` ranks epochs the way evaluation will."""
+    validation, so `monitor` ranks epochs the way evaluation will. float32_files: the model trains in mixed
+    bfloat16, and last.keras and best.keras get float32 layers again once written (training.precision)."""
     import keras
+    from training.precision import Float32Files
     # On resume, best.keras must only be replaced by an epoch better than the ones already logged.
     logged = [r[monitor] for r in read_log(run_dir)] if (run_dir / "log.csv").exists() else []
     best_so_far = (max if mode == "max" else min)(logged) if logged else None
@@ -262,6 +264,7 @@ def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, peak_lr: float,
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, save_best_only=True,
                                         initial_value_threshold=best_so_far),
+        *([Float32Files([run_dir / "last.keras", run_dir / BEST_FILE])] if float32_files else []),
         *([average] if average else []),
         *([RunCheckpointCallback(run_checkpoint, settings or {}, run_dir, average, monitor, mode)]
           if run_checkpoint else []),
@@ -393,19 +396,21 @@ def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],
                         average: tuple[list, dict] | None = None, best: tuple[list, int] | None = None
                         ) -> tuple[int, bool]:
     """Write the run's one checkpoint file (weights as float32, the network's definition, the settings
-    that define the run and every epoch's log row); replaced atomically so a killed process never
-    leaves half a file. No optimizer state: AdamW's two moments would triple the size. `average`: the
-    run's weight average so far and its record (WeightAverage), kept as float16 to stay under 10 MB.
+    that define the run and every epoch's log row; its layers float32 even where the run trains in mixed
+    bfloat16); replaced atomically so a killed process never leaves half a file. No optimizer state:
+    AdamW's two moments would triple the size. `average`: the run's weight average so far and its record
+    (WeightAverage), kept as float16 to stay under 10 MB.
     `best`: the best epoch's weights and that epoch (1-based), kept as float16 only while the file stays
     within MAX_CHECKPOINT_BYTES (the 1.2M-parameter networks' files: yes; the 1.58M ResNets' with an
     average: no), so that an evaluation on another machine can still offer best.keras. Returns the file's
     bytes and whether the best epoch's weights are in it."""
+    from training.precision import float32_json
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "epochs_done": len(log_rows), "log": log_rows,
             "wall_seconds_in_all": float(sum(r.get("epoch_seconds", 0.0) for r in log_rows)),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model_json": model.to_json(), "weight_average": average[1] if average else None, "best_epoch": None}
+            "model_json": float32_json(model.to_json()), "weight_average": average[1] if average else None, "best_epoch": None}
     arrays = {f"w{i:04d}": np.asarray(w, np.float32) for i, w in enumerate(model.get_weights())}
     if average:
         arrays |= {f"a{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(average[0])}
@@ -593,8 +598,10 @@ def read_log_file(path: Path) -> list[dict]:
 def export_inference_model(model, path: Path, weights: list | None = None, float16: bool = False) -> None:
     """Save weights (the model's own, or `weights` for the same network) + architecture only (no optimizer
     state): what the app loads. float16: the weights stored as float16 (training/weights_float16.py)."""
-    # from_config builds an uncompiled twin (clone_model keeps the optimizer: 3x the file size).
-    clean = model.__class__.from_config(model.get_config())
+    # from_config builds an uncompiled twin (clone_model keeps the optimizer: 3x the file size), in float32
+    # where the model trains in mixed bfloat16.
+    from training.precision import float32_config
+    clean = model.__class__.from_config(float32_config(model.get_config()))
     clean.set_weights(model.get_weights() if weights is None else weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean.save(path)
@@ -613,15 +620,22 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
 
 
+INTER_OP_THREADS = 2
+
+
 def configure_threads(threads: int) -> None:
-    """Limit TensorFlow to `threads` CPU threads (0 = all), e.g. to train two models side by side."""
+    """Limit TensorFlow to `threads` CPU threads (0 = all), e.g. to train two models side by side.
+
+    Two inter-op threads, not one: with a single one a training run once hung for good at the start of
+    an epoch (every thread waiting on a futex; TensorFlow issue 38969 reports such hangs with one
+    inter-op thread, where an op waits on another that has no thread left to run on)."""
     if threads and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+        os.environ["TF_NUM_INTEROP_THREADS"] = str(INTER_OP_THREADS)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
 
 
 def single_face_latency_ms(model, card: dict, calls: int = 200) -> dict:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.precision import add_option, train_in_chosen_precision
+
 INPUT_SIZE = 64
 MARGIN = 0.15          # crop = Haar box grown by 15% on each side (the app uses this too, via the card)
 AGE_LOSS_WEIGHT = 0.1  # age L1 in years vs. gender cross-entropy
@@ -92,6 +94,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
     p.add_argument("--jit", action="store_true",
                    help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
+    add_option(p)
     return p.parse_args(argv)
 
 
@@ -254,6 +257,7 @@ def main(argv=None):
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
     else:
         print(f"resuming {args.run_dir} after epoch {done}", flush=True)
+    model, mixed = train_in_chosen_precision(model, args.mixed_bfloat16, args.checkpoint, done, settings)
     network = model
     losses = {"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()}
     loss_weights = {"age": AGE_LOSS_WEIGHT, "gender": 1.0}
@@ -285,7 +289,8 @@ def main(argv=None):
         targets["age_bins"] = age_distribution_targets(targets["age"][:, 0], bins)   # around the teacher's blend, if any
         val_data[1]["age_bins"] = age_distribution_targets(val["age"], bins)
     callbacks = checkpoint_callbacks(args.run_dir, "val_loss", "min", args.lr, args.epochs, train["x"],
-                                     run_checkpoint=args.checkpoint, settings=settings, average_last=args.average_last)
+                                     run_checkpoint=args.checkpoint, settings=settings, average_last=args.average_last,
+                                     float32_files=mixed)
     if args.consistency or by_bins:     # the schedule acts on the trainer; the rest see the network alone
         assert isinstance(callbacks[0], keras.callbacks.LearningRateScheduler)
         callbacks = [callbacks[0], OnNetwork(callbacks[1:], network)]
@@ -311,7 +316,7 @@ def main(argv=None):
         "init_from": str(args.init_from) if args.init_from else None,
         "distill_from": str(args.distill_from) if args.distill_from else None,
         "distill_weight": args.distill_weight if args.distill_from else None,
-        "last_session_seconds": time.time() - t0})
+        "precision_from_epoch": settings["precision_from_epoch"], "last_session_seconds": time.time() - t0})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.precision import add_option, train_in_chosen_precision
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
     p.add_argument("--jit", action="store_true",
                    help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
+    add_option(p)
     return p.parse_args(argv)
 
 
@@ -83,6 +86,7 @@ def main(argv=None):
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
     else:
         print(f"resuming {args.run_dir} after epoch {done}", flush=True)
+    model, mixed = train_in_chosen_precision(model, args.mixed_bfloat16, args.checkpoint, done, settings)
     if not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss=keras.losses.CategoricalCrossentropy(),
@@ -96,7 +100,7 @@ def main(argv=None):
               epochs=min(args.epochs, args.stop_after_epoch or args.epochs), initial_epoch=done,
               callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x,
                                              run_checkpoint=args.checkpoint, settings=settings,
-                                             average_last=args.average_last),
+                                             average_last=args.average_last, float32_files=mixed),
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "emotion", "arch": args.arch, "labels": args.labels, "epochs": args.epochs,
@@ -104,7 +108,7 @@ def main(argv=None):
         "train_images": int(len(x)), "dropped_test_copies": data["dropped_duplicates"],
         "dropped_nonfaces": int((~keep).sum()), "data_dir": str(args.data_dir),
         "init_from": str(args.init_from) if args.init_from else None,
-        "last_session_seconds": time.time() - t0})
+        "precision_from_epoch": settings["precision_from_epoch"], "last_session_seconds": time.time() - t0})
 
 
 if __name__ == "__main__":

@@ -585,3 +585,31 @@ def test_age_gender_consistency_run_saves_the_network_alone_and_continues_from_i
     for name in ("last.keras", "swa.keras"):
         network = keras.models.load_model(tmp_path / "two" / name, compile=False)
         assert network.input_shape == (None, 64, 64, 1) and sorted(network.output_names) == ["age", "gender"]
+
+
+def test_mixed_bfloat16_epochs_write_float32_files_and_the_checkpoint_records_each_epochs_precision(tmp_path, capsys):
+    """A run goes float32 → mixed bfloat16 (a machine with AMX) → float32 (one without) through its one file;
+    every file a mixed epoch wrote loads as float32, and the card's run.json says which epochs ran how."""
+    from training import train_age_gender
+    from training.common import load_run_checkpoint
+    from training.precision import file_policies, policies_in
+    ckpt = tmp_path / "mixed.npz"
+    args = ["--data-dir", str(DATA / "utkface"), "--limit", "30", "--epochs", "3", "--batch-size", "16",
+            "--arch", "visage-aa", "--input-size", "64", "--age-head", "distribution", "--average-last", "0.7",
+            "--checkpoint", str(ckpt)]
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "one"), "--stop-after-epoch", "1"])
+    mixed = tmp_path / "two"
+    train_age_gender.main(args + ["--run-dir", str(mixed), "--stop-after-epoch", "2", "--mixed-bfloat16", "on"])
+    assert "training in mixed_bfloat16 from epoch 2" in capsys.readouterr().out
+    for name in ("last.keras", "best.keras", "swa.keras"):
+        assert file_policies(mixed / name) == {"float32"}, name
+    _, meta = load_run_checkpoint(ckpt)
+    assert meta["epochs_done"] == 2 and policies_in(json.loads(meta["model_json"])) == {"float32"}
+    assert meta["settings"]["precision_from_epoch"] == {"1": "float32", "2": "mixed_bfloat16"}
+    train_age_gender.main(args + ["--run-dir", str(tmp_path / "three"), "--mixed-bfloat16", "off"])
+    _, meta = load_run_checkpoint(ckpt)
+    history = {"1": "float32", "2": "mixed_bfloat16", "3": "float32"}
+    assert meta["epochs_done"] == 3 and meta["settings"]["precision_from_epoch"] == history
+    assert json.loads((tmp_path / "three" / "run.json").read_text())["precision_from_epoch"] == history
+    from training.checkpoint_status import summary
+    assert "precision: float32 from epoch 1, mixed_bfloat16 from epoch 2, float32 from epoch 3" in summary(ckpt)
