@@ -59,3 +59,12 @@ def test_a_keras_file_written_from_a_mixed_twin_loads_as_float32(tmp_path):
     for a, b in zip(loaded.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)
     json.dumps(loaded.get_config())
+
+
+def test_every_emotion_network_keeps_its_softmax_in_float32():
+    from training import models
+    from training.precision import mixed_twin
+    for arch, build in models.EMOTION_ARCHS.items():
+        twin = mixed_twin(build())
+        assert twin.get_layer("emotion").compute_dtype == "float32", arch
+        assert any(layer.compute_dtype == "bfloat16" for layer in twin.layers), arch
