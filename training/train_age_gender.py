@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training import watchdog
 from training.precision import add_option, train_in_chosen_precision
 
 INPUT_SIZE = 64
@@ -95,6 +96,7 @@ def parse_args(argv=None):
     p.add_argument("--jit", action="store_true",
                    help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
     add_option(p)
+    watchdog.add_option(p)
     return p.parse_args(argv)
 
 
@@ -294,6 +296,7 @@ def main(argv=None):
     if args.consistency or by_bins:     # the schedule acts on the trainer; the rest see the network alone
         assert isinstance(callbacks[0], keras.callbacks.LearningRateScheduler)
         callbacks = [callbacks[0], OnNetwork(callbacks[1:], network)]
+    callbacks.append(watchdog.StallWatchdog(args.restart_if_stalled))
     if args.consistency:
         def with_gaps(n: int, labels: dict) -> dict:
             return labels | {"steady_age": np.zeros((n, 1), np.float32), "steady_gender": np.zeros((n, 1), np.float32)}

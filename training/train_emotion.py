@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training import watchdog
 from training.precision import add_option, train_in_chosen_precision
 
 
@@ -45,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--jit", action="store_true",
                    help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
     add_option(p)
+    watchdog.add_option(p)
     return p.parse_args(argv)
 
 
@@ -98,9 +100,10 @@ def main(argv=None):
     t0 = time.time()
     model.fit(ds, validation_data=(public.x, val_targets), batch_size=256,
               epochs=min(args.epochs, args.stop_after_epoch or args.epochs), initial_epoch=done,
-              callbacks=checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x,
-                                             run_checkpoint=args.checkpoint, settings=settings,
-                                             average_last=args.average_last, float32_files=mixed),
+              callbacks=[*checkpoint_callbacks(args.run_dir, "val_accuracy", "max", args.lr, args.epochs, x,
+                                               run_checkpoint=args.checkpoint, settings=settings,
+                                               average_last=args.average_last, float32_files=mixed),
+                         watchdog.StallWatchdog(args.restart_if_stalled)],
               verbose=verbosity())
     write_json(args.run_dir / "run.json", {
         "task": "emotion", "arch": args.arch, "labels": args.labels, "epochs": args.epochs,
