@@ -281,10 +281,12 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     assert f"| detection | {found['images']:,} | {found['detected']:,} |" in text and "live profile" in text
 
     # The choice is made before the test labels are read: shuffling them changes the test numbers, not the choice.
-    # (No latency budget here, so that timing noise cannot change the choice between the two runs.)
+    # (No latency budget here, so that timing noise cannot change the choice between the two runs.) Both store
+    # their weights as float16 (--weights-float16, checked below).
     shuffled = shuffled_test_labels(DATA / "utkface", tmp_path / "shuffled")
-    again = evaluate(DATA / "utkface", "again", "--max-latency-ms", "1e9", "--latency-statistic", "p10")
-    other = evaluate(shuffled, "other", "--max-latency-ms", "1e9", "--latency-statistic", "p10")
+    again_options = ("--max-latency-ms", "1e9", "--latency-statistic", "p10", "--weights-float16")
+    again = evaluate(DATA / "utkface", "again", *again_options)
+    other = evaluate(shuffled, "other", *again_options)
     assert other["serving_setup"]["budgets"]["latency_statistic"] == "p10"
     assert chosen_setup(other) == chosen_setup(again)
     assert other["metrics"]["test"]["age"]["mae"] != again["metrics"]["test"]["age"]["mae"]
@@ -300,10 +302,10 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
 
     # --weights-float16: the served file keeps its weights as float16 (half the bytes), and the card says so.
     from training.weights_float16 import keras_stores_float16
-    half = evaluate(DATA / "utkface", "half", "--max-latency-ms", "1e9", "--weights-float16")
-    assert half["serving_setup"]["weights_stored_as"].startswith("float16")
-    assert keras_stores_float16(tmp_path / "half" / "age_gender.keras")
-    assert half["serving_setup"]["size_mb_by_members"]["checkpoint"] == pytest.approx(
+    assert again["serving_setup"]["weights_stored_as"].startswith("float16")
+    assert card["serving_setup"]["weights_stored_as"] == "float32"
+    assert keras_stores_float16(tmp_path / "again" / "age_gender.keras")
+    assert again["serving_setup"]["size_mb_by_members"]["checkpoint"] == pytest.approx(
         card["serving_setup"]["size_mb_by_members"]["checkpoint"] / 2)
 
     # A bar fixed beforehand that the chosen setup does not clear: nothing is written, the test split not read.
@@ -364,7 +366,7 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     # moved copies): the shipped card stays as it was and the test split is not read.
     read.clear()
     shipped_card = (tmp_path / "again" / "age_gender.json").read_text()
-    evaluate(DATA / "utkface", "again", "--max-latency-ms", "1e9", "--latency-statistic", "p10", "--steadier-than-shipped")
+    evaluate(DATA / "utkface", "again", *again_options, "--steadier-than-shipped")
     assert read == [("train", "val")] and (tmp_path / "again" / "age_gender.json").read_text() == shipped_card
 
 
