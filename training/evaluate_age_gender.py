@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from training.ensemble import gender_accuracy, gender_correct
+from training.precision import run_precision
 
 # The webcam page analyses every frame; timed on an otherwise idle machine. Not applied under a budget relative
 # to the shipped setup: on a busy machine day the shipped setup itself took 38 ms (2026-12-05).
@@ -698,6 +699,7 @@ def main(argv=None):
                                               "chosen": chosen,
                                               "weight_average": weight_average_record(args.run_dir, chosen)},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
+                     "precision_from_epoch": run_precision(run),
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
                      "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),
                      "curve": [{"epoch": i + 1, "val_age_mae": r["val_age_mae"],

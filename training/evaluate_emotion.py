@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.precision import run_precision
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,6 +274,7 @@ def main(argv=None):
                                               "chosen": chosen,
                                               "weight_average": weight_average_record(args.run_dir, chosen)},
                      "batchnorm": "statistics re-estimated on un-augmented training images (training/common.py)",
+                     "precision_from_epoch": run_precision(run),
                      "wall_time_seconds": float(sum(r.get("epoch_seconds", 0) for r in log)),
                      "seed": run.get("seed"), "batch_size": run.get("batch_size"), "peak_lr": run.get("peak_lr"),
                      "curve": [{"epoch": i + 1, "train_accuracy": r["accuracy"], "public_accuracy": r["val_accuracy"]}

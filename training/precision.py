@@ -155,6 +155,11 @@ def precision_history(checkpoint: Path | None, done: int, policy: str) -> dict[s
     return history
 
 
+def run_precision(run: dict) -> dict[str, str]:
+    """For the card: {first epoch: policy} of a run from its run.json (runs before the option: float32)."""
+    return run.get("precision_from_epoch") or {"1": "float32"}
+
+
 def train_in_chosen_precision(model, choice: str, checkpoint: Path | None, done: int, settings: dict):
     """The model to train (model itself, or its mixed twin: uncompiled, so its optimizer starts afresh, as
     after a resume from the checkpoint file) and whether it is mixed; records the run's precision history

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.skipif(not (DATA / "fer2013").is_dir() or not (DATA / "
 def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkeypatch):
     from training import data_fer, evaluate_emotion, train_emotion
     run = tmp_path / "run"
+    # in bfloat16 (any CPU can, if slowly): the evaluation reads float32 files and the card says how it trained
     train_emotion.main(["--data-dir", str(DATA / "fer2013"), "--run-dir", str(run), "--limit", "140",
-                        "--epochs", "1", "--batch-size", "16"])
+                        "--epochs", "1", "--batch-size", "16", "--mixed-bfloat16", "on"])
     assert (run / "last.keras").exists() and (run / "best.keras").exists()
     assert len((run / "log.csv").read_text().strip().splitlines()) == 2      # header + one epoch
 
@@ -36,6 +37,9 @@ def test_emotion_training_and_evaluation_produce_model_and_card(tmp_path, monkey
     card = evaluate("models")
     assert (tmp_path / "models" / "emotion.keras").exists()
     assert card["outputs"]["emotion"]["labels"][0] == "angry" and card["input"]["size"] == 48
+    assert card["training"]["precision_from_epoch"] == {"1": "mixed_bfloat16"}
+    from training.precision import file_policies
+    assert file_policies(tmp_path / "models" / "emotion.keras") == {"float32"}
     assert 0 <= card["metrics"]["private_test"]["accuracy"] <= 1
     # live: the face and, where the chosen setup mirrors, its mirror (app.pipeline.predict.profile_augmentation)
     assert card["metrics"]["live_profile"]["views"] == (2 if card["test_time_augmentation"]["horizontal_flip"] else 1)
@@ -257,6 +261,7 @@ def test_age_gender_training_and_evaluation_produce_model_and_card(tmp_path, mon
     assert (tmp_path / "models" / "age_gender.keras").exists()
     assert card["outputs"]["gender"]["positive_label"] == "female"
     assert card["outputs"]["age"]["interval"]["coverage"] == 0.8
+    assert card["training"]["precision_from_epoch"] == {"1": "float32"}
     test = card["metrics"]["test"]
     assert set(card["metrics"]["fairness_test"]) >= {"gender=male", "gender=female"}
     # the headline counts the faces the app finds; missed ones are no answer, reported beside it
