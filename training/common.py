@@ -410,7 +410,8 @@ def save_run_checkpoint(path: Path, model, settings: dict, log_rows: list[dict],
     meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "epochs_done": len(log_rows), "log": log_rows,
             "wall_seconds_in_all": float(sum(r.get("epoch_seconds", 0.0) for r in log_rows)),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model_json": float32_json(model.to_json()), "weight_average": average[1] if average else None, "best_epoch": None}
+            "model_json": float32_json(model.to_json()), "weight_average": average[1] if average else None,
+            "best_epoch": None}
     arrays = {f"w{i:04d}": np.asarray(w, np.float32) for i, w in enumerate(model.get_weights())}
     if average:
         arrays |= {f"a{i:04d}": np.asarray(w, np.float16) for i, w in enumerate(average[0])}

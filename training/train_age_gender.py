@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training import watchdog
-from training.precision import add_option, train_in_chosen_precision
+from training import precision, watchdog
 
 INPUT_SIZE = 64
 MARGIN = 0.15          # crop = Haar box grown by 15% on each side (the app uses this too, via the card)
@@ -95,7 +94,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
     p.add_argument("--jit", action="store_true",
                    help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
-    add_option(p)
+    precision.add_option(p)
     watchdog.add_option(p)
     return p.parse_args(argv)
 
@@ -259,7 +258,7 @@ def main(argv=None):
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
     else:
         print(f"resuming {args.run_dir} after epoch {done}", flush=True)
-    model, mixed = train_in_chosen_precision(model, args.mixed_bfloat16, args.checkpoint, done, settings)
+    model, mixed = precision.train_in_chosen_precision(model, args.mixed_bfloat16, args.checkpoint, done, settings)
     network = model
     losses = {"age": keras.losses.MeanAbsoluteError(), "gender": keras.losses.BinaryCrossentropy()}
     loss_weights = {"age": AGE_LOSS_WEIGHT, "gender": 1.0}

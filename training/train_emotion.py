@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training import watchdog
-from training.precision import add_option, train_in_chosen_precision
+from training import precision, watchdog
 
 
 def parse_args(argv=None):
@@ -45,7 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
     p.add_argument("--jit", action="store_true",
                    help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
-    add_option(p)
+    precision.add_option(p)
     watchdog.add_option(p)
     return p.parse_args(argv)
 
@@ -88,7 +87,7 @@ def main(argv=None):
         model.summary(print_fn=lambda s, **k: print(s, flush=True))
     else:
         print(f"resuming {args.run_dir} after epoch {done}", flush=True)
-    model, mixed = train_in_chosen_precision(model, args.mixed_bfloat16, args.checkpoint, done, settings)
+    model, mixed = precision.train_in_chosen_precision(model, args.mixed_bfloat16, args.checkpoint, done, settings)
     if not getattr(model, "compiled", False):     # new, or rebuilt from the checkpoint file
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                       loss=keras.losses.CategoricalCrossentropy(),
