@@ -94,7 +94,7 @@ models: venv
 	# age_gender_aa_long: age_gender_long's recipe in the anti-aliased trunk, from scratch; its bar reads scenes too.
 	$(BIN)/python -m training.train_age_gender --data-dir $(DATA)/utkface --arch visage-aa --input-size 96 --crops app \
 		--backgrounds --age-head distribution --seed 11 --epochs 180 --lr 2e-3 --average-last 0.2 \
-		--threads 2 --run-dir runs/age_gender_aa_long --checkpoint checkpoints/age_gender_aa_long.npz --mixed-bfloat16 auto
+		--threads 2 --run-dir runs/age_gender_aa_long --checkpoint checkpoints/age_gender_aa_long.npz
 	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/age_gender_aa_long \
 		--ensemble-with runs/shipped_age_gender/age_gender.keras --max-val-age-mae 4.90 $(AGE_GENDER_BAR) --replace-one \
 		--balance-gender --choose-only --keep-chosen runs/age_gender_aa_long/chosen

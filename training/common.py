@@ -621,22 +621,18 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
 
 
-INTER_OP_THREADS = 2
-
-
 def configure_threads(threads: int) -> None:
     """Limit TensorFlow to `threads` CPU threads (0 = all), e.g. to train two models side by side.
 
-    Two inter-op threads, not one: with a single one a training run once hung for good at the start of
-    an epoch (every thread waiting on a futex; TensorFlow issue 38969 reports such hangs with one
-    inter-op thread, where an op waits on another that has no thread left to run on)."""
+    One inter-op thread: hundreds of float32 epochs ran so without a hang. Runs in mixed bfloat16 hung
+    twice at an epoch's start, once with one inter-op thread and once with two (training/watchdog.py)."""
     if threads and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-        os.environ["TF_NUM_INTEROP_THREADS"] = str(INTER_OP_THREADS)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def single_face_latency_ms(model, card: dict, calls: int = 200) -> dict:

@@ -1,7 +1,8 @@
 """A training command that stops making progress starts itself again, and so resumes from its last epoch.
 
-TensorFlow can hang for good inside fit(): on 2026-12-06 a run sat at the start of an epoch with every
-thread waiting on a futex and no CPU time spent, until it was noticed (TensorFlow issue 38969). A run of
+TensorFlow can hang for good inside fit(): on 2026-12-06 a run in mixed bfloat16 twice sat at the start of
+an epoch with every thread waiting on a futex and no CPU time spent, once in the train step and once in
+the teardown of the last epoch's tf.data iterator, until it was noticed. A run of
 many hours is left alone for most of them, so the training commands watch themselves: when no batch
 (training or validation) has finished for `minutes`, the process prints why and replaces itself with the
 same command line (os.execv), which continues after the last finished epoch from `runs/<name>/last.keras`
