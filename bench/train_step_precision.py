@@ -27,13 +27,9 @@ BATCH = 64
 SIZE = 96
 
 
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx_vnni")))
+def bfloat16_flags() -> list[str]:
+    from app.pipeline.predict import cpu_flags
+    return sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx_vnni")))
 
 
 def images_per_second(policy: str, arch: str, steps: int, warmup: int = 3) -> float:
@@ -79,7 +75,7 @@ def main(argv=None):
             print(f"round {r + 1}, {policy}: {runs[policy][-1]:.1f} images/s", flush=True)
     best = {k: max(v) for k, v in runs.items()}
     result = {"network": f"{args.arch} age/gender, 96 px, one-year-bins age head", "arch": args.arch, "batch": BATCH, "steps": args.steps,
-              "threads": args.threads, "cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
+              "threads": args.threads, "cpu": platform.processor() or platform.machine(), "cpu_flags": bfloat16_flags(),
               "images_per_second": runs, "best": best,
               "bfloat16_vs_float32": round(best["mixed_bfloat16"] / best["float32"], 3)}
     print(json.dumps({k: result[k] for k in ("cpu_flags", "best", "bfloat16_vs_float32")}))

@@ -29,12 +29,9 @@ HEADS_FROM = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten")   # thi
 CONFIG_ENTRY = "config.json"        # inside a Keras 3 .keras archive
 
 
-def cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    try:
-        flags = set(cpuinfo.read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+    from app.pipeline.predict import cpu_flags
+    return bool(cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
 
 
 def use_mixed_bfloat16(choice: str) -> bool:

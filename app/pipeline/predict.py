@@ -259,22 +259,27 @@ def session_options():
     return options
 
 
-def cpu_reads_int8_as_checked(machine: str | None = None, cpuinfo: str | None = None) -> bool:
-    """Whether this CPU runs the int8 copies' arithmetic as the machine they were checked on did. On x86
-    without VNNI instructions ONNX Runtime multiplies uint8 by int8 through 16-bit sums that can saturate
-    (its quantization docs), so a face could be read differently: there the float copy is served.
-    Other CPUs (ARM) have no such path."""
-    import platform
-    machine = (machine or platform.machine()).lower()
-    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
-        return True
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (its first "flags" line); none where there is no such
+    file (macOS) or line (ARM lists "Features")."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
-            return False     # no way to tell (macOS on Intel): the float copy
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+            return set()
+    return set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []))
+
+
+def cpu_reads_int8_as_checked(machine: str | None = None, cpuinfo: str | None = None) -> bool:
+    """Whether this CPU runs the int8 copies' arithmetic as the machine they were checked on did. On x86
+    without VNNI instructions ONNX Runtime multiplies uint8 by int8 through 16-bit sums that can saturate
+    (its quantization docs), so a face could be read differently: there the float copy is served.
+    Other CPUs (ARM) have no such path. An x86 CPU whose flags can't be read (macOS on Intel) gets the float copy."""
+    import platform
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return True
+    return bool(cpu_flags(cpuinfo) & {"avx512_vnni", "avx_vnni"})
 
 
 def onnx_copies(card: dict) -> list[tuple[str, dict]]:

@@ -28,12 +28,12 @@ def test_mixed_twin_computes_the_trunk_in_bfloat16_and_the_heads_in_float32_with
     assert policies_in(back.get_config()) == {"float32"}
 
 
-def test_auto_uses_bfloat16_only_where_the_cpu_lists_bfloat16_units(tmp_path):
+def test_auto_uses_bfloat16_only_where_the_cpu_lists_bfloat16_units():
     from training.precision import cpu_has_bfloat16, use_mixed_bfloat16
-    amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
-    amx.write_text("flags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n")
-    avx2.write_text("flags\t\t: fpu sse avx2 fma\n")
-    assert cpu_has_bfloat16(amx) and not cpu_has_bfloat16(avx2) and not cpu_has_bfloat16(tmp_path / "none")
+    amx = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n"
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd bf16\n"
+    assert cpu_has_bfloat16(amx) and not cpu_has_bfloat16(avx2) and not cpu_has_bfloat16(arm)
     assert use_mixed_bfloat16("on") and not use_mixed_bfloat16("off")
     assert use_mixed_bfloat16("auto") == cpu_has_bfloat16()
     with pytest.raises(ValueError, match="one of auto, on, off"):
