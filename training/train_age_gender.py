@@ -91,11 +91,8 @@ def parse_args(argv=None):
                         "ALPHA) per face; images, targets and sample weights blend alike (0: off)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--limit", type=int, default=0, help="use only about N images per split (smoke tests)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
-    p.add_argument("--jit", action="store_true",
-                   help="XLA-compile the train step (measured 47 vs 124 images/s per core here, so off by default)")
-    precision.add_option(p)
-    watchdog.add_option(p)
+    from training.common import add_machine_options
+    add_machine_options(p)
     return p.parse_args(argv)
 
 
