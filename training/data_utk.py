@@ -162,7 +162,7 @@ def load_utk(data_dir: Path, size: int, margin: float, crops: str = "app", cache
         items = {s: v[:: max(1, len(v) // limit)] for s, v in items.items()}
     out = {}
     for split, split_items in items.items():
-        x, detected = cut_all(data_dir, split_items, size, margin, crops)
+        x, detected = cut_all(data_dir, split_items, size, margin, crops, quick=bool(limit))
         out[split] = {"x": x, **labels_of(split_items), "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -188,11 +188,24 @@ def cut_one(data_dir: Path, item: UtkItem, index: int, size: int, margin: float,
                          "haar" if crops == "haar" else None, background_rng=rng)
 
 
+# Quick runs (--limit) cut the same few images again and again in one process (a training command, then
+# each evaluation of it; the tests run dozens): their crops are kept here, keyed by the image file as it is
+# on disk and by everything that shapes its crop. Full splits are never kept (the caches on disk hold them).
+QUICK_CROPS: dict[tuple, tuple[np.ndarray, bool]] = {}
+QUICK_CROPS_MAX = 4000
+
+
+def quick_crop_key(data_dir: Path, item: UtkItem, index: int, settings: tuple, backgrounds: bool) -> tuple:
+    path = (data_dir / "UTKFace" / item.filename).resolve()
+    stat = path.stat()
+    return (str(path), stat.st_mtime_ns, stat.st_size, *settings, index if backgrounds else None)
+
+
 def cut_all(data_dir: Path, items: list, size: int, margin: float, crops: str, backgrounds: bool = False,
-            workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            workers: int | None = None, quick: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(x (N, size, size, 1), detected (N,)) for a split, in item order, the same whatever `workers` is
     (each image's background is seeded by its index). workers: processes (default: one per core
-    from PARALLEL_FROM images up, else 1)."""
+    from PARALLEL_FROM images up, else 1). quick: a --limit run's few images, kept in QUICK_CROPS."""
     import os
     from concurrent.futures import ProcessPoolExecutor
     from functools import partial
@@ -200,7 +213,16 @@ def cut_all(data_dir: Path, items: list, size: int, margin: float, crops: str, b
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if len(items) >= PARALLEL_FROM else 1
     one = partial(cut_one, Path(data_dir), size=size, margin=margin, crops=crops, backgrounds=backgrounds)
-    if workers > 1:
+    if quick and workers == 1:
+        results, settings = [], (size, margin, crops_cache_kind(crops))
+        for i, item in enumerate(items):
+            key = quick_crop_key(Path(data_dir), item, i, settings, backgrounds)
+            if key not in QUICK_CROPS:
+                if len(QUICK_CROPS) >= QUICK_CROPS_MAX:
+                    QUICK_CROPS.pop(next(iter(QUICK_CROPS)))         # the oldest first
+                QUICK_CROPS[key] = one(item, i)
+            results.append(QUICK_CROPS[key])
+    elif workers > 1:
         # spawn: a forked child of a process that has started TensorFlow's threads can hang
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(one, items, range(len(items)), chunksize=64))
@@ -237,7 +259,7 @@ def load_train_on_backgrounds(data_dir: Path, size: int, margin: float, crops: s
     items = list_items(data_dir)["train"]
     if limit:
         items = items[:: max(1, len(items) // limit)]
-    x, detected = cut_all(data_dir, items, size, margin, crops, backgrounds=True)
+    x, detected = cut_all(data_dir, items, size, margin, crops, backgrounds=True, quick=bool(limit))
     out = {"x": x, **labels_of(items), "detected": detected}
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -181,6 +181,42 @@ def test_a_split_is_cut_the_same_by_one_process_or_several(tmp_path, astronaut):
         assert len({one[0][i].tobytes() for i in range(3)}) == 3      # each image its own crop
 
 
+def test_a_quick_run_cuts_each_image_once_per_process_until_its_file_changes(tmp_path, astronaut, monkeypatch):
+    """--limit runs (and the tests) keep their few crops in the process: loading them again gives the same
+    arrays without a detection, through a linked copy of the folder too; a rewritten file is cut again."""
+    from app.pipeline.analyze import find_faces
+    x, y, w, h = find_faces(astronaut, "blazeface")[0]
+    (tmp_path / "UTKFace").mkdir()
+    items = [data_utk.UtkItem(f"{30 + i}_1_0_2017.jpg.chip.jpg", 30 + i, 1, 0) for i in range(2)]
+    for i, item in enumerate(items):
+        chip = cv2.resize(astronaut[y + 4 * i:y + h, x:x + w], (200, 200))
+        cv2.imwrite(str(tmp_path / "UTKFace" / item.filename), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "UTKFace").symlink_to(tmp_path / "UTKFace")
+    monkeypatch.setattr(data_utk, "QUICK_CROPS", {})
+    cut, real_cut = [], data_utk.cut_one
+    monkeypatch.setattr(data_utk, "cut_one", lambda *a, **k: cut.append(a[1].filename) or real_cut(*a, **k))
+    for backgrounds in (False, True):
+        fresh = data_utk.cut_all(tmp_path, items, 32, 0.15, "app", backgrounds, workers=1)
+        cut.clear()
+        first = data_utk.cut_all(tmp_path, items, 32, 0.15, "app", backgrounds, workers=1, quick=True)
+        again = data_utk.cut_all(linked, items, 32, 0.15, "app", backgrounds, workers=1, quick=True)
+        assert len(cut) == 2 and np.array_equal(first[0], fresh[0]) and np.array_equal(again[0], fresh[0])
+        assert first[1].tolist() == again[1].tolist() == fresh[1].tolist()
+        assert len(data_utk.QUICK_CROPS) == 2 * (1 + backgrounds)        # framed and on backgrounds apart
+    cut.clear()
+    other = data_utk.cut_all(tmp_path, items, 40, 0.15, "app", workers=1, quick=True)       # another size
+    assert len(cut) == 2 and other[0].shape == (2, 40, 40, 1)
+    cut.clear()
+    import os
+    path = tmp_path / "UTKFace" / items[0].filename
+    cv2.imwrite(str(path), cv2.flip(cv2.imread(str(path)), 1))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    changed = data_utk.cut_all(tmp_path, items, 32, 0.15, "app", workers=1, quick=True)
+    assert cut == [items[0].filename] and not np.array_equal(changed[0][0], first[0][0])
+
+
 def test_fer_bundle_rebuilds_the_same_training_arrays_without_the_dataset(tmp_path, fer_dir):
     """What travels to a lent GPU machine: the training and PublicTest files, unpacked there into the cache
     the run reads, pixel for pixel; PrivateTest stays behind."""
