@@ -101,8 +101,11 @@ models: venv
 	# ... and as the first network of an ensemble that is anti-aliased throughout (with aa_ws, aa_ws2, aa_ws3).
 	$(BIN)/python -m training.evaluate_age_gender --data-dir $(DATA)/utkface --run-dir runs/age_gender_aa_long \
 		--ensemble-with runs/age_gender_aa_ws/best.keras runs/age_gender_aa_ws2/best.keras \
-		runs/age_gender_aa_ws3/best.keras --max-val-age-mae 4.90 $(AGE_GENDER_BAR) --balance-gender --choose-only \
-		--keep-chosen runs/age_gender_aa_long/chosen_all_aa --record-name age_gender_aa_long_all_aa
+		runs/age_gender_aa_ws3/best.keras --max-val-age-mae 4.90 $(AGE_GENDER_BAR) --balance-gender \
+		--record-name age_gender_aa_long_all_aa
+	# It passed the scenes bar with fewer label changes than the replace-one setup
+	# (reports/steadiness_candidate_aa_long_*.json), so this evaluation ships it (2026-12-07-e83).
+	cp models/age_gender.keras models/age_gender.json runs/shipped_age_gender/
 	$(BIN)/python -m training.export_runtime models/
 	$(BIN)/python -m training.quantize_runtime models/ --utk-dir $(DATA)/utkface --fer-dir $(DATA)/fer2013
 	$(BIN)/python -m training.readme_models
