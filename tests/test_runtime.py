@@ -50,6 +50,28 @@ def test_export_records_the_copy_in_each_card(exported_tiny):
         assert entry["source_sha256"] == file_sha256(exported_tiny / card["file"])
 
 
+def test_export_leaves_fresh_copies_as_they_are(exported_tiny, tmp_path, capsys):
+    """Exporting again changes nothing (a new tf2onnx copy would drop the card's checked int8 copy), unless the
+    .keras file changed or --force asks for it."""
+    import keras
+
+    from training.export_runtime import main
+    folder = tmp_path / "models"
+    shutil.copytree(exported_tiny, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main([str(folder)]) == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert capsys.readouterr().out.count("left as it is") == len(MODEL_NAMES)
+    keras.models.load_model(folder / "emotion.keras", compile=False).save(folder / "emotion.keras")
+    assert main([str(folder)]) == 0
+    assert "emotion.json: its ONNX copy" not in capsys.readouterr().out
+    card = json.loads((folder / "emotion.json").read_text())
+    assert card["runtime"]["onnx"]["source_sha256"] == file_sha256(folder / "emotion.keras")
+    assert (folder / "age_gender.json").read_bytes() == before["age_gender.json"]
+    assert main([str(folder), "--force", "--models", "age_gender"]) == 0
+    assert "left as it is" not in capsys.readouterr().out
+
+
 def test_fresh_copies_are_served_and_answer_as_keras(exported_tiny, astronaut):
     predictor = load_predictor(exported_tiny)
     assert [m.runtime for m in predictor.models] == ["onnxruntime"] * len(MODEL_NAMES)
@@ -205,6 +227,18 @@ def test_a_missing_or_stale_int8_copy_falls_back_to_the_float_copy(shipped_copy,
             card_path.write_text(json.dumps(card))
     assert set(runtimes(shipped_copy).values()) == {"onnxruntime"}
     assert "missing" in caplog.text or "stale" in caplog.text
+
+
+def test_quantize_runtime_leaves_fresh_int8_copies_as_they_are(tmp_path, capsys):
+    """The shipped cards' int8 copies were made from their float copies: quantizing again reads no data and
+    changes no file (the data folders named here do not exist)."""
+    from training.quantize_runtime import main
+    folder = tmp_path / "models"
+    shutil.copytree(MODELS, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main([str(folder), "--utk-dir", str(tmp_path / "none"), "--fer-dir", str(tmp_path / "none")]) == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert capsys.readouterr().out.count("left as it is") == len(MODEL_NAMES)
 
 
 def test_quantize_runtime_writes_a_checked_copy_or_none(tmp_path, capsys):

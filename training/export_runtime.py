@@ -2,6 +2,7 @@
 
     python -m training.export_runtime models/      # after every change to a models/*.keras
     python -m training.export_runtime models/ --models emotion     # only that one
+    python -m training.export_runtime models/ --force              # every card, fresh copies too
 
 The .keras file stays the source of truth. For each card in the folder this writes <name>.onnx
 (tf2onnx, from the same inference function the app traces) and records it in the card:
@@ -10,6 +11,8 @@ the ONNX file with ONNX Runtime only while source_sha256 is the .keras file's ha
 back to Keras otherwise, so a retrained model is never answered by a stale copy; the export checks
 the copy against Keras on random inputs and refuses to record one that disagrees.
 It also drops the card's int8 copy, made from the old float copy: run training.quantize_runtime again.
+A card whose copy was made from its current .keras file is left as it is (tf2onnx does not write the same
+bytes twice, so exporting it again would only drop its checked int8 copy); --force exports it anyway.
 Where the .keras file stores its weights as float16 (training/weights_float16.py), so does the copy.
 """
 from __future__ import annotations
@@ -34,6 +37,15 @@ TOLERANCE_FLOAT16 = 5e-3
 # val MAE 5.0983 against Keras's 5.0986 (P(female): at most 0.0045, no label changed). The app shows whole years.
 TOLERANCE_YEARS = 0.01
 TOLERANCE_YEARS_FLOAT16 = 0.25
+
+
+def has_fresh_copy(card_path: Path) -> bool:
+    """Whether the card records an ONNX copy, present on disk, made from its current .keras file."""
+    from app.pipeline.predict import file_sha256
+    card = json.loads(card_path.read_text())
+    entry = (card.get("runtime") or {}).get("onnx") or {}
+    return ((card_path.parent / str(entry.get("file", ""))).is_file() and "file" in card
+            and entry.get("source_sha256") == file_sha256(card_path.parent / card["file"]))
 
 
 def export_one(card_path: Path) -> dict:
@@ -114,6 +126,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models_dir", type=Path, help="folder with <name>.json cards and their .keras files")
     p.add_argument("--models", default="", help="only these cards (comma-separated names; default: every card)")
+    p.add_argument("--force", action="store_true", help="export cards whose copy is already fresh too")
     args = p.parse_args(argv)
     only = set(filter(None, args.models.split(",")))
     cards = sorted(c for c in args.models_dir.glob("*.json") if "file" in json.loads(c.read_text())
@@ -122,6 +135,9 @@ def main(argv=None) -> int:
         print(f"no model cards in {args.models_dir}", file=sys.stderr)
         return 1
     for card_path in cards:
+        if not args.force and has_fresh_copy(card_path):
+            print(f"{card_path}: its ONNX copy was made from this .keras file; left as it is (--force exports it)")
+            continue
         written = export_one(card_path)
         print(f"{card_path.parent / written['file']}: from {written['source']} "
               f"(max diff {written['max_abs_diff_to_keras_on_random_inputs']:.2g})")

@@ -15,6 +15,7 @@ a copy of an old float copy is never served). For each card with a fresh float O
    face (accurate profile, one thread) with each copy in the same run;
 4. records it all in the card as "runtime": {"onnx_int8": {...}}, which the app serves first
    (app/pipeline/predict.py; VISAGE_INT8_MODELS=0 serves the float copy).
+A card whose int8 copy was made from its current float copy is left as it is; --force makes it again.
 """
 from __future__ import annotations
 
@@ -209,6 +210,16 @@ def cleared(name: str, f32: dict, i8: dict, agree: dict) -> list[str]:
     return missed
 
 
+def has_fresh_int8_copy(card_path: Path) -> bool:
+    """Whether the card records an int8 copy, present on disk, made from its current float ONNX copy."""
+    from app.pipeline.predict import file_sha256
+    runtime = json.loads(card_path.read_text()).get("runtime") or {}
+    onnx, int8 = runtime.get("onnx") or {}, runtime.get("onnx_int8") or {}
+    float_path, int8_path = (card_path.parent / str(e.get("file", "")) for e in (onnx, int8))
+    return (float_path.is_file() and int8_path.is_file() and int8.get("source_sha256") == onnx.get("source_sha256")
+            and int8.get("float_copy_sha256") == file_sha256(float_path))
+
+
 def quantize_one(card_path: Path, args) -> dict | None:
     import onnxruntime as ort
 
@@ -272,8 +283,13 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="age_gender,emotion")
     p.add_argument("--limit", type=int, default=0, help="about N val and test images per split (smoke tests)")
     p.add_argument("--calibration", type=int, default=CALIBRATION, help="training faces to calibrate on")
+    p.add_argument("--force", action="store_true", help="quantize cards whose int8 copy is already fresh too")
     args = p.parse_args(argv)
     for name in args.models.split(","):
+        if not args.force and has_fresh_int8_copy(args.models_dir / f"{name}.json"):
+            print(f"{args.models_dir / name}.json: its int8 copy was made from its current float copy; "
+                  "left as it is (--force makes it again)")
+            continue
         written = quantize_one(args.models_dir / f"{name}.json", args)
         if written:
             t = written["latency_ms_single_face_accurate_one_thread"]
