@@ -239,6 +239,11 @@ def test_quantize_runtime_leaves_fresh_int8_copies_as_they_are(tmp_path, capsys)
     assert main([str(folder), "--utk-dir", str(tmp_path / "none"), "--fer-dir", str(tmp_path / "none")]) == 0
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert capsys.readouterr().out.count("left as it is") == len(MODEL_NAMES)
+    # a .keras file changed since: its copies are stale, and the command asks for a fresh float copy first
+    (folder / "emotion.keras").write_bytes(before["emotion.keras"] + b"\0")
+    with pytest.raises(SystemExit, match="no fresh float ONNX copy"):
+        main([str(folder), "--utk-dir", str(tmp_path / "none"), "--fer-dir", str(tmp_path / "none"),
+              "--models", "emotion"])
 
 
 def test_quantize_runtime_writes_a_checked_copy_or_none(tmp_path, capsys):

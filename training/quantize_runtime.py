@@ -211,13 +211,15 @@ def cleared(name: str, f32: dict, i8: dict, agree: dict) -> list[str]:
 
 
 def has_fresh_int8_copy(card_path: Path) -> bool:
-    """Whether the card records an int8 copy, present on disk, made from its current float ONNX copy."""
+    """Whether the card records an int8 copy, present on disk, made from its current float ONNX copy, itself
+    made from the current .keras file."""
     from app.pipeline.predict import file_sha256
+    from training.export_runtime import has_fresh_copy
     runtime = json.loads(card_path.read_text()).get("runtime") or {}
     onnx, int8 = runtime.get("onnx") or {}, runtime.get("onnx_int8") or {}
-    float_path, int8_path = (card_path.parent / str(e.get("file", "")) for e in (onnx, int8))
-    return (float_path.is_file() and int8_path.is_file() and int8.get("source_sha256") == onnx.get("source_sha256")
-            and int8.get("float_copy_sha256") == file_sha256(float_path))
+    int8_path = card_path.parent / str(int8.get("file", ""))
+    return (has_fresh_copy(card_path) and int8_path.is_file() and int8.get("source_sha256") == onnx["source_sha256"]
+            and int8.get("float_copy_sha256") == file_sha256(card_path.parent / onnx["file"]))
 
 
 def quantize_one(card_path: Path, args) -> dict | None:
