@@ -226,11 +226,12 @@ def quantize_one(card_path: Path, args) -> dict | None:
     import onnxruntime as ort
 
     from app.pipeline.predict import LoadedModel, ModelCard, file_sha256, session_options
+    from training.export_runtime import has_fresh_copy
 
     card_json = json.loads(card_path.read_text())
     name, card = card_json["name"], ModelCard.from_dict(card_json)
     entry = (card_json.get("runtime") or {}).get("onnx")
-    if not entry or entry.get("source_sha256") != file_sha256(card_path.parent / card.file):
+    if not has_fresh_copy(card_path):
         raise SystemExit(f"{card_path}: no fresh float ONNX copy; run python -m training.export_runtime first")
     float_path = card_path.parent / entry["file"]
     int8_path = float_path.with_name(f"{float_path.stem}.int8.onnx")
