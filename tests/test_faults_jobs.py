@@ -170,6 +170,33 @@ def test_embedded_job_fails_with_a_reason_when_its_upload_is_gone(models_dir, tm
     assert "process ended" in record["error"]["message"]
 
 
+def test_a_read_during_another_reapers_work_waits_for_its_outcome(tmp_path):
+    """The web process's sweep thread may be failing a lost job at the moment a request reads it: the
+    read waits for that reaper's outcome instead of answering the "running" it is replacing."""
+    import threading
+    from app.jobs.store import FileStore
+    from app.jobs.supervise import Reaper
+    store = FileStore(tmp_path)
+    job_id = "d" * 32
+    store.create(job_id, {"id": job_id, "status": "running", "upload": "", "attempts": 1,
+                          "pid": 2 ** 22 + 12345, "host": os.uname().nodename, "updated_at": time.time()})
+    holding = threading.Event()
+
+    def other_reaper():
+        with store.lock(job_id) as mine:
+            assert mine
+            holding.set()
+            time.sleep(0.5)
+            store.update(job_id, status="failed", error={"code": "worker_lost", "message": "its process ended"})
+
+    other = threading.Thread(target=other_reaper)
+    other.start()
+    holding.wait(5)
+    record = Reaper(store, runner=None, stale_seconds=60, attempts=1).check(store.get(job_id))
+    other.join()
+    assert record["status"] == "failed" and record["error"]["code"] == "worker_lost"
+
+
 def test_embedded_job_queued_by_an_earlier_process_with_the_same_id_runs_again(models_dir, tmp_path, long_clip):
     """A restarted container gives its new processes the ids of the old ones: a queued job whose record
     names this very process id, but an earlier start, waited in a process that is gone."""

@@ -36,6 +36,8 @@ BEAT_SECONDS = 5.0              # a running job's heartbeat period, at most
 def beat_period(stale_seconds: float) -> float:
     """Several beats fit in the stale time, so one late beat never makes a live job look lost."""
     return max(0.2, min(BEAT_SECONDS, stale_seconds / 6))
+
+
 HOST = socket.gethostname()
 
 
@@ -160,12 +162,19 @@ class Reaper:
                 return f"no heartbeat for {self.stale_seconds:.0f} s"
         return None
 
-    def check(self, record: dict | None) -> dict | None:
-        """The record, after reaping it if its process is gone."""
+    def check(self, record: dict | None, wait_seconds: float = 5.0) -> dict | None:
+        """The record, after reaping it if its process is gone. While another reaper (the sweep thread,
+        another process) holds the job's lock, waits up to wait_seconds for it to finish, so a reader
+        never gets the "running" of a job that is being failed or queued again at that moment."""
         if record is None or self.lost(record) is None:
             return record
-        self.reap(record["id"])
-        return self.store.get(record["id"])
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            self.reap(record["id"])
+            fresh = self.store.get(record["id"])
+            if fresh is None or self.lost(fresh) is None or time.monotonic() > deadline:
+                return fresh
+            time.sleep(0.05)
 
     def reap(self, job_id: str) -> None:
         with self.store.lock(job_id) as mine:
