@@ -199,9 +199,7 @@ def test_a_batch_older_than_a_day_is_forgotten_whole_and_then_not_found(embedded
     job_id = submit(embedded, one_face_photos(2))
     assert wait_until(embedded, job_id)["status"] == "done"
     # The last chunk marks the batch done, then its own record ended: age them only once that is written too.
-    deadline = time.monotonic() + 10
-    while (embedded.store.get(chunk_id(job_id, 0)) or {}).get("status") != "done" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(embedded, chunk_id(job_id, 0), ("done",), timeout=10)
     two_days_ago = time.time() - 2 * 24 * 3600
     for path in [embedded.folder(job_id), *embedded.store.root.glob(f"{job_id}*")]:
         os.utime(path, (two_days_ago, two_days_ago))
