@@ -133,7 +133,8 @@ def shipped_reference_ms(args) -> dict | None:
 
 
 def predict(model, x):
-    out = model.predict(x, batch_size=512, verbose=0)
+    from training.common import predict_in_batches
+    out = predict_in_batches(model, x)
     return out["age"][:, 0], out["gender"][:, 0]
 
 

@@ -62,7 +62,8 @@ def log_prob_views(members: list, x: np.ndarray, flip: bool) -> list[np.ndarray]
     """log P(class) of every member on every test-time view of x (app.pipeline.preprocess, as the served
     model averages them), view by view: [m1..mN on x] + [m1..mN on mirrored x]."""
     from app.pipeline.preprocess import test_time_views
-    return [np.log(m.predict(view, batch_size=512, verbose=0) + 1e-12)
+    from training.common import predict_in_batches
+    return [np.log(predict_in_batches(m, view) + 1e-12)
             for view in test_time_views(x, flip, 0) for m in members]
 
 
