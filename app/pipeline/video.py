@@ -109,10 +109,11 @@ def probe(path, *, max_seconds: float, max_pixels: int) -> VideoInfo:
                            code="video_too_long")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         rotation = _stream_rotation(container, stream)
+        frames, codec = int(stream.frames or 0), ctx.name      # read while open: PyAV 18.1.1 refuses after close
     fps = float(rate) if rate else 25.0
     if rotation % 180:
         width, height = height, width
-    return VideoInfo(width, height, rotation, duration, fps, int(stream.frames or 0), ctx.name)
+    return VideoInfo(width, height, rotation, duration, fps, frames, codec)
 
 
 def _stream_rotation(container, stream) -> int:
