@@ -263,13 +263,14 @@ def finish(store, job_id: str, folder: Path) -> bool:
         return False
     record = store.get(job_id) or {}
     manifest = json.loads((folder / "manifest.json").read_text())["files"]
-    by_index, workers, models = {}, set(), {}
+    by_index, workers, models, worked = {}, set(), {}, []
     for n, (start, stop) in enumerate(chunk_ranges(len(manifest), record.get("chunk_size") or len(manifest))):
         try:
             chunk = json.loads((folder / "chunks" / f"{n}.json").read_text())
             by_index.update((r["index"], r) for r in chunk["records"])
             if chunk["worker"]:                  # None: worker_lost rows, no worker's work
                 workers.add(chunk["worker"])
+                worked.append(n)
             models = models or chunk.get("models") or {}
         except (OSError, ValueError):
             by_index.update((r["index"], r) for r in lost_records(manifest[start:stop]))
@@ -278,8 +279,17 @@ def finish(store, job_id: str, folder: Path) -> bool:
     summary = {**summarize(records, seconds=time.time() - started, workers=len(workers)), "models": models}
     write_json(folder / "result.json", {"files": records, "summary": summary})
     cleanup(folder, keep_result=True)
-    survive_outage(lambda: record_done(store, job_id, summary), wait=FINAL_WRITE_WAIT)
+    survive_outage(lambda: end_chunks_then_batch(store, job_id, worked, summary), wait=FINAL_WRITE_WAIT)
     return True
+
+
+def end_chunks_then_batch(store, job_id: str, worked: list[int], summary: dict) -> None:
+    """The records of the chunks whose work is in the result end before the batch's record does, so a
+    batch read as done has none of them still "running" (a chunk's own end_chunk comes after its
+    function returns, and another chunk may be the one that ends the batch)."""
+    for n in worked:
+        end_chunk(store, chunk_id(job_id, n), "done")
+    record_done(store, job_id, summary)
 
 
 def record_done(store, job_id: str, summary: dict) -> None:
