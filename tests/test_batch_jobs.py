@@ -242,20 +242,26 @@ def test_a_chunk_that_fails_ends_its_batch_at_once_with_chunk_failed_rows(embedd
     assert chunk["status"] == "failed" and chunk["error"]["code"] == "internal"
 
 
+def two_chunk_batch_run_by_hand(batches, models_dir, since: float) -> tuple[str, dict]:
+    """A running batch of 4 photos in 2 chunks, whose chunk functions the test calls itself: (id, options)."""
+    job_id, intake = batches.new_batch()
+    add_files(intake, one_face_photos(4))
+    intake.finish()
+    batches.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
+                                  "result": None, "total": 4, "chunk_size": 2, "chunks": 2, "options": {},
+                                  "created_at": since, "started_at": since, "updated_at": since})
+    options = {"store": batches.store.spec(), "models_dir": str(models_dir), "video_dir": str(batches.root.parent),
+               "chunks": 2, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
+    return job_id, options
+
+
 def test_a_silent_chunk_ends_the_batch_with_error_rows(embedded, models_dir):
     """The backstop: a chunk with no job record to supervise it (expired, or queued before chunks had
     records) and no progress for VISAGE_BATCH_STALE_SECONDS: its photos become worker_lost rows and
     the batch ends, instead of running forever."""
-    job_id, intake = embedded.new_batch()
-    add_files(intake, one_face_photos(4))
-    intake.finish()
     now = time.time()
-    embedded.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
-                                   "result": None, "total": 4, "chunk_size": 2, "chunks": 2, "options": {},
-                                   "created_at": now - 900, "started_at": now - 900, "updated_at": now - 900})
+    job_id, options = two_chunk_batch_run_by_hand(embedded, models_dir, since=now - 900)
     from app.jobs.batch import run_batch_chunk
-    options = {"store": embedded.store.spec(), "models_dir": str(models_dir), "video_dir": str(embedded.root.parent),
-               "chunks": 2, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
     assert run_batch_chunk(job_id, 0, 0, 2, options) == "done"      # chunk 0 ran; chunk 1's worker "died":
     progress = embedded.folder(job_id) / "progress" / "1"
     progress.write_text("1")
@@ -272,19 +278,12 @@ def test_a_batch_read_as_done_has_no_chunk_still_running(embedded, models_dir):
     """Chunk 0 has written its photos but its worker has not yet ended its record when chunk 1, the last,
     ends the batch: both chunk records say done before the batch's does (a reader, e.g. the pruning of
     old batches, saw chunk 0 "running" beside a done batch)."""
-    job_id, intake = embedded.new_batch()
-    add_files(intake, one_face_photos(4))
-    intake.finish()
     now = time.time()
-    embedded.store.create(job_id, {"id": job_id, "kind": "batch", "status": "running", "progress": 0.0, "error": None,
-                                   "result": None, "total": 4, "chunk_size": 2, "chunks": 2, "options": {},
-                                   "created_at": now, "started_at": now, "updated_at": now})
+    job_id, options = two_chunk_batch_run_by_hand(embedded, models_dir, since=now)
     for n in (0, 1):
         embedded.store.create(chunk_id(job_id, n), {"id": chunk_id(job_id, n), "kind": "chunk", "status": "running",
                                                     "created_at": now, "updated_at": now})
     from app.jobs.batch import chunk_attempt
-    options = {"store": embedded.store.spec(), "models_dir": str(models_dir), "video_dir": str(embedded.root.parent),
-               "chunks": 2, "detector": "haar", "max_bytes": 10**7, "max_pixels": 10**8, "analysis_timeout": 30}
     assert chunk_attempt(embedded.store, job_id, 0, 0, 2, options) == "done"        # its record not yet ended
     assert embedded.store.get(chunk_id(job_id, 0))["status"] == "running"
     assert chunk_attempt(embedded.store, job_id, 1, 2, 4, options) == "done"        # the last: ends the batch
