@@ -50,6 +50,15 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
+def wait_for_status(store, job_id: str, statuses=("done", "failed", "cancelled"), timeout: float = 180):
+    """A video or batch job's record once its status is one of `statuses` (`store` is its jobs' service)."""
+    try:
+        return wait_for(lambda: (record := store.get(job_id))["status"] in statuses and record, timeout,
+                        f"job {job_id}", interval=0.05)
+    except TimeoutError:
+        raise AssertionError(f"job {job_id} still {store.get(job_id)['status']} after {timeout:.0f} s") from None
+
+
 class RedisServer:
     """redis-server on a free port; without `persistent` a restart loses everything (as a cache-only Redis),
     with it every write is appended to a file first (appendonly, fsync always) and survives the restart."""

@@ -23,6 +23,7 @@ from app.jobs.batch_service import BatchJobs
 from app.jobs.supervise import HOST
 from app.pipeline.errors import BadRequest, TooLarge
 from tests.batch_photos import no_face_photo, one_face_photos, zip_of
+from tests.services import wait_for_status
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("VISAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -45,16 +46,6 @@ def submit(batches: BatchJobs, files, **options) -> str:
     job_id, intake = batches.new_batch()
     add_files(intake, files)
     return batches.submit(job_id, intake, {"detector": "haar", **options})
-
-
-def wait_until(batches, job_id, statuses=("done", "failed", "cancelled"), timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = batches.get(job_id)
-        if record["status"] in statuses:
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"batch {job_id} still {batches.get(job_id)['status']} after {timeout} s")
 
 
 # ---------------------------------------------------------------- the intake
@@ -176,7 +167,7 @@ def embedded(models_dir, tmp_path):
 def test_embedded_batch_runs_to_done_with_error_rows(embedded):
     files = one_face_photos(3) + [("coffee.jpg", no_face_photo()), ("notes.txt", b"plain text"), ("empty.png", b"")]
     job_id = submit(embedded, files, thumbnails=True, blur=True)
-    record = wait_until(embedded, job_id)
+    record = wait_for_status(embedded, job_id)
     assert record["status"] == "done" and record["done"] == record["total"] == 6 and record["chunks"] == 3
     records = embedded.records(job_id)
     assert [r["file"] for r in records] == [name for name, _ in files]
@@ -197,7 +188,7 @@ def test_a_batch_older_than_a_day_is_forgotten_whole_and_then_not_found(embedded
     """Its folder and its record go together (before, a batch-only site kept the records and answered a
     500 for a batch whose folder was gone)."""
     job_id = submit(embedded, one_face_photos(2))
-    assert wait_until(embedded, job_id)["status"] == "done"
+    assert wait_for_status(embedded, job_id)["status"] == "done"
     assert embedded.store.get(chunk_id(job_id, 0))["status"] == "done"      # ended before the batch was
     two_days_ago = time.time() - 2 * 24 * 3600
     for path in [embedded.folder(job_id), *embedded.store.root.glob(f"{job_id}*")]:
@@ -209,7 +200,7 @@ def test_a_batch_older_than_a_day_is_forgotten_whole_and_then_not_found(embedded
 
 def test_cancel_a_running_batch(embedded):
     job_id = submit(embedded, one_face_photos(16))
-    wait_until(embedded, job_id, ("running",))
+    wait_for_status(embedded, job_id, ("running",))
     assert embedded.cancel(job_id)["status"] == "cancelled"
     time.sleep(1.0)            # the running chunk stops at its next photo and must not revive the batch
     record = embedded.get(job_id)
@@ -233,7 +224,7 @@ def test_a_chunk_that_fails_ends_its_batch_at_once_with_chunk_failed_rows(embedd
         return real_write_json(path, obj)
     monkeypatch.setattr(batch, "write_json", write_json)
     job_id = submit(embedded, one_face_photos(6))
-    record = wait_until(embedded, job_id, timeout=60)
+    record = wait_for_status(embedded, job_id, timeout=60)
     assert failed and record["status"] == "done"
     codes = [(r.get("error") or {}).get("code") for r in embedded.records(job_id)]
     assert codes == [None, None, "chunk_failed", "chunk_failed", None, None], codes
@@ -364,7 +355,7 @@ def test_two_rq_workers_share_one_batch(rq_batches):
     job_id = submit(rq_batches, files)
     rq_batches.ids.append(job_id)
     assert rq_batches.get(job_id)["chunks"] == 6
-    record = wait_until(rq_batches, job_id, timeout=240)
+    record = wait_for_status(rq_batches, job_id, timeout=240)
     for w in workers:
         w.terminate()
     for w in workers:
@@ -412,7 +403,7 @@ def test_a_chunk_whose_rq_worker_is_killed_is_retried_by_another_worker(rq_batch
     rq_batches.ids.append(job_id)
     victim = kill_the_worker_of_chunk_0(rq_batches, job_id)
     killed_at = time.monotonic()
-    record = wait_until(rq_batches, job_id, timeout=240)
+    record = wait_for_status(rq_batches, job_id, timeout=240)
     assert time.monotonic() - killed_at < 60          # the backstop would take 300 s
     assert record["status"] == "done" and record["result"]["summary"]["errors"] == {}
     assert [len(r["faces"]) for r in rq_batches.records(job_id)] == [1] * 20       # one row per photo, no duplicates
@@ -441,7 +432,7 @@ def test_a_frozen_rq_worker_loses_its_chunk_and_leaves_nothing_when_it_wakes(rq_
     frozen = next(w for w in rq_batches.workers if w.pid == pid)
     frozen.send_signal(signal.SIGSTOP)
     try:
-        record = wait_until(rq_batches, job_id, timeout=240)
+        record = wait_for_status(rq_batches, job_id, timeout=240)
     finally:
         frozen.send_signal(signal.SIGCONT)
     assert record["status"] == "done" and record["result"]["summary"]["errors"] == {}
@@ -468,7 +459,7 @@ def test_a_chunk_that_lost_its_last_attempt_becomes_worker_lost_rows(rq_batches)
     rq_batches.ids.append(job_id)
     kill_the_worker_of_chunk_0(rq_batches, job_id)
     killed_at = time.monotonic()
-    record = wait_until(rq_batches, job_id, timeout=240)
+    record = wait_for_status(rq_batches, job_id, timeout=240)
     assert time.monotonic() - killed_at < 60
     assert record["status"] == "done" and record["result"]["summary"]["errors"] == {"worker_lost": 10}
     records = rq_batches.records(job_id)
@@ -507,7 +498,7 @@ def test_embedded_chunks_of_a_web_process_that_died_run_again_when_the_app_start
         proc.wait(timeout=30)
     batches = BatchJobs(cfg, VideoJobs(cfg))     # a new web process: its reaper sweeps at start
     assert {batches.store.get(chunk_id(job_id, n))["attempts"] for n in range(3)} == {2}
-    record = wait_until(batches, job_id, timeout=240)
+    record = wait_for_status(batches, job_id, timeout=240)
     assert record["status"] == "done" and record["result"]["summary"]["errors"] == {}
     assert [len(r["faces"]) for r in batches.records(job_id)] == [1] * 6
 
@@ -568,7 +559,7 @@ def test_a_lost_chunk_of_a_batch_that_has_ended_is_not_queued_again(embedded):
     """A chunk's worker dies after its batch has already ended (a retry finished it, or it was cancelled):
     the reaper cancels that chunk instead of running it again for nothing."""
     job_id = submit(embedded, one_face_photos(2))
-    assert wait_until(embedded, job_id)["status"] == "done"
+    assert wait_for_status(embedded, job_id)["status"] == "done"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     chunk = chunk_id(job_id, 0)

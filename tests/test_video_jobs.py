@@ -13,6 +13,7 @@ import pytest
 
 from app import settings
 from app.jobs import VideoJobs
+from tests.services import wait_for_status
 from tests.video_clips import one_face_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +38,6 @@ def upload(jobs: VideoJobs, clip) -> "os.PathLike":
     path = jobs.upload_path(".mp4")
     shutil.copyfile(clip, path)
     return path
-
-
-def wait_until(jobs, job_id, statuses, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = jobs.get(job_id)
-        if record["status"] in statuses:
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {jobs.get(job_id)['status']} after {timeout} s")
 
 
 # ---------------------------------------------------------------- embedded
@@ -98,7 +89,7 @@ def test_cancel_a_queued_job(embedded, clip, long_clip):
 def test_cancel_a_running_job(embedded, long_clip):
     path = upload(embedded, long_clip)
     job_id = embedded.submit(path, {"fps": 10})
-    wait_until(embedded, job_id, ("running",))
+    wait_for_status(embedded, job_id, ("running",))
     embedded.cancel(job_id)
     assert embedded.runner.wait(job_id, 120) == "cancelled"
     record = embedded.get(job_id)
