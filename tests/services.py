@@ -22,6 +22,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The job tests' Redis (RQ queues and job records under a prefix of each test's own).
+REDIS_URL = os.environ.get("VISAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+def redis_for_tests():
+    """A connection to the job tests' Redis, or the test skipped with the reason (.ci/run starts one)."""
+    import pytest
+    redis = pytest.importorskip("redis")
+    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        connection.ping()
+    except redis.RedisError as e:
+        pytest.skip(f"RQ tests need Redis at {REDIS_URL} (.ci/run starts one): {e}")
+    return connection
+
+
 class Unavailable(RuntimeError):
     """A server binary is missing here."""
 

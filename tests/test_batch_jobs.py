@@ -23,10 +23,9 @@ from app.jobs.batch_service import BatchJobs
 from app.jobs.supervise import HOST
 from app.pipeline.errors import BadRequest, TooLarge
 from tests.batch_photos import no_face_photo, one_face_photos, zip_of
-from tests.services import wait_for_status
+from tests.services import REDIS_URL, redis_for_tests, wait_for_status
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("VISAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 STALE = 5          # seconds without a heartbeat before a chunk counts as lost (30 in production)
 
 
@@ -286,12 +285,7 @@ def test_a_batch_read_as_done_has_no_chunk_still_running(embedded, models_dir):
 
 @pytest.fixture()
 def rq_batches(models_dir, tmp_path):
-    redis = pytest.importorskip("redis")
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        connection.ping()
-    except redis.RedisError as e:
-        pytest.skip(f"RQ tests need Redis at {REDIS_URL} (.ci/run starts one): {e}")
+    connection = redis_for_tests()
     tag = f"visage-test-{uuid.uuid4().hex[:8]}"
     cfg = config(models_dir, tmp_path, VISAGE_REDIS_URL=REDIS_URL, VISAGE_REDIS_PREFIX=f"{tag}:",
                  VISAGE_VIDEO_QUEUE=f"{tag}-video", VISAGE_BATCH_QUEUE=f"{tag}-batch", VISAGE_JOB_STALE_SECONDS=STALE)

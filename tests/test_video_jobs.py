@@ -13,11 +13,10 @@ import pytest
 
 from app import settings
 from app.jobs import VideoJobs
-from tests.services import wait_for_status
+from tests.services import REDIS_URL, redis_for_tests, wait_for_status
 from tests.video_clips import one_face_clip
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("VISAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +113,7 @@ def test_unknown_job(embedded):
 
 @pytest.fixture()
 def rq_jobs(models_dir, tmp_path):
-    redis = pytest.importorskip("redis")
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        connection.ping()
-    except redis.RedisError as e:
-        pytest.skip(f"RQ tests need Redis at {REDIS_URL} (.ci/run starts one): {e}")
+    connection = redis_for_tests()
     tag = f"visage-test-{uuid.uuid4().hex[:8]}"
     jobs = VideoJobs(config(models_dir, tmp_path, VISAGE_REDIS_URL=REDIS_URL, VISAGE_REDIS_PREFIX=f"{tag}:",
                             VISAGE_VIDEO_QUEUE=tag))
